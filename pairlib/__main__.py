@@ -1,0 +1,3 @@
+from pairlib.cli import main
+
+main()

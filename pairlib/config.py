@@ -1,0 +1,359 @@
+"""Frozen, validated params: what analysts edit in ``params/*.yaml``.
+
+Each file loads into a frozen pydantic model that forbids unknown keys. Any problem --
+an unknown key, a wrong type, an inverted threshold, a non-positive lookback, a risk
+fraction outside (0, 0.1], an unknown timeframe -- raises one :class:`ConfigError`
+naming the file, the key, the value and what is allowed, before any network call or order.
+
+Secrets never live here: API keys come from the environment (``PAIRLIB_API_KEY``,
+``PAIRLIB_API_SECRET``) or a git-ignored ``.env`` file, via :func:`load_secrets`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pairlib.errors import ConfigError
+
+__all__ = [
+    "TIMEFRAMES",
+    "DataParams",
+    "PairsParams",
+    "RiskParams",
+    "Secrets",
+    "StrategyParams",
+    "TradingParams",
+    "VenueParams",
+    "load_params",
+    "load_secrets",
+    "params_hash",
+    "timeframe_ms",
+]
+
+# Timeframes ccxt's binanceusdm knows (a test keeps this in sync with ccxt itself, so this
+# module need not import ccxt).
+TIMEFRAMES: dict[str, int] = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+    "1M": 2_592_000_000,
+}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Length of one candle in milliseconds.
+
+    Raises
+    ------
+    ConfigError
+        If the timeframe is not one ccxt knows.
+    """
+    try:
+        return TIMEFRAMES[timeframe]
+    except KeyError:
+        raise ConfigError(
+            f"timeframe {timeframe!r} is not known; allowed: {', '.join(TIMEFRAMES)}"
+        ) from None
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class VenueParams(_Frozen):
+    """Where orders and market data go.
+
+    Notes
+    -----
+    ``kind``: ``sim`` (the embedded simulated exchange, default), ``paper`` (real public
+    prices, simulated account), ``demo`` (the exchange's own test environment) or ``live``.
+    ``live`` also needs keys in the environment and ``--live`` on the command line.
+    """
+
+    kind: Literal["sim", "paper", "demo", "live"] = "sim"
+    exchange_id: str = Field(default="binanceusdm", min_length=1)
+    sim_url: str | None = None
+    sim_state: Path = Path(".state/sim_account.json")
+    sim_seed: int = Field(default=7, ge=0)
+    sim_symbols: int = Field(default=48, ge=4, le=1000)
+    sim_slippage_bps: float = Field(default=2.0, ge=0.0, le=500.0)
+    timeout_ms: int = Field(default=10_000, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+
+    @field_validator("sim_url")
+    @classmethod
+    def _loopback_only(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+            raise ValueError(
+                f"must be a loopback URL such as http://127.0.0.1:8765, got {v!r}"
+            )
+        return v.rstrip("/")
+
+
+class DataParams(_Frozen):
+    """Market data: timeframe, history, cache and universe."""
+
+    timeframe: str = "4h"
+    history_bars: int = Field(default=600, gt=0, le=100_000)
+    min_history_bars: int = Field(default=120, gt=0)
+    stale_bars: int = Field(default=1, ge=0)
+    cache_dir: Path = Path(".data")
+    quote: str = "USDT"
+    universe: tuple[str, ...] | None = None
+    universe_size: int = Field(default=48, gt=1, le=1000)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, v: str) -> str:
+        if v not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe; allowed: {', '.join(TIMEFRAMES)}")
+        return v
+
+
+class StrategyParams(_Frozen):
+    """Spread z-score thresholds.
+
+    Notes
+    -----
+    z is the spread's deviation from its rolling mean over ``lookback`` bars (including the
+    current bar) in units of its rolling sample std (ddof=1). ``0 <= exit < entry < stop``.
+    """
+
+    lookback: int = Field(default=60, gt=1, le=10_000)
+    entry: float = Field(default=1.0, gt=0.0)
+    exit: float = Field(default=0.5, ge=0.0)
+    stop: float = Field(default=3.5, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StrategyParams:
+        if self.exit >= self.entry:
+            raise ValueError(
+                f"exit ({self.exit}) must be less than entry ({self.entry}): 0 <= exit < entry"
+            )
+        if self.stop <= self.entry:
+            raise ValueError(
+                f"stop ({self.stop}) must be greater than entry ({self.entry}): entry < stop"
+            )
+        return self
+
+
+class RiskParams(_Frozen):
+    """Position sizing and portfolio caps.
+
+    Notes
+    -----
+    Each new pair is sized so that a move of the spread from the entry z to the stop z
+    loses ``risk_per_trade`` of current equity; legs are beta-weighted in notional.
+    """
+
+    risk_per_trade: float = Field(default=0.02, gt=0.0, le=0.1)
+    max_positions: int = Field(default=5, ge=1, le=100)
+    max_gross_leverage: float = Field(default=2.0, gt=0.0, le=20.0)
+    max_leg_notional: float = Field(default=50_000.0, gt=0.0)
+    kill_switch: bool = False
+    kill_switch_file: Path | None = Path(".state/KILL")
+
+
+class TradingParams(_Frozen):
+    """Everything one live tick needs (``params/trading.yaml``)."""
+
+    venue: VenueParams = VenueParams()
+    data: DataParams = DataParams()
+    strategy: StrategyParams = StrategyParams()
+    risk: RiskParams = RiskParams()
+    state_dir: Path = Path(".state")
+    missed_tick_entries: bool = False
+
+
+class PairsParams(_Frozen):
+    """The pair-selection pipeline (``params/pairs.yaml``).
+
+    Notes
+    -----
+    Windows are in bars of ``data.timeframe``. p-value thresholds are probabilities in (0, 1).
+    """
+
+    venue: VenueParams = VenueParams()
+    data: DataParams = DataParams(history_bars=600)
+    state_dir: Path = Path(".state")
+    formation_bars: int = Field(default=540, ge=60, le=100_000)
+    oos_fraction: float = Field(default=0.3, gt=0.0, lt=0.9)
+    oos_max_pvalue: float = Field(default=0.10, gt=0.0, lt=1.0)
+    min_quote_volume: float = Field(default=1_000_000.0, ge=0.0)
+    min_abs_corr: float = Field(default=0.3, ge=0.0, lt=1.0)
+    leg_adf_min_pvalue: float = Field(default=0.10, ge=0.0, lt=1.0)
+    fdr_q: float = Field(default=0.05, gt=0.0, le=1.0)
+    max_pvalue: float = Field(default=0.01, gt=0.0, lt=1.0)
+    half_life_min: float = Field(default=2.0, gt=0.0)
+    half_life_max: float = Field(default=30.0, gt=0.0)
+    min_crossings: int = Field(default=12, ge=0)
+    hurst_max: float | None = Field(default=None, gt=0.0, lt=1.0)
+    one_pair_per_symbol: bool = True
+    top_k: int = Field(default=10, ge=1, le=1000)
+    zscore_lookback: int = Field(default=60, gt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PairsParams:
+        if self.half_life_min >= self.half_life_max:
+            raise ValueError(
+                f"half_life_min ({self.half_life_min}) must be less than "
+                f"half_life_max ({self.half_life_max})"
+            )
+        if self.formation_bars > self.data.history_bars:
+            raise ValueError(
+                f"formation_bars ({self.formation_bars}) must not exceed "
+                f"data.history_bars ({self.data.history_bars})"
+            )
+        return self
+
+
+class Secrets(_Frozen):
+    """API credentials, from the environment only. ``repr`` never shows them."""
+
+    api_key: str | None = Field(default=None, repr=False)
+    api_secret: str | None = Field(default=None, repr=False)
+
+    @property
+    def present(self) -> bool:
+        """True when both key and secret are set."""
+        return bool(self.api_key) and bool(self.api_secret)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) if loc else "(top level)"
+
+
+def _allowed_hint(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling"
+    if kind == "literal_error":
+        return f"allowed: {ctx.get('expected', '?')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return str(err.get("msg", ""))
+    if kind == "value_error":
+        return str(err.get("msg", "")).removeprefix("Value error, ")
+    return str(err.get("msg", ""))
+
+
+def _resolve_allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """Allowed keys at the parent of ``loc`` (for unknown-key messages)."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        current = fields[part].annotation
+    fields = getattr(current, "model_fields", None)
+    return ", ".join(fields) if fields else ""
+
+
+def load_params(path: str | Path, model: type[M]) -> M:
+    """Load and validate a params YAML file into a frozen model.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    model : type
+        The pydantic model class, e.g. :class:`TradingParams`.
+
+    Returns
+    -------
+    model
+        The validated, frozen params.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, invalid YAML, or any validation problem. The message names the file,
+        each offending key, its value and what is allowed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: params file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return validate_params(raw, model, source=str(p))
+
+
+def validate_params(raw: Mapping[str, Any], model: type[M], source: str = "<params>") -> M:
+    """Validate a mapping (e.g. already-parsed YAML) into ``model``; see :func:`load_params`."""
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(err.get("loc", ()))
+            key = _format_loc(loc)
+            value = err.get("input")
+            hint = _allowed_hint(err)
+            if err.get("type") == "extra_forbidden":
+                allowed = _resolve_allowed(model, loc)
+                if allowed:
+                    hint += f" (allowed keys: {allowed})"
+            lines.append(f"  {key} = {value!r}: {hint}")
+        raise ConfigError(f"{source}: invalid params\n" + "\n".join(lines)) from None
+
+
+def params_hash(params: BaseModel) -> str:
+    """Short, stable hash of a params model (recorded with every pair set and tick)."""
+    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, val = line.partition("=")
+        out[key.strip().removeprefix("export ").strip()] = val.strip().strip("'\"")
+    return out
+
+
+def load_secrets(
+    environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env"
+) -> Secrets:
+    """API credentials from the environment, falling back to a git-ignored ``.env`` file.
+
+    The environment wins over ``.env``. Secrets are never taken from params or notebook
+    parameters (papermill writes parameters into the output notebook).
+    """
+    env = dict(os.environ if environ is None else environ)
+    file_vals = _read_dotenv(Path(dotenv)) if dotenv else {}
+    key = env.get("PAIRLIB_API_KEY") or file_vals.get("PAIRLIB_API_KEY")
+    secret = env.get("PAIRLIB_API_SECRET") or file_vals.get("PAIRLIB_API_SECRET")
+    return Secrets(api_key=key or None, api_secret=secret or None)

@@ -1,0 +1,85 @@
+"""pairlib's exception tree.
+
+Every error the library raises on purpose derives from :class:`PairlibError`::
+
+    PairlibError
+    ├── ConfigError              bad params file: names file, key, value and what is allowed
+    ├── DataError                unusable market data (too short, no symbols left, ...)
+    ├── StoreError               state store problems (schema too new, ...)
+    ├── LiveTradingRefused       live venue requested without every required flag and key
+    └── ExchangeError            anything that went wrong talking to a venue
+        ├── ExchangeUnavailable  network failure, timeout, 5xx, maintenance (retryable)
+        │   └── RateLimited      HTTP 429 / 418 (retryable, after backoff)
+        ├── AuthenticationFailed bad key, bad signature, timestamp outside recvWindow
+        ├── InsufficientFunds    not enough margin for the order (-2019)
+        ├── InvalidOrder         rejected order: duplicate client id (-4116), bad amount, ...
+        └── OrderNotFound        no order with that id / client id
+
+Exchange errors are raised by ``pairlib.exchange`` only, translated from ccxt's exceptions
+with ``raise ... from e`` so the original stays attached.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "ConfigError",
+    "DataError",
+    "ExchangeError",
+    "ExchangeUnavailable",
+    "InsufficientFunds",
+    "InvalidOrder",
+    "LiveTradingRefused",
+    "OrderNotFound",
+    "PairlibError",
+    "RateLimited",
+    "StoreError",
+]
+
+
+class PairlibError(Exception):
+    """Base class of every error pairlib raises on purpose."""
+
+
+class ConfigError(PairlibError, ValueError):
+    """A params file or argument is invalid; the message names what and what is allowed."""
+
+
+class DataError(PairlibError):
+    """Market data is unusable for the requested operation."""
+
+
+class StoreError(PairlibError):
+    """The state store cannot be opened or migrated."""
+
+
+class LiveTradingRefused(PairlibError):
+    """Live trading was requested without every required safeguard."""
+
+
+class ExchangeError(PairlibError):
+    """A venue call failed."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """Network error, timeout, 5xx or maintenance: safe to retry a read."""
+
+
+class RateLimited(ExchangeUnavailable):
+    """The venue's request-weight limit was hit (HTTP 429/418)."""
+
+
+class AuthenticationFailed(ExchangeError):
+    """Bad API key, signature, or timestamp."""
+
+
+class InsufficientFunds(ExchangeError):
+    """Not enough margin for the order."""
+
+
+class InvalidOrder(ExchangeError):
+    """The venue rejected the order (duplicate client id, bad amount, ...)."""
+
+
+class OrderNotFound(ExchangeError):
+    """No order with the given id or client order id."""
