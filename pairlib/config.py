@@ -41,6 +41,7 @@ __all__ = [
 # Timeframes ccxt's binanceusdm knows (a test keeps this in sync with ccxt itself, so this
 # module need not import ccxt).
 TIMEFRAMES: dict[str, int] = {
+    "1s": 1_000,
     "1m": 60_000,
     "3m": 180_000,
     "5m": 300_000,

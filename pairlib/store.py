@@ -22,7 +22,9 @@ import pandas as pd
 
 from pairlib.errors import StoreError
 
-__all__ = ["MIGRATIONS", "PairSet", "Store", "iso", "pair_id"]
+__all__ = ["DB_NAME", "MIGRATIONS", "PairSet", "Store", "iso", "pair_id"]
+
+DB_NAME = "pairlib.db"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the foundation, pair generation and the live tick need.
@@ -185,6 +187,11 @@ class Store:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+
+    @classmethod
+    def at(cls, state_dir: str | Path) -> Store:
+        """Open the project's database, ``<state_dir>/pairlib.db`` (created on first use)."""
+        return cls(Path(state_dir) / DB_NAME)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
