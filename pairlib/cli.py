@@ -7,6 +7,8 @@ Heavy imports happen inside the commands so ``pairlib --help`` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 __all__ = ["app"]
@@ -19,6 +21,68 @@ app = typer.Typer(
 exchange_app = typer.Typer(help="The simulated exchange (the embedded default venue).",
                            no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
+
+PARAMS_TRADING = Path("params/trading.yaml")
+PARAMS_PAIRS = Path("params/pairs.yaml")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def data(
+    params: Path = typer.Option(PARAMS_TRADING, help="Params file (its venue and data sections)."),
+    as_of: str | None = typer.Option(None, help="ISO-8601 time; default: last closed candle."),
+) -> None:
+    """Fetch the universe's closed candles into the cache and print a data-quality summary."""
+    from pairlib.demo import data_summary
+    from pairlib.errors import PairlibError
+
+    try:
+        data_summary(params, as_of)
+    except PairlibError as e:
+        raise _fail(str(e)) from None
+
+
+@app.command()
+def pairs(
+    params: Path = typer.Option(PARAMS_PAIRS, help="Pair-selection params file."),
+    as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+) -> None:
+    """Generate a pair set: run notebooks/generate_pairs.ipynb into outputs/pairs/."""
+    from pairlib.errors import PairlibError
+    from pairlib.jobs import run_pairs_job
+
+    try:
+        result = run_pairs_job(params, as_of, outputs)
+    except PairlibError as e:
+        raise _fail(str(e)) from None
+    typer.echo(str(result.path))
+    if not result.ok:
+        typer.secho(f"pair generation failed: {result.error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    as_of: str = typer.Option("2026-06-01T00:00:00Z", help="Pair-generation time (ISO-8601)."),
+    ticks: int = typer.Option(6, min=1, max=60, help="4h ticks to replay after it."),
+    state: Path = typer.Option(Path(".state/demo"), help="Demo state folder (reset each run)."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+) -> None:
+    """Run the main job offline on the simulated exchange: data, pairs, a day of ticks."""
+    from pairlib.demo import run_demo
+    from pairlib.errors import PairlibError
+
+    try:
+        ok = run_demo(as_of, ticks, state, outputs)
+    except PairlibError as e:
+        raise _fail(str(e)) from None
+    if not ok:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -1,0 +1,106 @@
+"""Open the venue named in params, with every safeguard, as one context manager.
+
+``sim`` without ``sim_url`` starts the simulated exchange in-process on 127.0.0.1 (any free
+port) on its persisted account file, with its clock set to ``now``; it stops on exit. ``sim``
+with ``sim_url`` talks to a running ``pairlib exchange serve``. ``paper`` and ``demo`` and
+``live`` go to the ccxt exchange named by ``venue.exchange_id``.
+
+Live trading needs all three of: ``venue.kind: live`` in params, keys in the environment,
+and ``live=True`` (``--live`` on the command line). Anything less is refused with
+:class:`~pairlib.errors.LiveTradingRefused` before any network call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pairlib.config import Secrets, VenueParams, load_secrets
+from pairlib.errors import LiveTradingRefused
+
+if TYPE_CHECKING:
+    from pairlib.exchange import Exchange
+
+__all__ = ["check_live", "open_exchange"]
+
+
+def check_live(venue: VenueParams, live: bool, secrets: Secrets) -> None:
+    """Refuse unless the live safeguards agree; see the module docstring.
+
+    Raises
+    ------
+    LiveTradingRefused
+        ``--live`` without ``venue.kind: live``, ``venue.kind: live`` without ``--live``,
+        or a live/demo venue without ``PAIRLIB_API_KEY`` and ``PAIRLIB_API_SECRET``.
+    """
+    if live and venue.kind != "live":
+        raise LiveTradingRefused(
+            f"--live was given but params say venue.kind: {venue.kind}; "
+            "set venue.kind: live in params to trade live"
+        )
+    if venue.kind == "live" and not live:
+        raise LiveTradingRefused(
+            "params say venue.kind: live but --live was not given; live trading needs "
+            "venue.kind: live in params, keys in the environment and --live"
+        )
+    if venue.kind in ("live", "demo") and not secrets.present:
+        raise LiveTradingRefused(
+            f"venue.kind: {venue.kind} needs PAIRLIB_API_KEY and PAIRLIB_API_SECRET in the "
+            "environment (or a git-ignored .env); they are never read from params"
+        )
+
+
+@contextmanager
+def open_exchange(
+    venue: VenueParams,
+    now: datetime,
+    *,
+    live: bool = False,
+    secrets: Secrets | None = None,
+) -> Iterator[Exchange]:
+    """Yield a ready :class:`~pairlib.exchange.Exchange` for ``venue`` at time ``now``.
+
+    Parameters
+    ----------
+    venue : VenueParams
+        The validated venue section of the params.
+    now : datetime
+        The run's time; an in-process simulator's clock is set to it.
+    live : bool
+        ``--live`` from the command line.
+    secrets : Secrets, optional
+        Credentials; default: :func:`pairlib.config.load_secrets`.
+    """
+    from pairlib.exchange import Exchange
+
+    secrets = secrets if secrets is not None else load_secrets()
+    check_live(venue, live, secrets)
+    if venue.kind != "sim" or venue.sim_url is not None:
+        ex = Exchange.from_params(venue, secrets=secrets, sim_url=venue.sim_url)
+        try:
+            yield ex
+        finally:
+            ex.close()
+        return
+
+    from pairlib.sim.market import Market, MarketSpec
+    from pairlib.sim.server import SimServer
+
+    venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
+    server = SimServer(
+        Market(MarketSpec(seed=venue.sim_seed, n_symbols=venue.sim_symbols)),
+        state_path=venue.sim_state,
+        now=now,
+        slippage_bps=venue.sim_slippage_bps,
+    )
+    url = server.start()
+    try:
+        ex = Exchange.from_params(venue, sim_url=url)
+        try:
+            yield ex
+        finally:
+            ex.close()
+    finally:
+        server.stop()
