@@ -1,0 +1,556 @@
+"""The trading rule: spread, rolling z-score and positions (pure; live tick and backtest).
+
+One rule, two runtimes. :func:`step` is the whole rule for one bar: given the persisted
+:class:`PairState` and the bar's z-score it returns a :class:`Decision` (new position, action,
+a human-readable reason, and the state to persist). :func:`positions` and :func:`decisions`
+fold :func:`step`'s transition over an array of z-scores, so the backtest's batch run and the
+live tick's bar-by-bar run cannot disagree (a test replays one against the other).
+
+Conventions
+-----------
+- ``spread_t = log(y_t) - beta * log(x_t) - alpha`` (natural logs; ``beta``, ``alpha`` from
+  the pair set: OLS of log y on log x with a constant).
+- ``z_t = (spread_t - mean) / std`` over the last ``lookback`` spreads *including* bar t,
+  sample std (``ddof=1``). NaN before ``lookback`` values exist, when the window holds a
+  non-finite value, or when the window's std is zero.
+- Position ``+1`` is long the spread (long y, short ``beta`` x in notional), ``-1`` short
+  the spread, ``0`` flat. Decisions are taken at each bar's close.
+- Thresholds satisfy ``0 <= exit < entry < stop``; comparisons are inclusive at the
+  threshold (``z == entry`` enters, ``z == exit`` exits, ``z == stop`` stops).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Decision",
+    "PairState",
+    "decisions",
+    "positions",
+    "spread",
+    "step",
+    "zscore",
+]
+
+Action = Literal["enter_long", "enter_short", "exit", "stop", "hold", "none"]
+ACTIONS: Final[tuple[Action, ...]] = ("enter_long", "enter_short", "exit", "stop", "hold", "none")
+
+# A window's std counts as zero (z = NaN) below this fraction of |rolling mean|: an all-equal
+# window's computed std is rounding noise of order 1e-16 * |mean|, not a real dispersion.
+_ZERO_STD_REL: Final = 1e-12
+# Largest tolerated worst-case error of a z-score from the O(n) pass; windows whose error
+# bound is larger are recomputed by a (shifted) two-pass formula, like np.std.
+_Z_TOL: Final = 1e-10
+_EPS: Final = float(np.finfo(np.float64).eps)
+_EXACT_CHUNK: Final = 1 << 20  # elements per chunk when recomputing windows exactly
+_FAST_CHUNK: Final = 1 << 18  # windows per chunk of the O(n) pass (memory ~ 100 bytes each)
+
+
+# --------------------------------------------------------------------------------------
+# State and decisions
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairState:
+    """What the rule remembers between bars for one pair (persisted by the live tick).
+
+    Parameters
+    ----------
+    position : int
+        ``-1`` short the spread, ``0`` flat, ``+1`` long the spread.
+    locked_out : bool
+        True after a stop loss until a bar with ``|z| < entry``; no entries meanwhile.
+        Only meaningful when flat.
+
+    Raises
+    ------
+    ValueError
+        ``position`` not in {-1, 0, 1}, or ``locked_out`` with an open position.
+    """
+
+    position: int = 0
+    locked_out: bool = False
+
+    def __post_init__(self) -> None:
+        if self.position not in (-1, 0, 1) or isinstance(self.position, bool):
+            raise ValueError(f"position must be -1, 0 or 1, got {self.position!r}")
+        if self.locked_out and self.position != 0:
+            raise ValueError(
+                f"locked_out=True requires a flat position (0), got position {self.position}"
+            )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one bar.
+
+    Attributes
+    ----------
+    position : int
+        Target position after this bar's close (-1, 0, +1); equals ``state.position``.
+    action : str
+        One of :data:`ACTIONS`: ``enter_long``, ``enter_short``, ``exit`` (reverted),
+        ``stop`` (stop loss), ``hold`` (position kept) or ``none`` (flat, stays flat).
+    reason : str
+        A short sentence with the numbers, e.g. ``"z=1.23 >= entry 1.00: short the spread"``.
+    state : PairState
+        The state to persist and pass to the next bar's :func:`step`.
+    """
+
+    position: int
+    action: Action
+    reason: str
+    state: PairState
+
+
+# Transition codes (internal). The action of each code is in _ACTION_OF.
+_NONE, _NAN_FLAT, _LOCKED, _UNLOCK, _BEYOND_STOP = 0, 1, 2, 3, 4
+_ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP, _HOLD, _NAN_HOLD = 5, 6, 7, 8, 9, 10
+_ACTION_OF: Final[dict[int, Action]] = {
+    _NONE: "none",
+    _NAN_FLAT: "none",
+    _LOCKED: "none",
+    _UNLOCK: "none",
+    _BEYOND_STOP: "none",
+    _ENTER_LONG: "enter_long",
+    _ENTER_SHORT: "enter_short",
+    _EXIT: "exit",
+    _STOP: "stop",
+    _HOLD: "hold",
+    _NAN_HOLD: "hold",
+}
+
+
+def _transition(
+    pos: int, locked: bool, z: float, entry: float, exit: float, stop: float
+) -> tuple[int, bool, int]:
+    """The rule for one bar: ``(position, locked_out, code)`` after the bar's close.
+
+    The single source of truth behind :func:`step`, :func:`positions` and :func:`decisions`.
+    Exactly one action per bar: an exit or stop never enters on the same bar.
+    """
+    if pos == 0:
+        if z != z:  # NaN: never enter; a lockout stays
+            return 0, locked, _NAN_FLAT
+        if locked:
+            if abs(z) < entry:
+                return 0, False, _UNLOCK
+            return 0, True, _LOCKED
+        if entry <= z < stop:
+            return -1, False, _ENTER_SHORT
+        if -stop < z <= -entry:
+            return 1, False, _ENTER_LONG
+        if abs(z) >= stop:
+            return 0, False, _BEYOND_STOP
+        return 0, False, _NONE
+    if z != z:  # NaN: hold the open position
+        return pos, False, _NAN_HOLD
+    if pos < 0:  # short the spread: profits as z falls
+        if z >= stop:
+            return 0, True, _STOP
+        if z <= exit:
+            return 0, False, _EXIT
+        return pos, False, _HOLD
+    if z <= -stop:  # long the spread: profits as z rises
+        return 0, True, _STOP
+    if z >= -exit:
+        return 0, False, _EXIT
+    return pos, False, _HOLD
+
+
+def _num(value: float, *against: float) -> str:
+    """Format ``value`` with 2 decimals, more if needed to tell it from a threshold."""
+    digits = 2
+    while digits < 10 and any(
+        o != value and f"{value:.{digits}f}" == f"{o:.{digits}f}" for o in against
+    ):
+        digits += 1
+    return f"{value:.{digits}f}"
+
+
+def _reason(code: int, prev: PairState, z: float, entry: float, exit: float, stop: float) -> str:
+    """Human sentence for a transition ``code`` taken from state ``prev`` at ``z``."""
+    pos = prev.position
+    side = "long" if pos > 0 else "short"
+    if code == _NAN_FLAT:
+        locked = " (still locked out after a stop)" if prev.locked_out else ""
+        return "z is NaN: no entry" + locked
+    if code == _NAN_HOLD:
+        return f"z is NaN: hold {side} spread"
+    if code == _ENTER_SHORT:
+        return f"z={_num(z, entry)} >= entry {entry:.2f}: short the spread"
+    if code == _ENTER_LONG:
+        return f"z={_num(z, -entry)} <= -entry {-entry:.2f}: long the spread"
+    if code == _LOCKED:
+        return f"locked out after stop: |z|={_num(abs(z), entry)} not yet < entry {entry:.2f}"
+    if code == _UNLOCK:
+        return f"|z|={_num(abs(z), entry)} < entry {entry:.2f}: lockout released, flat"
+    if code == _BEYOND_STOP:
+        return f"|z|={_num(abs(z), stop)} >= stop {stop:.2f}: beyond stop, no entry"
+    if code == _NONE:
+        return f"|z|={_num(abs(z), entry)} < entry {entry:.2f}: stay flat"
+    if code == _EXIT:
+        if pos < 0:
+            return f"z={_num(z, exit)} <= exit {exit:.2f}: short spread reverted, exit"
+        return f"z={_num(z, -exit)} >= -exit {-exit:.2f}: long spread reverted, exit"
+    if code == _STOP:
+        lock = f"; locked out until |z| < entry {entry:.2f}"
+        if pos < 0:
+            return f"z={_num(z, stop)} >= stop {stop:.2f}: stop loss on short spread" + lock
+        return f"z={_num(z, -stop)} <= -stop {-stop:.2f}: stop loss on long spread" + lock
+    # _HOLD
+    if pos < 0:
+        return (
+            f"z={_num(z, exit, stop)} between exit {exit:.2f} and stop {stop:.2f}: "
+            "hold short spread"
+        )
+    return (
+        f"z={_num(z, -exit, -stop)} between -stop {-stop:.2f} and -exit {-exit:.2f}: "
+        "hold long spread"
+    )
+
+
+def _check_thresholds(entry: float, exit: float, stop: float) -> tuple[float, float, float]:
+    """Validate ``0 <= exit < entry < stop`` (all finite); return them as floats."""
+    vals = {}
+    for name, v in (("entry", entry), ("exit", exit), ("stop", stop)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a finite number, got {v!r}") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        vals[name] = f
+    e, x, s = vals["entry"], vals["exit"], vals["stop"]
+    allowed = "allowed: 0 <= exit < entry < stop"
+    if x < 0:
+        raise ValueError(f"exit ({x}) must be >= 0; {allowed}")
+    if x >= e:
+        raise ValueError(f"exit ({x}) must be less than entry ({e}); {allowed}")
+    if s <= e:
+        raise ValueError(f"stop ({s}) must be greater than entry ({e}); {allowed}")
+    return e, x, s
+
+
+def step(state: PairState, z: float, entry: float, exit: float, stop: float) -> Decision:
+    """Apply the rule to one bar from the persisted state.
+
+    Parameters
+    ----------
+    state : PairState
+        The state after the previous bar (``PairState()`` for a new pair).
+    z : float
+        This bar's z-score (NaN allowed: no entry, an open position is held).
+    entry, exit, stop : float
+        Thresholds, ``0 <= exit < entry < stop``.
+
+    Returns
+    -------
+    Decision
+        New position, action, reason and the state to persist.
+
+    Raises
+    ------
+    ValueError
+        Thresholds out of order or not finite.
+
+    Notes
+    -----
+    The rule, decided at the bar's close (one action per bar):
+
+    - flat: ``entry <= z < stop`` -> short the spread (-1); ``-stop < z <= -entry`` -> long
+      the spread (+1);
+    - short exits when ``z <= exit`` (reverted) or ``z >= stop`` (stop loss); long exits
+      when ``z >= -exit`` or ``z <= -stop``;
+    - no entry on the bar of an exit or stop, even if z is beyond the other side's entry;
+    - after a stop loss the pair stays out (``locked_out``) until a bar with ``|z| < entry``;
+    - NaN z: no entry, an open position is held, a lockout persists.
+
+    Examples
+    --------
+    >>> d = step(PairState(), 1.23, entry=1.0, exit=0.5, stop=3.5)
+    >>> d.position, d.action, d.reason
+    (-1, 'enter_short', 'z=1.23 >= entry 1.00: short the spread')
+    """
+    e, x, s = _check_thresholds(entry, exit, stop)
+    zf = float(z)
+    pos, locked, code = _transition(state.position, state.locked_out, zf, e, x, s)
+    return Decision(
+        position=pos,
+        action=_ACTION_OF[code],
+        reason=_reason(code, state, zf, e, x, s),
+        state=PairState(position=pos, locked_out=locked),
+    )
+
+
+def _as_1d_float(values: ArrayLike, name: str) -> NDArray[np.float64]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def positions(
+    z: ArrayLike, entry: float = 1.0, exit: float = 0.5, stop: float = 3.5
+) -> NDArray[np.int8]:
+    """Positions from a z-score path, starting flat (the batch fold of :func:`step`).
+
+    Parameters
+    ----------
+    z : array_like of float, 1-D
+        z-scores, one per bar (NaN allowed).
+    entry, exit, stop : float
+        Thresholds, ``0 <= exit < entry < stop``.
+
+    Returns
+    -------
+    numpy.ndarray of int8
+        Position held after each bar's close: -1, 0 or +1. ``out[t]`` is decided with
+        ``z[t]`` at bar t's close; a backtest earns ``out[t]`` over bar t+1.
+
+    Raises
+    ------
+    ValueError
+        Thresholds out of order, or ``z`` not 1-D.
+
+    Notes
+    -----
+    Same rule as :func:`step` from ``PairState()``; O(n), a plain loop over Python floats
+    (about 0.15 s per million bars).
+    """
+    e, x, s = _check_thresholds(entry, exit, stop)
+    zs = _as_1d_float(z, "z").tolist()
+    out: list[int] = []
+    append = out.append
+    pos, locked = 0, False
+    for zi in zs:
+        pos, locked, _ = _transition(pos, locked, zi, e, x, s)
+        append(pos)
+    return np.array(out, dtype=np.int8)
+
+
+def decisions(
+    z: ArrayLike,
+    entry: float = 1.0,
+    exit: float = 0.5,
+    stop: float = 3.5,
+    state: PairState = PairState(),  # noqa: B008 - frozen, immutable default
+) -> list[Decision]:
+    """Bar-by-bar decisions from a persisted state (what the live tick runs).
+
+    Parameters
+    ----------
+    z : array_like of float, 1-D
+        z-scores of the bars not yet processed, oldest first.
+    entry, exit, stop : float
+        Thresholds, ``0 <= exit < entry < stop``.
+    state : PairState
+        State after the bar before ``z[0]`` (default: a new, flat pair).
+
+    Returns
+    -------
+    list of Decision
+        One per bar; ``result[-1].state`` is the state to persist.
+
+    Notes
+    -----
+    ``[d.position for d in decisions(z)]`` equals ``positions(z)``.
+    """
+    e, x, s = _check_thresholds(entry, exit, stop)
+    out: list[Decision] = []
+    for zi in _as_1d_float(z, "z").tolist():
+        d = step(state, zi, e, x, s)
+        out.append(d)
+        state = d.state
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Spread and z-score
+# --------------------------------------------------------------------------------------
+
+
+def _finite_float(name: str, value: float) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return f
+
+
+def spread(log_y: ArrayLike, log_x: ArrayLike, beta: float, alpha: float) -> NDArray[np.float64]:
+    """The pair's spread in log units.
+
+    Parameters
+    ----------
+    log_y, log_x : array_like of float, 1-D, same length
+        Natural logs of the y and x close prices, aligned bar by bar.
+    beta, alpha : float
+        Hedge ratio and intercept from the pair set (finite).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``log_y - beta * log_x - alpha``; NaN where either input is NaN.
+
+    Raises
+    ------
+    ValueError
+        Inputs not 1-D or of different lengths; ``beta`` or ``alpha`` not finite.
+    """
+    y = _as_1d_float(log_y, "log_y")
+    x = _as_1d_float(log_x, "log_x")
+    if y.shape != x.shape:
+        raise ValueError(f"log_y and log_x must have the same length, got {y.size} and {x.size}")
+    b = _finite_float("beta", beta)
+    a = _finite_float("alpha", alpha)
+    return y - b * x - a
+
+
+def zscore(spread: ArrayLike, lookback: int) -> NDArray[np.float64]:
+    """Rolling z-score of the spread over the last ``lookback`` bars including the current.
+
+    Parameters
+    ----------
+    spread : array_like of float, 1-D
+        The spread (see :func:`spread`).
+    lookback : int
+        Window length, > 1.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``(s_t - mean(w_t)) / std(w_t, ddof=1)`` with ``w_t = s[t-lookback+1 : t+1]``.
+        NaN for the first ``lookback - 1`` bars, for windows holding a NaN or inf, and where
+        the std is zero.
+
+    Raises
+    ------
+    ValueError
+        ``lookback`` not an integer > 1, or ``spread`` not 1-D.
+
+    Notes
+    -----
+    A std counts as zero when it is at most ``1e-12 * |window mean|`` (an all-equal window's
+    computed std is rounding noise, not dispersion), so a flat spread never enters.
+
+    Computation is O(n): windows are grouped in blocks of ``lookback`` windows, each block's
+    values are demeaned by the block's own mean, and window sums come from cumulative sums
+    of the demeaned values and their squares. A rigorous worst-case rounding bound is
+    evaluated for every window; where the bound on the z error exceeds 1e-10 (e.g. tiny
+    dispersion right after a huge outlier) the window is recomputed by the two-pass formula
+    ``np.std`` uses, on values shifted by the window's last value. The result matches a
+    per-window ``np.std(ddof=1)`` reference to well within 1e-9 on well-conditioned data
+    (far from zero, e.g. a level of 1e6 with 1e-2 noise, it is closer to exact arithmetic
+    than that reference, which then loses ~1e-8), and is invariant up to rounding to
+    shifting the spread or scaling it by a positive constant.
+    """
+    x = _as_1d_float(spread, "spread")
+    if isinstance(lookback, bool) or not isinstance(lookback, int | np.integer):
+        raise ValueError(f"lookback must be an integer > 1, got {lookback!r}")
+    L = int(lookback)
+    if L <= 1:
+        raise ValueError(f"lookback must be an integer > 1, got {lookback!r}")
+    n = x.size
+    out = np.full(n, np.nan)
+    if n < L:
+        return out
+    # Windows are independent: process them in chunks of whole blocks to bound memory.
+    m = n - L + 1  # number of full windows; window j covers x[j : j + L], ends at j + L - 1
+    per = max(1, _FAST_CHUNK // L) * L
+    for j0 in range(0, m, per):
+        j1 = min(m, j0 + per)
+        out[j0 + L - 1 : j1 + L - 1] = _zscore_windows(x[j0 : j1 + L - 1], L)
+    return out
+
+
+def _zscore_windows(x: NDArray[np.float64], L: int) -> NDArray[np.float64]:
+    """z-scores of every full window of ``x`` (``len(x) - L + 1`` values); see :func:`zscore`."""
+    n = x.size
+    m = n - L + 1
+
+    finite = np.isfinite(x)
+    n_bad = np.concatenate(([0], np.cumsum(~finite)))
+    clean = (n_bad[L:] - n_bad[:-L]) == 0  # (m,) windows without NaN/inf
+
+    # Blocks of B windows; block k needs x[k*B : k*B + B + L - 1].
+    B = L
+    nb = -(-m // B)
+    seg = B + L - 1
+    idx = np.arange(nb)[:, None] * B + np.arange(seg)[None, :]
+    ok = idx < n
+    idx = np.minimum(idx, n - 1)
+    ok &= finite[idx]
+    vals = np.where(ok, x[idx], 0.0)
+    cnt = ok.sum(axis=1)
+    centre = vals.sum(axis=1) / np.maximum(cnt, 1)
+    d = np.where(ok, vals - centre[:, None], 0.0)
+    zeros = np.zeros((nb, 1))
+    cs1 = np.concatenate((zeros, np.cumsum(d, axis=1)), axis=1)
+    cs2 = np.concatenate((zeros, np.cumsum(d * d, axis=1)), axis=1)
+    s1 = (cs1[:, L : L + B] - cs1[:, :B]).ravel()[:m]
+    s2 = (cs2[:, L : L + B] - cs2[:, :B]).ravel()[:m]
+    d_end = d[:, L - 1 : L - 1 + B].ravel()[:m]
+    total = np.repeat(cs2[:, -1], B)[:m]  # sum of squares over the block (>= every window's)
+    block_centre = np.repeat(centre, B)[:m]
+
+    mean_d = s1 / L
+    ss = np.maximum(s2 - s1 * mean_d, 0.0)
+    dev = d_end - mean_d
+    mean = block_centre + mean_d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        std = np.sqrt(ss / (L - 1))
+        z = dev / std
+        # Worst-case rounding bounds (sequential cumsum over <= 2L terms): the sum of squares
+        # errs by <= 16 L eps T, the window sum of d by <= 2 (2L)^1.5 eps sqrt(T).
+        err_ss = 16.0 * L * _EPS * total
+        err_dev = 2.0 * (2.0 * L) ** 1.5 * _EPS * np.sqrt(total) / L
+        err_z = np.abs(z) * err_ss / (2.0 * ss) + err_dev / std
+    # Exactly zero sums (all-equal block values around their centre) are exact already.
+    exact_zero = (total == 0.0) & clean
+    needs_exact = clean & ~exact_zero & ~(err_z <= _Z_TOL)
+    if needs_exact.any():
+        where = np.flatnonzero(needs_exact)
+        z_ex, std_ex, mean_ex = _zscore_exact(x, where, L)
+        z[where], std[where], mean[where] = z_ex, std_ex, mean_ex
+    zero_std = ~(std > _ZERO_STD_REL * np.abs(mean))
+    z[zero_std | ~clean] = np.nan
+    return z
+
+
+def _zscore_exact(
+    x: NDArray[np.float64], starts: NDArray[np.intp], L: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Two-pass z, std and mean of the windows ``x[s : s + L]``.
+
+    Like ``np.std`` (mean, then the sum of squared deviations), but on values shifted by the
+    window's last value first, which is exact for nearby values (Sterbenz) and so keeps
+    digits that a large common level would otherwise cost.
+    """
+    windows = sliding_window_view(x, L)
+    zs, stds, means = [], [], []
+    per = max(1, _EXACT_CHUNK // L)
+    for lo in range(0, starts.size, per):
+        w = windows[starts[lo : lo + per]]
+        ref = w[:, -1:]
+        shifted = w - ref
+        mu = shifted.mean(axis=1)
+        dev = shifted - mu[:, None]
+        sd = np.sqrt((dev * dev).sum(axis=1) / (L - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zs.append(-mu / sd)  # the last value's deviation: 0 - mu
+        stds.append(sd)
+        means.append(ref[:, 0] + mu)
+    return np.concatenate(zs), np.concatenate(stds), np.concatenate(means)
