@@ -47,12 +47,7 @@ ACTIONS: Final[tuple[Action, ...]] = ("enter_long", "enter_short", "exit", "stop
 # A window's std counts as zero (z = NaN) below this fraction of |rolling mean|: an all-equal
 # window's computed std is rounding noise of order 1e-16 * |mean|, not a real dispersion.
 _ZERO_STD_REL: Final = 1e-12
-# Largest tolerated worst-case error of a z-score from the O(n) pass; windows whose error
-# bound is larger are recomputed by a (shifted) two-pass formula, like np.std.
-_Z_TOL: Final = 1e-10
-_EPS: Final = float(np.finfo(np.float64).eps)
-_EXACT_CHUNK: Final = 1 << 20  # elements per chunk when recomputing windows exactly
-_FAST_CHUNK: Final = 1 << 18  # windows per chunk of the O(n) pass (memory ~ 100 bytes each)
+_CHUNK: Final = 1 << 22  # window elements per chunk (bounds memory)
 
 
 # --------------------------------------------------------------------------------------
@@ -446,16 +441,9 @@ def zscore(spread: ArrayLike, lookback: int) -> NDArray[np.float64]:
     A std counts as zero when it is at most ``1e-12 * |window mean|`` (an all-equal window's
     computed std is rounding noise, not dispersion), so a flat spread never enters.
 
-    Computation is O(n): windows are grouped in blocks of ``lookback`` windows, each block's
-    values are demeaned by the block's own mean, and window sums come from cumulative sums
-    of the demeaned values and their squares. A rigorous worst-case rounding bound is
-    evaluated for every window; where the bound on the z error exceeds 1e-10 (e.g. tiny
-    dispersion right after a huge outlier) the window is recomputed by the two-pass formula
-    ``np.std`` uses, on values shifted by the window's last value. The result matches a
-    per-window ``np.std(ddof=1)`` reference to well within 1e-9 on well-conditioned data
-    (far from zero, e.g. a level of 1e6 with 1e-2 noise, it is closer to exact arithmetic
-    than that reference, which then loses ~1e-8), and is invariant up to rounding to
-    shifting the spread or scaling it by a positive constant.
+    Each window is computed by the two-pass formula ``np.std`` uses, on values shifted by the
+    window's last value (exact for nearby values, so a large common level costs no digits).
+    Windows are processed in chunks over a strided view: O(n * lookback) time, bounded memory.
     """
     x = _as_1d_float(spread, "spread")
     if isinstance(lookback, bool) or not isinstance(lookback, int | np.integer):
@@ -463,94 +451,21 @@ def zscore(spread: ArrayLike, lookback: int) -> NDArray[np.float64]:
     L = int(lookback)
     if L <= 1:
         raise ValueError(f"lookback must be an integer > 1, got {lookback!r}")
-    n = x.size
-    out = np.full(n, np.nan)
-    if n < L:
+    out = np.full(x.size, np.nan)
+    if x.size < L:
         return out
-    # Windows are independent: process them in chunks of whole blocks to bound memory.
-    m = n - L + 1  # number of full windows; window j covers x[j : j + L], ends at j + L - 1
-    per = max(1, _FAST_CHUNK // L) * L
-    for j0 in range(0, m, per):
-        j1 = min(m, j0 + per)
-        out[j0 + L - 1 : j1 + L - 1] = _zscore_windows(x[j0 : j1 + L - 1], L)
-    return out
-
-
-def _zscore_windows(x: NDArray[np.float64], L: int) -> NDArray[np.float64]:
-    """z-scores of every full window of ``x`` (``len(x) - L + 1`` values); see :func:`zscore`."""
-    n = x.size
-    m = n - L + 1
-
-    finite = np.isfinite(x)
-    n_bad = np.concatenate(([0], np.cumsum(~finite)))
-    clean = (n_bad[L:] - n_bad[:-L]) == 0  # (m,) windows without NaN/inf
-
-    # Blocks of B windows; block k needs x[k*B : k*B + B + L - 1].
-    B = L
-    nb = -(-m // B)
-    seg = B + L - 1
-    idx = np.arange(nb)[:, None] * B + np.arange(seg)[None, :]
-    ok = idx < n
-    idx = np.minimum(idx, n - 1)
-    ok &= finite[idx]
-    vals = np.where(ok, x[idx], 0.0)
-    cnt = ok.sum(axis=1)
-    centre = vals.sum(axis=1) / np.maximum(cnt, 1)
-    d = np.where(ok, vals - centre[:, None], 0.0)
-    zeros = np.zeros((nb, 1))
-    cs1 = np.concatenate((zeros, np.cumsum(d, axis=1)), axis=1)
-    cs2 = np.concatenate((zeros, np.cumsum(d * d, axis=1)), axis=1)
-    s1 = (cs1[:, L : L + B] - cs1[:, :B]).ravel()[:m]
-    s2 = (cs2[:, L : L + B] - cs2[:, :B]).ravel()[:m]
-    d_end = d[:, L - 1 : L - 1 + B].ravel()[:m]
-    total = np.repeat(cs2[:, -1], B)[:m]  # sum of squares over the block (>= every window's)
-    block_centre = np.repeat(centre, B)[:m]
-
-    mean_d = s1 / L
-    ss = np.maximum(s2 - s1 * mean_d, 0.0)
-    dev = d_end - mean_d
-    mean = block_centre + mean_d
-    with np.errstate(divide="ignore", invalid="ignore"):
-        std = np.sqrt(ss / (L - 1))
-        z = dev / std
-        # Worst-case rounding bounds (sequential cumsum over <= 2L terms): the sum of squares
-        # errs by <= 16 L eps T, the window sum of d by <= 2 (2L)^1.5 eps sqrt(T).
-        err_ss = 16.0 * L * _EPS * total
-        err_dev = 2.0 * (2.0 * L) ** 1.5 * _EPS * np.sqrt(total) / L
-        err_z = np.abs(z) * err_ss / (2.0 * ss) + err_dev / std
-    # Exactly zero sums (all-equal block values around their centre) are exact already.
-    exact_zero = (total == 0.0) & clean
-    needs_exact = clean & ~exact_zero & ~(err_z <= _Z_TOL)
-    if needs_exact.any():
-        where = np.flatnonzero(needs_exact)
-        z_ex, std_ex, mean_ex = _zscore_exact(x, where, L)
-        z[where], std[where], mean[where] = z_ex, std_ex, mean_ex
-    zero_std = ~(std > _ZERO_STD_REL * np.abs(mean))
-    z[zero_std | ~clean] = np.nan
-    return z
-
-
-def _zscore_exact(
-    x: NDArray[np.float64], starts: NDArray[np.intp], L: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Two-pass z, std and mean of the windows ``x[s : s + L]``.
-
-    Like ``np.std`` (mean, then the sum of squared deviations), but on values shifted by the
-    window's last value first, which is exact for nearby values (Sterbenz) and so keeps
-    digits that a large common level would otherwise cost.
-    """
     windows = sliding_window_view(x, L)
-    zs, stds, means = [], [], []
-    per = max(1, _EXACT_CHUNK // L)
-    for lo in range(0, starts.size, per):
-        w = windows[starts[lo : lo + per]]
+    per = max(1, _CHUNK // L)
+    for lo in range(0, len(windows), per):
+        w = windows[lo : lo + per]
         ref = w[:, -1:]
-        shifted = w - ref
-        mu = shifted.mean(axis=1)
-        dev = shifted - mu[:, None]
-        sd = np.sqrt((dev * dev).sum(axis=1) / (L - 1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zs.append(-mu / sd)  # the last value's deviation: 0 - mu
-        stds.append(sd)
-        means.append(ref[:, 0] + mu)
-    return np.concatenate(zs), np.concatenate(stds), np.concatenate(means)
+        with np.errstate(divide="ignore", invalid="ignore"):  # NaN/inf windows -> NaN
+            shifted = w - ref
+            mu = shifted.mean(axis=1)
+            dev = shifted - mu[:, None]
+            sd = np.sqrt((dev * dev).sum(axis=1) / (L - 1))
+            z = -mu / sd  # the last value's deviation from the mean: 0 - mu
+        z[~(sd > _ZERO_STD_REL * np.abs(ref[:, 0] + mu))] = np.nan
+        z[~np.isfinite(w).all(axis=1)] = np.nan
+        out[lo + L - 1 : lo + L - 1 + len(w)] = z
+    return out

@@ -384,7 +384,7 @@ def test_zscore_chunked_pass_matches_reference(
 ) -> None:
     import pairlib.strategy as strategy_mod
 
-    monkeypatch.setattr(strategy_mod, "_FAST_CHUNK", 7)  # many tiny chunks
+    monkeypatch.setattr(strategy_mod, "_CHUNK", 7)  # many tiny chunks
     rng = np.random.default_rng(11)
     s = np.cumsum(rng.normal(0.0, 1.0, 203))
     s[50] = np.nan
