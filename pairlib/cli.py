@@ -85,6 +85,75 @@ def demo(
         raise typer.Exit(code=1)
 
 
+@exchange_app.command("serve")
+def exchange_serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback only "
+                                               "unless --allow-remote)."),
+    port: int = typer.Option(8765, min=0, max=65535, help="Port; 0 picks a free one."),
+    seed: int = typer.Option(7, min=0, help="Market seed (same seed, same market)."),
+    symbols: int = typer.Option(48, min=4, max=1000, help="Number of simulated perpetuals."),
+    now: str | None = typer.Option(None, help="Initial sim time, ISO-8601; default: where the "
+                                              "--state file stopped, else the last 4h "
+                                              "boundary of the wall clock."),
+    state: Path = typer.Option(Path(".state/sim_account.json"),
+                               help="Account state file (JSON), continued if it exists."),
+    api_key: str | None = typer.Option(None, help="Accepted API key; default: the "
+                                                  "simulator's fixed local key."),
+    api_secret: str | None = typer.Option(None, help="Accepted API secret; default: the "
+                                                     "simulator's fixed local secret."),
+    allow_remote: bool = typer.Option(False, "--allow-remote",
+                                      help="Permit a non-loopback --host."),
+) -> None:
+    """Serve the simulated Binance USD-M futures venue until SIGINT/SIGTERM.
+
+    The first line printed is ``listening on http://HOST:PORT``. Set its clock with
+    ``POST /sim/clock {"now": ...}``; faults with ``POST /sim/faults``.
+    """
+    import signal
+    import sys
+    import threading
+    from datetime import timedelta
+
+    from pairlib.clock import SystemClock, floor_time, from_ms, parse_time
+    from pairlib.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET, Market, MarketSpec, SimServer
+    from pairlib.sim.account import Account
+
+    try:
+        saved = Account.saved_clock(state)
+        if now:
+            start = parse_time(now)
+        elif saved is not None:
+            start = from_ms(saved)
+        else:
+            start = floor_time(SystemClock().now(), timedelta(hours=4))
+        market = Market(MarketSpec(seed=seed, n_symbols=symbols))
+        server = SimServer(
+            market, state, now=start, host=host, port=port,
+            api_key=api_key or DEFAULT_API_KEY, api_secret=api_secret or DEFAULT_API_SECRET,
+            allow_remote=allow_remote,
+        )
+        url = server.start()
+    except (ValueError, OSError) as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"listening on {url}")
+    sys.stdout.flush()
+    typer.echo(f"sim time {server.now.isoformat()}, seed {seed}, {symbols} symbols, "
+               f"state {state}", err=True)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    typer.echo("stopped", err=True)
+
+
 def main() -> None:
     """Entry point for ``python -m pairlib``."""
     app()
