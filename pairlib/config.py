@@ -204,6 +204,8 @@ class PairsParams(_Frozen):
     min_quote_volume: float = Field(default=1_000_000.0, ge=0.0)
     min_abs_corr: float = Field(default=0.3, ge=0.0, lt=1.0)
     leg_adf_min_pvalue: float = Field(default=0.10, ge=0.0, lt=1.0)
+    leg_kpss_confirm: bool = True
+    eg_autolag: Literal["bic", "aic"] = "bic"
     fdr_q: float = Field(default=0.05, gt=0.0, le=1.0)
     max_pvalue: float = Field(default=0.01, gt=0.0, lt=1.0)
     half_life_min: float = Field(default=2.0, gt=0.0)
