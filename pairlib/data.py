@@ -1,0 +1,686 @@
+"""Market data: fetch closed candles, cache them in Parquet, check their quality, align them.
+
+This module returns frames; it never talks to the store, and it never reads the wall clock
+(``now`` is always passed in).
+
+Conventions
+-----------
+* **Closed candles only.** A candle is closed iff ``open_time + timeframe <= now``. The
+  still-forming candle the venue serves is dropped at the edge (:func:`closed_candles`) and
+  never cached or returned. (Live: run a few seconds after the bar boundary, so that the
+  venue has closed the candle our clock says is closed.)
+* **Time index = candle open time**, UTC (``datetime64[us, UTC]``, index name
+  ``open_time``), as Binance, ccxt and :meth:`pairlib.sim.market.Market.closes` label
+  candles. The row labelled ``t`` holds the candle ``[t, t + timeframe)``; its close is known
+  at ``t + timeframe``. At ``now`` the last row is the last closed candle, labelled
+  ``floor(now, timeframe) - timeframe``.
+* **Window.** :func:`load_market_data` returns the last ``bars`` closed candles on a regular
+  grid, one column per kept symbol (unified symbols). A symbol listed inside the window has
+  NaN before its first candle; a kept symbol lagging by at most ``stale_bars`` candles has its
+  last close carried forward over the missing tail (``quality.lag_bars`` shows it). Kept
+  symbols have no other NaN.
+* **quote_volume** per candle is ``volume * (high + low + close) / 3`` (ccxt's unified OHLCV
+  carries base volume only); the universe ranking uses the venue's exact 24 h quote volume.
+
+Cache layout
+------------
+``{cache_dir}/ohlcv/{venue_key}/{timeframe}/{SYMBOL}.parquet``, one file per (venue, symbol,
+timeframe); ``venue_key`` is :attr:`pairlib.exchange.Exchange.venue_key` (``binanceusdm``,
+``sim-s7-n48``, ...) and ``SYMBOL`` the unified symbol with ``/`` and ``:`` replaced by ``_``
+(``BTC_USDT_USDT``). Columns ``open_ms`` (int64) and ``open, high, low, close, volume``
+(float64), sorted, unique, closed candles only. The Parquet schema metadata records
+``covered_from_ms`` (the earliest open time the venue was asked for: nothing exists before
+it that the venue would serve) and ``covered_to_ms`` (the last candle held). The next load
+asks only for candles opening after ``covered_to_ms`` -- a closed candle is fetched once --
+and, if the window grew backwards, before ``covered_from_ms``. A cache that does not touch
+the window is replaced. Files are written atomically (temporary file + :func:`os.replace`),
+so a crash or a concurrent reader never sees half a file; an unreadable file is refetched.
+
+Quality (one row per symbol, :func:`quality_report`)
+----------------------------------------------------
+``rows`` distinct candles in the window, ``first``/``last`` open times, ``gaps`` (missing
+candles between first and last), ``duplicates`` (repeated open times), ``nans`` and
+``nonpositive`` (candles with a NaN or a price <= 0 in open/high/low/close), ``lag_bars``
+(closed candles missing at the end), ``stale`` (``lag_bars > stale_bars``), ``too_short``
+(``rows < min_history_bars``), ``ok`` (none of the defects) and ``reason`` (why not ok,
+empty when ok). Any defect drops the symbol; the reason reaches ``MarketData.dropped``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pairlib.clock import to_ms
+from pairlib.config import DataParams, timeframe_ms
+from pairlib.errors import DataError, ExchangeError
+from pairlib.exchange import Exchange, OhlcvRequest
+
+__all__ = [
+    "OHLCV_COLUMNS",
+    "QUALITY_COLUMNS",
+    "CandleCache",
+    "MarketData",
+    "closed_candles",
+    "load_market_data",
+    "quality_report",
+    "select_universe",
+]
+
+OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+"""Columns of a candle frame (index: ``open_time``)."""
+
+QUALITY_COLUMNS: tuple[str, ...] = (
+    "rows", "first", "last", "gaps", "duplicates", "nans", "nonpositive", "lag_bars",
+    "stale", "too_short", "ok", "reason",
+)
+"""Columns of the quality report (index: ``symbol``)."""
+
+_PRICE_COLUMNS = ["open", "high", "low", "close"]
+_META_KEY = b"pairlib.ohlcv"
+_MAX_FOLLOW_UP_ROUNDS = 64
+_WRITERS = 4  # cache files written in parallel (file-system latency, not CPU, dominates)
+_TMP_SEQ = itertools.count()
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Aligned closed candles of a universe, with their quality report.
+
+    Attributes
+    ----------
+    closes : DataFrame
+        Close prices; index ``open_time`` (UTC candle open times, regular grid), columns
+        the kept unified symbols.
+    quote_volume : DataFrame
+        Quote-currency volume per candle, same shape as ``closes``.
+    quality : DataFrame
+        One row per requested symbol (index ``symbol``), columns :data:`QUALITY_COLUMNS`.
+    dropped : dict
+        Symbol -> reason, for every symbol not in ``closes``.
+    as_of : datetime
+        The ``now`` the data was loaded at.
+    cache_dir : Path
+        The Parquet cache root.
+    requests : int
+        HTTP requests made for candles (retries included); 0 when all came from the cache.
+    """
+
+    closes: pd.DataFrame
+    quote_volume: pd.DataFrame
+    quality: pd.DataFrame
+    dropped: dict[str, str]
+    as_of: datetime
+    cache_dir: Path
+    requests: int = 0
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def _index(open_ms: np.ndarray) -> pd.DatetimeIndex:
+    idx = pd.to_datetime(np.asarray(open_ms, dtype=np.int64), unit="ms", utc=True)
+    idx.name = "open_time"
+    return pd.DatetimeIndex(idx)
+
+
+def _index_ms(index: pd.Index) -> np.ndarray:
+    """Open times of a candle frame's index in ms since the epoch."""
+    return np.asarray(pd.DatetimeIndex(index).as_unit("ms").asi8, dtype=np.int64)
+
+
+def _empty_candles() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: np.empty(0, dtype=np.float64) for c in OHLCV_COLUMNS},
+        index=_index(np.empty(0, dtype=np.int64)),
+    )
+
+
+def closed_candles(
+    rows: Sequence[Sequence[float]] | np.ndarray, timeframe_ms: int, now_ms: int
+) -> pd.DataFrame:
+    """Keep the closed candles of raw OHLCV rows, as a frame indexed by open time.
+
+    Parameters
+    ----------
+    rows : sequence of rows or 2-D array
+        ``[open_ms, open, high, low, close, volume]`` per candle, as ccxt returns them.
+    timeframe_ms : int
+        Candle length in ms.
+    now_ms : int
+        The present in ms; candles with ``open_ms + timeframe_ms > now_ms`` are forming
+        and dropped.
+
+    Returns
+    -------
+    DataFrame
+        Index ``open_time`` (UTC), columns :data:`OHLCV_COLUMNS` (float64), sorted by open
+        time (stable: duplicated open times are kept, in arrival order, for the quality
+        report). ``None`` prices become NaN.
+    """
+    if len(rows) == 0:
+        return _empty_candles()
+    try:
+        arr = np.asarray(rows, dtype=np.float64)  # None -> NaN
+    except ValueError:  # ragged rows: keep the first six fields of each
+        arr = np.array([list(r[:6]) for r in rows], dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 6:
+        raise DataError(f"OHLCV rows need 6 fields, got shape {arr.shape}")
+    arr = arr[:, :6]
+    open_ms = arr[:, 0].astype(np.int64)
+    keep = open_ms + int(timeframe_ms) <= int(now_ms)
+    arr, open_ms = arr[keep], open_ms[keep]
+    order = np.argsort(open_ms, kind="stable")
+    arr, open_ms = arr[order], open_ms[order]
+    return pd.DataFrame(
+        {c: arr[:, i + 1] for i, c in enumerate(OHLCV_COLUMNS)}, index=_index(open_ms)
+    )
+
+
+def _last_closed_open_ms(now_ms: int, tf: int) -> int:
+    return (now_ms // tf) * tf - tf
+
+
+def _quality_record(
+    symbol: str,
+    open_ms: np.ndarray,
+    prices: np.ndarray,
+    tf: int,
+    expected_last: int,
+    min_bars: int,
+    stale_bars: int,
+) -> dict[str, Any]:
+    """One row of the quality report from open times and (n, 4) OHLC prices."""
+    uniq = np.unique(open_ms)
+    rows = int(uniq.size)
+    duplicates = int(open_ms.size - uniq.size)
+    if prices.size:
+        nan = np.isnan(prices)
+        nans = int(nan.any(axis=1).sum())
+        with np.errstate(invalid="ignore"):
+            nonpos = int(((prices <= 0) & ~nan).any(axis=1).sum())
+    else:
+        nans = nonpos = 0
+    if rows:
+        first_ms, last_ms = int(uniq[0]), int(uniq[-1])
+        gaps = int((last_ms - first_ms) // tf + 1 - rows)
+        lag = max(0, (expected_last - last_ms) // tf)
+    else:
+        first_ms = last_ms = 0
+        gaps = 0
+        lag = -1
+    stale = rows == 0 or lag > stale_bars
+    too_short = rows < min_bars
+
+    def n(k: int, what: str) -> str:
+        return f"{k} {what}{'s' if k != 1 else ''}"
+
+    reasons: list[str] = []
+    if rows == 0:
+        reasons.append("no closed candles")
+    if gaps:
+        reasons.append(f"{n(gaps, 'missing candle')} (gaps)")
+    if duplicates:
+        reasons.append(n(duplicates, "duplicated open time"))
+    if nans:
+        reasons.append(f"{n(nans, 'candle')} with NaN prices")
+    if nonpos:
+        reasons.append(f"{n(nonpos, 'candle')} with prices <= 0")
+    if rows and stale:
+        reasons.append(f"stale: last closed candle {lag} bars behind (allowed {stale_bars})")
+    if rows and too_short:
+        reasons.append(f"too short: {rows} < {min_bars} bars")
+    return {
+        "symbol": symbol,
+        "rows": rows,
+        "first": first_ms if rows else None,
+        "last": last_ms if rows else None,
+        "gaps": gaps,
+        "duplicates": duplicates,
+        "nans": nans,
+        "nonpositive": nonpos,
+        "lag_bars": int(lag),
+        "stale": bool(stale),
+        "too_short": bool(too_short),
+        "ok": not reasons,
+        "reason": "; ".join(reasons),
+    }
+
+
+def _quality_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    out = pd.DataFrame.from_records(list(records), columns=["symbol", *QUALITY_COLUMNS])
+    for col in ("first", "last"):
+        out[col] = pd.to_datetime(out[col].astype("float64"), unit="ms", utc=True)
+    out = out.astype(
+        {"rows": "int64", "gaps": "int64", "duplicates": "int64", "nans": "int64",
+         "nonpositive": "int64", "lag_bars": "int64", "stale": "bool", "too_short": "bool",
+         "ok": "bool", "reason": "str"}
+    )
+    return out.set_index("symbol")
+
+
+def quality_report(
+    frames: Mapping[str, pd.DataFrame],
+    timeframe_ms: int,
+    now: datetime,
+    min_bars: int,
+    stale_bars: int,
+) -> pd.DataFrame:
+    """Per-symbol data-quality checks of closed-candle frames (pure).
+
+    Parameters
+    ----------
+    frames : mapping
+        Symbol -> candle frame as from :func:`closed_candles` (index ``open_time``; may
+        contain duplicated open times; may be empty).
+    timeframe_ms : int
+        Candle length in ms.
+    now : datetime
+        The present; the last closed candle should open at ``floor(now) - timeframe``.
+    min_bars : int
+        Fewer distinct candles than this is ``too_short``.
+    stale_bars : int
+        More missing candles at the end than this is ``stale``.
+
+    Returns
+    -------
+    DataFrame
+        Index ``symbol`` (in the order of ``frames``), columns :data:`QUALITY_COLUMNS`; see
+        the module docstring. ``ok`` is False on any defect, and ``reason`` says which.
+        ``first``/``last`` are NaT and ``lag_bars`` is -1 for a symbol without candles.
+    """
+    tf = int(timeframe_ms)
+    expected_last = _last_closed_open_ms(to_ms(now), tf)
+    records = [
+        _quality_record(
+            sym,
+            _index_ms(df.index) if len(df) else np.empty(0, dtype=np.int64),
+            df[_PRICE_COLUMNS].to_numpy(dtype=np.float64),
+            tf, expected_last, min_bars, stale_bars,
+        )
+        for sym, df in frames.items()
+    ]
+    return _quality_frame(records)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _safe_name(symbol: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", symbol)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    open_ms: np.ndarray
+    values: np.ndarray  # (n, 5) open, high, low, close, volume
+    covered_from_ms: int
+    covered_to_ms: int
+
+
+class CandleCache:
+    """Parquet files of closed candles, one per (venue, symbol, timeframe).
+
+    Parameters
+    ----------
+    root : Path
+        The cache folder (``DataParams.cache_dir``).
+    venue_key : str
+        Where the candles come from (:attr:`pairlib.exchange.Exchange.venue_key`).
+    timeframe : str
+        Candle length, e.g. ``"4h"``.
+    """
+
+    def __init__(self, root: Path, venue_key: str, timeframe: str) -> None:
+        self.root = Path(root)
+        self.dir = self.root / "ohlcv" / _safe_name(venue_key) / timeframe
+        self.timeframe = timeframe
+
+    def path(self, symbol: str) -> Path:
+        """The file of one symbol."""
+        return self.dir / f"{_safe_name(symbol)}.parquet"
+
+    def read(self, symbol: str) -> _Cached | None:
+        """The cached candles of ``symbol``, or None (no file, unreadable file)."""
+        p = self.path(symbol)
+        if not p.is_file():
+            return None
+        try:
+            table = pq.read_table(p)
+            meta = json.loads((table.schema.metadata or {})[_META_KEY])
+            open_ms = table.column("open_ms").to_numpy().astype(np.int64)
+            values = np.column_stack(
+                [table.column(c).to_numpy().astype(np.float64) for c in OHLCV_COLUMNS]
+            ) if table.num_rows else np.empty((0, len(OHLCV_COLUMNS)))
+            return _Cached(
+                open_ms, values, int(meta["covered_from_ms"]), int(meta["covered_to_ms"])
+            )
+        except (OSError, KeyError, ValueError, pa.ArrowException):
+            return None  # a damaged cache file is refetched, never trusted
+
+    def write(self, symbol: str, cached: _Cached) -> None:
+        """Replace the file of ``symbol`` atomically."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cols: dict[str, Any] = {"open_ms": pa.array(cached.open_ms, type=pa.int64())}
+        for i, c in enumerate(OHLCV_COLUMNS):
+            cols[c] = pa.array(cached.values[:, i], type=pa.float64())
+        meta = {
+            "symbol": symbol,
+            "timeframe": self.timeframe,
+            "covered_from_ms": int(cached.covered_from_ms),
+            "covered_to_ms": int(cached.covered_to_ms),
+        }
+        table = pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+        final = self.path(symbol)
+        # unique per process and thread, so concurrent writers never share a temporary file
+        tmp = final.with_name(
+            f".{final.stem}.{os.getpid()}.{threading.get_ident()}.{next(_TMP_SEQ)}.tmp"
+        )
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _merge(
+    old_ms: np.ndarray, old_v: np.ndarray, new_ms: np.ndarray, new_v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Union of two candle sets, sorted and unique by open time (new rows win)."""
+    ms = np.concatenate([new_ms, old_ms])
+    v = np.concatenate([new_v, old_v]) if len(old_v) else new_v
+    uniq, first = np.unique(ms, return_index=True)  # first occurrence: new before old
+    return uniq, v[first]
+
+
+# --------------------------------------------------------------------------- universe
+
+
+def select_universe(
+    exchange: Exchange, symbols: Sequence[str] | None, params: DataParams
+) -> tuple[list[str], dict[str, str]]:
+    """The symbols to load and the requested ones that are not tradable on the venue.
+
+    ``symbols`` (or ``params.universe``) may hold unified symbols (``"BTC/USDT:USDT"``) or
+    venue ids (``"BTCUSDT"``). With neither, the universe is the ``params.universe_size``
+    active USDT perpetuals with the largest 24 h quote volume (ties by symbol).
+    """
+    markets = exchange.markets()
+    wanted = symbols if symbols is not None else params.universe
+    if wanted is None:
+        volumes = exchange.fetch_quote_volumes()
+        ranked = sorted(
+            (s for s in markets if s.endswith(f"/{params.quote}:{params.quote}")),
+            key=lambda s: (-volumes.get(s, 0.0), s),
+        )
+        return ranked[: params.universe_size], {}
+    by_id = {m.id: s for s, m in markets.items()}
+    chosen: list[str] = []
+    unknown: dict[str, str] = {}
+    for s in wanted:
+        sym = s if s in markets else by_id.get(s)
+        if sym is None:
+            unknown[s] = f"not an active {params.quote}-margined perpetual on {exchange.venue_key}"
+        elif sym not in chosen:
+            chosen.append(sym)
+    return chosen, unknown
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def _pages(symbol: str, timeframe: str, lo: int, hi: int, tf: int, page: int) -> list[OhlcvRequest]:
+    """Requests covering candles opening in ``[lo, hi]``, ``page`` candles each."""
+    out = []
+    start = lo
+    while start <= hi:
+        end = min(hi, start + (page - 1) * tf)
+        out.append(OhlcvRequest(symbol, timeframe, start, (end - start) // tf + 1, end))
+        start = end + tf
+    return out
+
+
+def _fetch_ranges(
+    exchange: Exchange,
+    ranges: Mapping[str, list[tuple[int, int]]],
+    timeframe: str,
+    tf: int,
+    max_concurrency: int,
+) -> tuple[dict[str, list[list[float]]], dict[str, str], int]:
+    """Fetch candles opening in the given ranges, all symbols and pages concurrently.
+
+    Pages are planned from the ranges and sent in one batch. A page that comes back short of
+    its end (a venue that serves fewer candles than asked) is followed up from its last
+    candle -- the ``since`` loop -- until the venue returns nothing new.
+    """
+    page = exchange.ohlcv_page_limit
+    todo: list[OhlcvRequest] = [
+        r
+        for sym, rs in ranges.items()
+        for lo, hi in rs
+        for r in _pages(sym, timeframe, lo, hi, tf, page)
+    ]
+    rows: dict[str, list[list[float]]] = {s: [] for s in ranges}
+    failed: dict[str, str] = {}
+    sent = 0
+    for _ in range(_MAX_FOLLOW_UP_ROUNDS):
+        if not todo:
+            break
+        batch = exchange.fetch_ohlcv_batch(todo, max_concurrency=max_concurrency)
+        sent += batch.requests_sent
+        nxt: list[OhlcvRequest] = []
+        for req in todo:
+            err: ExchangeError | None = batch.errors.get(req)
+            if err is not None:
+                failed.setdefault(req.symbol, f"fetch failed: {err}")
+                continue
+            got = batch.rows.get(req, [])
+            rows[req.symbol].extend(got)
+            if got and req.until_ms is not None:
+                last = int(got[-1][0])
+                if last < req.until_ms and len(got) < req.limit:
+                    since = last + tf
+                    nxt.append(OhlcvRequest(req.symbol, timeframe, since,
+                                            (req.until_ms - since) // tf + 1, req.until_ms))
+        todo = nxt
+    return rows, failed, sent
+
+
+def _merge_and_check(
+    universe: Sequence[str],
+    cached: Mapping[str, _Cached | None],
+    ranges: Mapping[str, list[tuple[int, int]]],
+    fetched: Mapping[str, list[list[float]]],
+    failed: Mapping[str, str],
+    cache: CandleCache,
+    submit: Callable[..., Any],
+    *,
+    tf: int,
+    now_ms: int,
+    window_lo: int,
+    last_open: int,
+    params: DataParams,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict[str, Any]]]:
+    """Merge fetched candles into the cache (writes via ``submit``), cut each symbol's window
+    and check its quality. Returns the windows ``(open_ms, values)`` and quality records."""
+    n_fields = len(OHLCV_COLUMNS)
+    expected_last = last_open
+    windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    records: list[dict[str, Any]] = []
+    for sym in universe:
+        if sym in failed:
+            windows[sym] = (np.empty(0, np.int64), np.empty((0, n_fields)))
+            rec = _quality_record(sym, windows[sym][0], np.empty((0, 4)), tf, expected_last,
+                                  params.min_history_bars, params.stale_bars)
+            records.append({**rec, "reason": failed[sym]})
+            continue
+        c = cached[sym]
+        if c is None:
+            c = _Cached(np.empty(0, np.int64), np.empty((0, n_fields)), window_lo,
+                        window_lo - tf)
+        new_ms = np.empty(0, np.int64)
+        new_v = np.empty((0, n_fields))
+        if sym in ranges:
+            new = closed_candles(fetched.get(sym, []), tf, now_ms)
+            new_ms = _index_ms(new.index)
+            new_v = new.to_numpy(dtype=np.float64)
+            all_ms, all_v = _merge(c.open_ms, c.values, new_ms, new_v)
+            # covered_to: the last candle actually held, so a candle the venue published
+            # late is asked for again next time rather than left as a hole.
+            covered_from = min(c.covered_from_ms, window_lo)
+            covered_to = int(all_ms[-1]) if len(all_ms) else covered_from - tf
+            c = _Cached(all_ms, all_v, covered_from, covered_to)
+            submit(cache.write, sym, c)
+        lo = int(np.searchsorted(c.open_ms, window_lo, side="left"))
+        hi = int(np.searchsorted(c.open_ms, last_open, side="right"))
+        win_ms, win_v = c.open_ms[lo:hi], c.values[lo:hi]
+        windows[sym] = (win_ms, win_v)
+        # The cache is unique by open time, so repeated candles can only come from this
+        # fetch: count them in the quality report.
+        if len(new_ms) and len(np.unique(new_ms)) < len(new_ms):
+            in_win = (new_ms >= window_lo) & (new_ms <= last_open)
+            _, first_idx = np.unique(new_ms[in_win], return_index=True)
+            extra = np.delete(np.flatnonzero(in_win), first_idx)
+            q_ms = np.concatenate([win_ms, new_ms[extra]])
+            q_v = np.concatenate([win_v, new_v[extra]])
+        else:
+            q_ms, q_v = win_ms, win_v
+        records.append(_quality_record(sym, q_ms, q_v[:, :4], tf, expected_last,
+                                       params.min_history_bars, params.stale_bars))
+    return windows, records
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_market_data(
+    exchange: Exchange,
+    symbols: Sequence[str] | None,
+    params: DataParams,
+    now: datetime,
+    bars: int | None = None,
+    max_concurrency: int = 8,
+) -> MarketData:
+    """Closed candles of a universe as of ``now``: cached, refreshed, checked, aligned.
+
+    Parameters
+    ----------
+    exchange : Exchange
+        The venue adapter.
+    symbols : sequence of str, optional
+        Unified symbols or venue ids; None: ``params.universe``, else the top
+        ``params.universe_size`` by 24 h quote volume.
+    params : DataParams
+        Timeframe, history, quality thresholds, cache folder.
+    now : datetime
+        The present (from a :class:`~pairlib.clock.Clock`); decides which candles are closed.
+    bars : int, optional
+        Window length in candles; default ``params.history_bars``.
+    max_concurrency : int
+        Requests in flight at once (ccxt's rate limiter still applies).
+
+    Returns
+    -------
+    MarketData
+        ``closes``/``quote_volume`` of the kept symbols on the window's regular grid, the
+        quality report of every requested symbol and the dropped symbols with reasons.
+
+    Raises
+    ------
+    DataError
+        When no symbol survives the checks (the message lists the reasons).
+    ExchangeError
+        When the venue cannot list its markets or volumes (per-symbol candle failures drop
+        the symbol instead).
+
+    Notes
+    -----
+    See the module docstring for the time index, cache layout and quality rules.
+    """
+    n_bars = int(bars if bars is not None else params.history_bars)
+    if n_bars <= 0:
+        raise DataError(f"bars must be positive, got {n_bars}")
+    tf = timeframe_ms(params.timeframe)
+    now_ms = to_ms(now)
+    last_open = _last_closed_open_ms(now_ms, tf)
+    window_lo = last_open - (n_bars - 1) * tf
+    cache = CandleCache(Path(params.cache_dir), exchange.venue_key, params.timeframe)
+
+    universe, unknown = select_universe(exchange, symbols, params)
+    cached: dict[str, _Cached | None] = {sym: cache.read(sym) for sym in universe}
+
+    # What to ask the venue for, per symbol: the window minus what the cache already covers.
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for sym in universe:
+        c = cached[sym]
+        rs: list[tuple[int, int]] = []
+        if c is None or c.covered_to_ms < window_lo - tf or c.covered_from_ms > last_open + tf:
+            cached[sym] = None  # nothing usable, or not contiguous with the window: refetch
+            rs.append((window_lo, last_open))
+        else:
+            if window_lo < c.covered_from_ms:
+                rs.append((window_lo, c.covered_from_ms - tf))
+            if c.covered_to_ms < last_open:
+                rs.append((c.covered_to_ms + tf, last_open))
+        if rs:
+            ranges[sym] = rs
+
+    fetched, failed, sent = _fetch_ranges(exchange, ranges, params.timeframe, tf, max_concurrency)
+
+    # Merge with the cache, write back, cut the window; check quality on the window.
+    with ThreadPoolExecutor(_WRITERS, thread_name_prefix="pairlib-cache") as writers:
+        windows, records = _merge_and_check(
+            universe, cached, ranges, fetched, failed, cache, writers.submit,
+            tf=tf, now_ms=now_ms, window_lo=window_lo, last_open=last_open, params=params,
+        )  # leaving the block waits for every cache write (and re-raises a failed one)
+    for sym, reason in unknown.items():
+        rec = _quality_record(sym, np.empty(0, np.int64), np.empty((0, 4)), tf,
+                              last_open, params.min_history_bars, params.stale_bars)
+        records.append({**rec, "reason": reason})
+
+    quality = _quality_frame(records)
+    dropped = {str(s): str(r) for s, r in quality.loc[~quality["ok"], "reason"].items()}
+    kept = [s for s in universe if bool(quality.loc[s, "ok"])]
+    if not kept:
+        detail = "; ".join(f"{s}: {r}" for s, r in list(dropped.items())[:10])
+        raise DataError(f"no symbol has usable {params.timeframe} data as of {now}: {detail}")
+
+    # Align: one regular grid of open times; kept symbols have no gaps or duplicates.
+    n_grid = n_bars
+    close = np.full((n_grid, len(kept)), np.nan)
+    qvol = np.full((n_grid, len(kept)), np.nan)
+    for j, sym in enumerate(kept):
+        ms, v = windows[sym]
+        pos = (ms - window_lo) // tf
+        close[pos, j] = v[:, 3]
+        qvol[pos, j] = v[:, 4] * (v[:, 1] + v[:, 2] + v[:, 3]) / 3.0
+        if len(pos) and pos[-1] < n_grid - 1:  # lagging within stale_bars: carry forward
+            close[pos[-1] + 1:, j] = v[-1, 3]
+    grid = _index(window_lo + tf * np.arange(n_grid, dtype=np.int64))
+    return MarketData(
+        closes=pd.DataFrame(close, index=grid, columns=kept),
+        quote_volume=pd.DataFrame(qvol, index=grid, columns=kept),
+        quality=quality,
+        dropped=dropped,
+        as_of=now,
+        cache_dir=Path(params.cache_dir),
+        requests=sent,
+    )
