@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from pairlib.errors import ConfigError
+
 __all__ = [
     "Clock",
     "SettableClock",
@@ -74,15 +76,16 @@ def parse_time(text: str | datetime) -> datetime:
 
     Raises
     ------
-    ValueError
-        If ``text`` is not ISO-8601; the message shows the value and an example.
+    ConfigError
+        If ``text`` is not ISO-8601 (a ``ValueError`` too); the message shows the value and
+        an example.
     """
     if isinstance(text, datetime):
         return _utc(text)
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as e:
-        raise ValueError(
+        raise ConfigError(
             f"not an ISO-8601 time: {text!r} (expected e.g. 2026-01-31T20:00:00Z)"
         ) from e
     return _utc(parsed)
