@@ -154,6 +154,32 @@ def exchange_serve(
     typer.echo("stopped", err=True)
 
 
+@app.command()
+def tick(
+    params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
+    as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
+    live: bool = typer.Option(False, "--live", help="Trade a live venue (also needs "
+                              "venue.kind: live in params and keys in the environment)."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+) -> None:
+    """Run one live tick: notebooks/tick.ipynb into outputs/ticks/ (failed reports are kept)."""
+    from pairlib.errors import PairlibError
+    from pairlib.jobs import run_tick_job
+
+    try:
+        result = run_tick_job(params, as_of, outputs, live=live)
+    except PairlibError as e:
+        raise _fail(str(e)) from None
+    typer.echo(str(result.path))
+    status = result.scraps.get("status")
+    if not result.ok or status not in ("ok", "already_ran"):
+        typer.secho(f"tick {status or 'failed'}: {result.error or result.scraps.get('error')}",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"tick {status} ({result.scraps.get('mode')}) in "
+               f"{float(result.scraps.get('duration_s') or 0):.2f} s")
+
+
 def main() -> None:
     """Entry point for ``python -m pairlib``."""
     app()

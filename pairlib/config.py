@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pairlib.errors import ConfigError
 
 __all__ = [
+    "SIM_API_KEY",
+    "SIM_API_SECRET",
     "TIMEFRAMES",
     "DataParams",
     "PairsParams",
@@ -37,6 +39,11 @@ __all__ = [
     "params_hash",
     "timeframe_ms",
 ]
+
+# The embedded simulator's fixed local key pair (documented in the README; not secrets: the
+# simulator only listens on loopback and holds no real money).
+SIM_API_KEY = "pairlib-sim-key"
+SIM_API_SECRET = "pairlib-sim-secret"
 
 # Timeframes ccxt's binanceusdm knows (a test keeps this in sync with ccxt itself, so this
 # module need not import ccxt).

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import ccxt
 
 from pairlib import errors
-from pairlib.config import Secrets, VenueParams, timeframe_ms
+from pairlib.config import SIM_API_KEY, SIM_API_SECRET, Secrets, VenueParams, timeframe_ms
 
 __all__ = [
     "Balance",
@@ -58,6 +58,7 @@ __all__ = [
     "OrderResult",
     "PositionInfo",
     "RetryPolicy",
+    "RollingWeightLimiter",
     "TradeInfo",
     "rewrite_api_urls",
     "translate_error",
@@ -443,7 +444,67 @@ class _Recipe:
         if isinstance(exc, dict) and isinstance(exc.get("linear"), dict):
             linear_exact = exc["linear"].get("exact") or {}
             client.exceptions = {**exc, "exact": {**(exc.get("exact") or {}), **linear_exact}}
+        if module is ccxt and self.weight_per_minute:
+            # ccxt's synchronous throttle sleeps rateLimit x cost before *every* request and
+            # ignores the rolling window; pace by the venue's real per-minute budget instead,
+            # through the same hook ccxt calls before each request.
+            client.throttle = RollingWeightLimiter(self.weight_per_minute)
         return client
+
+
+class RollingWeightLimiter:
+    """Request-weight budget over a rolling window, as a ccxt ``throttle`` hook.
+
+    Waits only when the weight used in the last ``window_s`` seconds plus the next request's
+    cost would exceed ``limit`` (Binance: REQUEST_WEIGHT 2400 per minute). Thread-safe.
+
+    Parameters
+    ----------
+    limit : float
+        Weight allowed per window.
+    window_s : float
+        Window length in seconds.
+    clock, sleep : callables
+        Monotonic time and sleep (injected for tests).
+    """
+
+    def __init__(
+        self,
+        limit: float,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if limit <= 0:
+            raise ValueError(f"weight limit must be positive, got {limit}")
+        self.limit, self.window_s = float(limit), float(window_s)
+        self._clock, self._sleep = clock, sleep
+        self._log: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def used(self) -> float:
+        """Weight spent inside the current window."""
+        with self._lock:
+            self._expire(self._clock())
+            return sum(w for _, w in self._log)
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.window_s
+        while self._log and self._log[0][0] <= cutoff:
+            self._log.pop(0)
+
+    def __call__(self, cost: float | None = None) -> None:
+        weight = min(float(1 if cost is None else cost), self.limit)
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._expire(now)
+                used = sum(w for _, w in self._log)
+                if used + weight <= self.limit:
+                    self._log.append((now, weight))
+                    return
+                wait = self._log[0][0] + self.window_s - now
+            self._sleep(max(wait, 0.001))
 
 
 class Exchange:
@@ -528,9 +589,8 @@ class Exchange:
                 raise errors.ConfigError(f"sim_url must be a loopback URL, got {api_url!r}")
             exchange_id = "binanceusdm"
             if not has_keys:
-                from pairlib.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
-                key, secret = DEFAULT_API_KEY, DEFAULT_API_SECRET
+                key, secret = SIM_API_KEY, SIM_API_SECRET
         elif kind == "paper":
             key = secret = None
         elif kind == "demo":

@@ -319,6 +319,286 @@ class Store:
             notebook_path=row["notebook_path"], pairs=pairs,
         )
 
+    # -- the live tick: ticks, pair state, orders, fills, decisions, incidents, equity ---
+    # Conventions: amounts in pair_state are *signed* contracts (+ long, - short) of what
+    # this store's orders actually filled; an order row's ``filled`` is what has been applied
+    # to pair_state, so applying a venue report twice never double-counts.
+
+    def tick_row(self, as_of: datetime) -> dict[str, Any] | None:
+        """The ``ticks`` row of the tick acting on the candle closing at ``as_of``."""
+        row = self._conn.execute("SELECT * FROM ticks WHERE as_of = ?", (iso(as_of),)).fetchone()
+        return dict(row) if row is not None else None
+
+    def start_tick(
+        self,
+        as_of: datetime,
+        started_at: datetime,
+        mode: str,
+        pair_set_id: int | None = None,
+        notebook_path: str | None = None,
+    ) -> None:
+        """Mark the tick ``as_of`` as running (a re-run of a failed tick reuses its row)."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO ticks (as_of, status, started_at, mode, pair_set_id, notebook_path)"
+                " VALUES (?, 'running', ?, ?, ?, ?)"
+                " ON CONFLICT(as_of) DO UPDATE SET status = 'running',"
+                " started_at = excluded.started_at, finished_at = NULL, duration_s = NULL,"
+                " mode = excluded.mode, pair_set_id = excluded.pair_set_id,"
+                " notebook_path = COALESCE(excluded.notebook_path, ticks.notebook_path),"
+                " message = NULL",
+                (iso(as_of), iso(started_at), mode, pair_set_id, notebook_path),
+            )
+
+    def finish_tick(
+        self,
+        as_of: datetime,
+        status: str,
+        finished_at: datetime,
+        duration_s: float,
+        mode: str | None = None,
+        message: str | None = None,
+        notebook_path: str | None = None,
+    ) -> None:
+        """Record a tick's outcome (``ok``, ``failed`` or ``refused``); creates the row if
+        the tick never started (a refused tick)."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO ticks (as_of, status, started_at, finished_at, duration_s, mode,"
+                " message, notebook_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(as_of) DO UPDATE SET status = excluded.status,"
+                " finished_at = excluded.finished_at, duration_s = excluded.duration_s,"
+                " mode = COALESCE(excluded.mode, ticks.mode), message = excluded.message,"
+                " notebook_path = COALESCE(excluded.notebook_path, ticks.notebook_path)",
+                (iso(as_of), status, iso(finished_at), iso(finished_at), float(duration_s),
+                 mode, message, notebook_path),
+            )
+
+    def ticks(self) -> pd.DataFrame:
+        """Every tick row, oldest first."""
+        return self.query("SELECT * FROM ticks ORDER BY as_of")
+
+    def pair_states(self) -> pd.DataFrame:
+        """Every pair's persisted state (one row per pair ever traded or decided)."""
+        return self.query("SELECT * FROM pair_state ORDER BY pair_id")
+
+    def pair_state(self, pair_id: str) -> dict[str, Any] | None:
+        """One pair's persisted state, or None."""
+        row = self._conn.execute(
+            "SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,)
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    def save_pair_state(self, state: Mapping[str, Any]) -> None:
+        """Insert or update one pair's state; ``state`` needs ``pair_id``, ``y``, ``x``,
+        ``beta``, ``alpha``; other pair_state columns are optional (unchanged if absent on
+        an update, defaults on insert)."""
+        cols = [k for k in _PAIR_STATE_COLUMNS if k in state]
+        for need in ("pair_id", "y", "x", "beta", "alpha"):
+            if need not in cols:
+                raise StoreError(f"pair state needs {need!r}")
+        values = [_sql_value(state[k]) for k in cols]
+        updates = ", ".join(f"{k} = excluded.{k}" for k in cols if k != "pair_id")
+        with self.tx() as c:
+            c.execute(
+                f"INSERT INTO pair_state ({', '.join(cols)}) VALUES"
+                f" ({', '.join('?' for _ in cols)}) ON CONFLICT(pair_id) DO UPDATE SET {updates}",
+                values,
+            )
+
+    def order(self, client_id: str) -> dict[str, Any] | None:
+        """The order with this client id, or None."""
+        row = self._conn.execute(
+            "SELECT * FROM orders WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    def orders(
+        self, tick_as_of: datetime | None = None, statuses: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Orders (of one tick, and/or with the given statuses), in creation order."""
+        sql, args = "SELECT * FROM orders WHERE 1 = 1", []
+        if tick_as_of is not None:
+            sql += " AND tick_as_of = ?"
+            args.append(iso(tick_as_of))
+        if statuses is not None:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            args.extend(statuses)
+        return self.query(sql + " ORDER BY created_at, rowid", args)
+
+    def save_order(self, order: Mapping[str, Any]) -> None:
+        """Insert or update an order row by ``client_id`` without touching fills or pair
+        state (intents, statuses, errors). Use :meth:`apply_order_fill` when ``filled``
+        grows."""
+        with self.tx() as c:
+            _upsert_order(c, order)
+
+    def update_order(
+        self,
+        client_id: str,
+        status: str,
+        error: str | None = None,
+        updated_at: datetime | None = None,
+    ) -> None:
+        """Change an existing order's status and error (``updated_at`` only if given: the
+        age of an unconfirmed order counts from when it was sent)."""
+        with self.tx() as c:
+            cur = c.execute(
+                "UPDATE orders SET status = ?, error = ?, updated_at = COALESCE(?, updated_at)"
+                " WHERE client_id = ?",
+                (status, error, None if updated_at is None else iso(updated_at), client_id),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"no order with client id {client_id!r}")
+
+    def apply_order_fill(
+        self,
+        order: Mapping[str, Any],
+        fill: Mapping[str, Any] | None,
+        amount_delta: float,
+    ) -> None:
+        """One transaction: update the order, record its new fill, and move the pair's
+        signed leg amount by ``amount_delta`` (``order['pair_id']``, ``order['leg']``)."""
+        leg = str(order["leg"])
+        if leg not in ("y", "x"):
+            raise StoreError(f"order leg must be 'y' or 'x', got {leg!r}")
+        with self.tx() as c:
+            _upsert_order(c, order)
+            if fill is not None:
+                c.execute(
+                    "INSERT INTO fills (client_id, symbol, side, amount, price, fee, ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (fill["client_id"], fill["symbol"], fill["side"], float(fill["amount"]),
+                     float(fill["price"]), float(fill["fee"]), _sql_value(fill["ts"])),
+                )
+            if amount_delta:
+                # Rounded to 12 decimals, and float dust (|amount| < 1e-9) snapped to zero.
+                cur = c.execute(
+                    f"UPDATE pair_state SET amount_{leg} = CASE"
+                    f" WHEN ABS(amount_{leg} + ?) < 1e-9 THEN 0.0"
+                    f" ELSE ROUND(amount_{leg} + ?, 12) END WHERE pair_id = ?",
+                    (float(amount_delta), float(amount_delta), order["pair_id"]),
+                )
+                if cur.rowcount != 1:
+                    raise StoreError(f"no pair_state row for pair {order['pair_id']!r}")
+
+    def fills(self, tick_as_of: datetime | None = None) -> pd.DataFrame:
+        """Fills with their order's tick, pair, leg and action, oldest first."""
+        sql = (
+            "SELECT f.id, f.client_id, o.tick_as_of, o.pair_id, o.leg, o.action, f.symbol,"
+            " f.side, f.amount, f.price, f.fee, f.ts FROM fills f"
+            " LEFT JOIN orders o ON o.client_id = f.client_id"
+        )
+        args: list[Any] = []
+        if tick_as_of is not None:
+            sql += " WHERE o.tick_as_of = ?"
+            args.append(iso(tick_as_of))
+        return self.query(sql + " ORDER BY f.id", args)
+
+    def save_decision(
+        self,
+        tick_as_of: datetime,
+        pair_id: str,
+        z: float | None,
+        signal: int | None,
+        action: str,
+        reason: str,
+    ) -> None:
+        """Record (or replace) one pair's decision of one tick."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO decisions (tick_as_of, pair_id, z, signal, action, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tick_as_of, pair_id) DO UPDATE SET"
+                " z = excluded.z, signal = excluded.signal, action = excluded.action,"
+                " reason = excluded.reason",
+                (iso(tick_as_of), pair_id, _opt_float(z),
+                 None if signal is None else int(signal), action, reason),
+            )
+
+    def decisions(self, tick_as_of: datetime | None = None) -> pd.DataFrame:
+        """Decisions (of one tick), by tick and pair."""
+        if tick_as_of is None:
+            return self.query("SELECT * FROM decisions ORDER BY tick_as_of, pair_id")
+        return self.query(
+            "SELECT * FROM decisions WHERE tick_as_of = ? ORDER BY pair_id", (iso(tick_as_of),)
+        )
+
+    def add_incident(
+        self,
+        tick_as_of: datetime | None,
+        kind: str,
+        symbol: str | None,
+        detail: str,
+        created_at: datetime,
+    ) -> int:
+        """Record an incident (for the operator); returns its id."""
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT INTO incidents (tick_as_of, kind, symbol, detail, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (None if tick_as_of is None else iso(tick_as_of), kind, symbol, detail,
+                 iso(created_at)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def incidents(
+        self, tick_as_of: datetime | None = None, unresolved_only: bool = False
+    ) -> pd.DataFrame:
+        """Incidents (of one tick; only unresolved ones if asked), oldest first."""
+        sql, args = "SELECT * FROM incidents WHERE 1 = 1", []
+        if tick_as_of is not None:
+            sql += " AND tick_as_of = ?"
+            args.append(iso(tick_as_of))
+        if unresolved_only:
+            sql += " AND resolved = 0"
+        return self.query(sql + " ORDER BY id", args)
+
+    def resolve_incidents(self, kind: str, symbol: str | None = None) -> int:
+        """Mark unresolved incidents of ``kind`` (on ``symbol``) resolved; returns how many."""
+        sql, args = "UPDATE incidents SET resolved = 1 WHERE resolved = 0 AND kind = ?", [kind]
+        if symbol is not None:
+            sql += " AND symbol = ?"
+            args.append(symbol)
+        with self.tx() as c:
+            return int(c.execute(sql, args).rowcount)
+
+    def save_equity(
+        self,
+        tick_as_of: datetime,
+        equity: float,
+        free: float | None = None,
+        used: float | None = None,
+        realized_pnl: float | None = None,
+        unrealized_pnl: float | None = None,
+        gross_notional: float | None = None,
+    ) -> None:
+        """Record (or replace) the account's equity at the end of one tick."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO equity (tick_as_of, equity, free, used, realized_pnl,"
+                " unrealized_pnl, gross_notional) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (iso(tick_as_of), float(equity), _opt_float(free), _opt_float(used),
+                 _opt_float(realized_pnl), _opt_float(unrealized_pnl),
+                 _opt_float(gross_notional)),
+            )
+
+    def equity_history(self) -> pd.DataFrame:
+        """Equity per tick, oldest first."""
+        return self.query("SELECT * FROM equity ORDER BY tick_as_of")
+
+    def add_funding(self, symbol: str, amount: float, ts: datetime) -> bool:
+        """Record a funding payment (+ received, - paid); False if already recorded."""
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO funding (symbol, amount, ts) VALUES (?, ?, ?)",
+                (symbol, float(amount), iso(ts)),
+            )
+            return cur.rowcount == 1
+
+    def funding(self) -> pd.DataFrame:
+        """Funding payments, oldest first."""
+        return self.query("SELECT * FROM funding ORDER BY ts, symbol")
+
 
 def pair_id(y: str, x: str) -> str:
     """Stable identifier of a pair: ``"Y~X"`` with the unified symbols."""
@@ -343,3 +623,43 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and v != v:
         return None
     return v
+
+
+_PAIR_STATE_COLUMNS = (
+    "pair_id", "y", "x", "beta", "alpha", "position", "locked_out", "amount_y", "amount_x",
+    "entry_z", "entry_time", "entry_price_y", "entry_price_x", "spread_std", "pair_set_id",
+    "updated_tick",
+)
+_ORDER_COLUMNS = (
+    "client_id", "exchange_id", "tick_as_of", "pair_id", "leg", "action", "symbol", "side",
+    "amount", "filled", "average", "fee", "status", "reduce_only", "created_at",
+    "updated_at", "error",
+)
+
+
+def _sql_value(v: Any) -> Any:
+    """A Python value SQLite can store (datetimes as ISO strings, numpy scalars unwrapped)."""
+    if isinstance(v, pd.Timestamp | datetime):
+        return iso(v)
+    if isinstance(v, bool):
+        return int(v)
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def _upsert_order(c: sqlite3.Connection, order: Mapping[str, Any]) -> None:
+    cols = [k for k in _ORDER_COLUMNS if k in order]
+    if "client_id" not in cols:
+        raise StoreError("an order needs its 'client_id'")
+    values = [_sql_value(order[k]) for k in cols]
+    updates = ", ".join(
+        f"{k} = excluded.{k}" for k in cols if k not in ("client_id", "created_at")
+    )
+    c.execute(
+        f"INSERT INTO orders ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        f" ON CONFLICT(client_id) DO UPDATE SET {updates}",
+        values,
+    )

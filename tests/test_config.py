@@ -63,7 +63,10 @@ def test_params_are_frozen(tmp_path: Path) -> None:
         ({"strategy": {"lookback": 0}}, ["strategy.lookback", "0", "greater than 1"]),
         ({"strategy": {"lookback": -5}}, ["strategy.lookback", "-5"]),
         ({"risk": {"risk_per_trade": 0.0}}, ["risk.risk_per_trade", "0.0", "greater than 0"]),
-        ({"risk": {"risk_per_trade": 0.5}}, ["risk.risk_per_trade", "0.5", "less than or equal to 0.1"]),
+        (
+            {"risk": {"risk_per_trade": 0.5}},
+            ["risk.risk_per_trade", "0.5", "less than or equal to 0.1"],
+        ),
         ({"risk": {"risk_per_trade": -0.01}}, ["risk.risk_per_trade", "-0.01"]),
         ({"data": {"timeframe": "4hours"}}, ["data.timeframe", "'4hours'", "allowed", "4h", "1d"]),
         ({"venue": {"kind": "real"}}, ["venue.kind", "'real'", "'sim'", "'live'"]),
@@ -129,7 +132,9 @@ def test_params_hash_is_stable_and_sensitive() -> None:
 
 def test_secrets_from_environment_then_dotenv(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("# local keys\nPAIRLIB_API_KEY=file-key\nexport PAIRLIB_API_SECRET='file-s'\n")
+    env_file.write_text(
+        "# local keys\nPAIRLIB_API_KEY=file-key\nexport PAIRLIB_API_SECRET='file-s'\n"
+    )
     s = load_secrets({}, env_file)
     assert (s.api_key, s.api_secret) == ("file-key", "file-s")
     assert s.present

@@ -57,6 +57,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pairlib.clock import Clock, SystemClock, from_ms, parse_time, to_ms
+from pairlib.config import SIM_API_KEY, SIM_API_SECRET
 from pairlib.sim.account import (
     DEFAULT_LEVERAGE,
     INSUFFICIENT_MARGIN_MSG,
@@ -69,9 +70,9 @@ from pairlib.sim.market import Market
 
 __all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "SimServer", "ccxt_urls"]
 
-DEFAULT_API_KEY = "pairlib-sim-key"
+DEFAULT_API_KEY = SIM_API_KEY
 """The simulator's fixed local API key (not a secret: it only opens a loopback simulator)."""
-DEFAULT_API_SECRET = "pairlib-sim-secret"
+DEFAULT_API_SECRET = SIM_API_SECRET
 """The simulator's fixed local API secret (HMAC-SHA256 key, as Binance uses)."""
 
 _REJECT_MESSAGES = {
@@ -153,6 +154,9 @@ class _HTTPServer6(_HTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Keep-alive responses are small writes: without TCP_NODELAY every request waits
+    # ~40 ms for the delayed ACK (Nagle).
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming

@@ -1,0 +1,632 @@
+"""Orders for pair legs, idempotently, through the one exchange adapter.
+
+Every order carries a deterministic client order id (:func:`client_order_id`) derived from
+the tick, the pair, the leg, the action and the attempt, so a retried or re-run tick can
+never place the same order twice: before anything is sent, the id is looked up in the store
+and then at the venue (:meth:`Exchange.fetch_order_by_client_id`); only an order found in
+neither place is sent. Order creation is never retried blindly: after a timeout or a lost
+response the order is looked up by its client id; if the venue still does not know it, the
+leg is reported with an unknown outcome and nothing is resent in this run (the next tick
+resolves it).
+
+A pair's legs go one after the other. If the second leg of an entry fails after the first
+filled, the first is unwound with a reduce-only order and an incident is recorded. A partial
+fill is completed (the remainder is sent under a derived client id) or, failing that,
+unwound. Exits and flattening orders are reduce-only.
+
+Store conventions (see :class:`pairlib.store.Store`): an order row is written *before* the
+order is sent (status ``sent``), its ``filled`` is what has been applied to the pair's
+signed leg amount in ``pair_state``, so a venue report can be applied any number of times.
+
+Order statuses in the store: ``planned`` (intent recorded, not sent), ``sent`` (create
+call made, no answer recorded yet), ``unknown`` (create failed and the venue could not
+confirm it), ``open``, and the final ``closed``, ``canceled``, ``expired``, ``rejected``,
+``failed`` (refused by the venue or by a pre-check) and ``skipped`` (planned, never sent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+
+from pairlib.clock import Clock, from_ms, parse_time
+from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
+from pairlib.risk import MarketRules, round_amount
+from pairlib.store import Store, iso
+
+__all__ = [
+    "ACTION_CODES",
+    "FINAL_STATUSES",
+    "Executor",
+    "LegFill",
+    "LegOrder",
+    "OrderVenue",
+    "PairOutcome",
+    "client_order_id",
+    "is_own_client_id",
+]
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID_PREFIX: Final = "pl"
+ACTION_CODES: Final[dict[str, str]] = {
+    "enter_long": "el",
+    "enter_short": "es",
+    "exit": "ex",
+    "stop": "st",
+    "unwind": "uw",
+    "flatten": "fl",
+}
+"""Two-letter code of each order action in client ids."""
+FINAL_STATUSES: Final = frozenset(
+    {"closed", "canceled", "expired", "rejected", "failed", "skipped"}
+)
+"""Order statuses that will not change any more (the store never asks the venue again)."""
+_PENDING: Final = frozenset({"planned", "sent", "unknown", "open"})
+
+
+def client_order_id(
+    as_of: datetime, pair_id: str, leg: str, action: str, attempt: int = 0
+) -> str:
+    """The deterministic client order id of one order.
+
+    Parameters
+    ----------
+    as_of : datetime
+        The tick (close time of the candle it acts on).
+    pair_id : str
+        The pair, ``"Y~X"``.
+    leg : {"y", "x"}
+    action : str
+        A key of :data:`ACTION_CODES`.
+    attempt : int
+        0 for the first order, ``k`` for the ``k``-th remainder of a partial fill.
+
+    Returns
+    -------
+    str
+        ``pl-YYMMDDHHMM-<10 hex of sha1(pair_id)>-<leg>-<code>[-r<k>]``, at most 33
+        characters of ``[.A-Z:/a-z0-9_-]`` (Binance allows 36).
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> client_order_id(datetime(2026, 1, 31, 20, tzinfo=UTC), "A/USDT:USDT~B/USDT:USDT",
+    ...                 "y", "enter_long")
+    'pl-2601312000-2e0a4e7c43-y-el'
+    """
+    if leg not in ("y", "x"):
+        raise ValueError(f"leg must be 'y' or 'x', got {leg!r}")
+    try:
+        code = ACTION_CODES[action]
+    except KeyError:
+        raise ValueError(f"action {action!r} unknown; allowed: {', '.join(ACTION_CODES)}") \
+            from None
+    if attempt < 0 or attempt > 99:
+        raise ValueError(f"attempt must be in 0..99, got {attempt}")
+    stamp = parse_time(as_of).strftime("%y%m%d%H%M")
+    digest = hashlib.sha1(pair_id.encode()).hexdigest()[:10]
+    cid = f"{CLIENT_ID_PREFIX}-{stamp}-{digest}-{leg}-{code}"
+    return cid if attempt == 0 else f"{cid}-r{attempt}"
+
+
+def is_own_client_id(client_id: str | None) -> bool:
+    """True when a client id has the shape :func:`client_order_id` produces."""
+    return bool(client_id) and str(client_id).startswith(f"{CLIENT_ID_PREFIX}-")
+
+
+class OrderVenue(Protocol):
+    """The part of :class:`pairlib.exchange.Exchange` that execution uses."""
+
+    def create_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: float,
+        client_id: str,
+        type: str = "market",
+        price: float | None = None,
+        reduce_only: bool = False,
+    ) -> Any:
+        """Send one order (never retried)."""
+        ...
+
+    def fetch_order_by_client_id(self, symbol: str, client_id: str) -> Any | None:
+        """The order with this client id, or None."""
+        ...
+
+    def cancel_order(self, symbol: str, order_id: str) -> Any:
+        """Cancel an open order."""
+        ...
+
+
+@dataclass(frozen=True)
+class LegOrder:
+    """One intended order on one leg of a pair.
+
+    ``amount`` is a positive number of contracts; ``side`` is ``buy`` or ``sell``.
+    """
+
+    pair_id: str
+    leg: str
+    action: str
+    symbol: str
+    side: str
+    amount: float
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True)
+class LegFill:
+    """What one leg achieved, over its first order and any remainders.
+
+    ``complete`` is True when what is left is less than one amount step (or below the
+    market's minimum, so cannot be sent). ``unknown`` is True when an order's outcome could
+    not be confirmed (it may still fill at the venue; the next tick resolves it).
+    """
+
+    order: LegOrder
+    filled: float
+    average: float | None
+    fee: float
+    complete: bool
+    client_ids: tuple[str, ...]
+    error: str | None = None
+    unknown: bool = False
+
+    @property
+    def signed_filled(self) -> float:
+        """Filled amount, + for buys and - for sells."""
+        return self.filled if self.order.side == "buy" else -self.filled
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """The result of one pair action (entry, exit, stop or flattening)."""
+
+    pair_id: str
+    action: str
+    ok: bool
+    legs: tuple[LegFill, ...]
+    unwinds: tuple[LegFill, ...] = ()
+    message: str = ""
+
+
+@dataclass
+class _Report:
+    """One order's current truth (from the store or the venue)."""
+
+    client_id: str
+    filled: float
+    average: float | None
+    fee: float
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class Executor:
+    """Places the orders of one tick.
+
+    Parameters
+    ----------
+    exchange : OrderVenue
+        The adapter (:class:`pairlib.exchange.Exchange`).
+    store : Store
+        Where orders, fills and leg amounts are recorded.
+    as_of : datetime
+        The tick; part of every client id.
+    clock : Clock
+        Time stamps of store rows and the age of unresolved orders.
+    rules : mapping of symbol to MarketRules
+        Amount steps and minimums (remainders are rounded with them).
+    max_remainders : int
+        How many remainder orders a partially filled leg may send.
+    lookup_attempts : int
+        Look-ups by client id after a create call failed in transit.
+    lookup_delay_s : float
+        Wait between those look-ups.
+    unknown_grace : timedelta
+        An order sent but unknown to the venue for longer than this (by ``clock``) is
+        declared lost (``failed``); younger ones are never resent.
+    sleep : callable
+        ``time.sleep`` (injected for tests).
+    """
+
+    exchange: OrderVenue
+    store: Store
+    as_of: datetime
+    clock: Clock
+    rules: Mapping[str, MarketRules]
+    max_remainders: int = 2
+    lookup_attempts: int = 3
+    lookup_delay_s: float = 0.2
+    unknown_grace: timedelta = timedelta(minutes=10)
+    sleep: Callable[[float], None] = time.sleep
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ incidents
+    def incident(self, kind: str, symbol: str | None, detail: str) -> None:
+        """Record an incident in the store and in :attr:`incidents`."""
+        log.warning("incident %s %s: %s", kind, symbol or "", detail)
+        self.store.add_incident(self.as_of, kind, symbol, detail, self.clock.now())
+        self.incidents.append({"kind": kind, "symbol": symbol, "detail": detail})
+
+    # ------------------------------------------------------------------ pair actions
+    def enter(
+        self, pair_id: str, action: str, legs: tuple[LegOrder, LegOrder]
+    ) -> PairOutcome:
+        """Open a pair: leg y then leg x; unwind what filled if either leg fails.
+
+        A re-run of the same tick reuses the amounts recorded for its first orders, so a
+        resumed entry completes the original plan.
+        """
+        legs = (self._planned(legs[0]), self._planned(legs[1]))
+        first = self.fill_leg(legs[0])
+        if not first.complete:
+            self._skip(legs[1], f"first leg incomplete: {first.error or 'partial fill'}")
+            unwinds = self._unwind_all([first])
+            kind = "partial_fill_unwound" if first.filled > 0 else "entry_failed"
+            self.incident(kind, legs[0].symbol,
+                          f"{pair_id} {action}: first leg {legs[0].side} {legs[0].amount:g} "
+                          f"{legs[0].symbol} filled {first.filled:g} "
+                          f"({first.error or 'partial fill'}); "
+                          + _unwind_text(unwinds))
+            return PairOutcome(pair_id, action, False, (first,), unwinds,
+                               f"first leg failed: {first.error or 'partial fill'}")
+        second = self.fill_leg(legs[1])
+        if not second.complete:
+            unwinds = self._unwind_all([second, first])
+            self.incident("second_leg_failed", legs[1].symbol,
+                          f"{pair_id} {action}: second leg {legs[1].side} {legs[1].amount:g} "
+                          f"{legs[1].symbol} filled {second.filled:g} "
+                          f"({second.error or 'partial fill'}) after first leg "
+                          f"{legs[0].symbol} filled {first.filled:g}; "
+                          + _unwind_text(unwinds))
+            undone = "unwound" if all(u.complete for u in unwinds) else "unwind INCOMPLETE"
+            return PairOutcome(pair_id, action, False, (first, second), unwinds,
+                               f"second leg failed: {second.error or 'partial fill'}; "
+                               f"filled legs {undone}")
+        return PairOutcome(pair_id, action, True, (first, second), (), "entered")
+
+    def close(self, pair_id: str, action: str, legs: Iterable[LegOrder]) -> PairOutcome:
+        """Close legs with reduce-only orders (exit, stop or flattening); every leg is tried
+        even when another fails. What stays open is a residual for the next tick."""
+        fills = tuple(self.fill_leg(leg) for leg in legs)
+        ok = all(f.complete for f in fills)
+        if not ok:
+            bad = [f for f in fills if not f.complete]
+            self.incident(
+                f"{action}_incomplete", bad[0].order.symbol,
+                f"{pair_id} {action}: " + "; ".join(
+                    f"{f.order.symbol} {f.order.side} {f.order.amount:g} filled {f.filled:g}"
+                    f" ({f.error or 'partial fill'})" for f in bad
+                ) + "; the residual is flattened next tick",
+            )
+        return PairOutcome(pair_id, action, ok, fills, (),
+                           "closed" if ok else "incomplete: residual left")
+
+    # ------------------------------------------------------------------ one leg
+    def fill_leg(self, order: LegOrder) -> LegFill:
+        """Fill one leg: its first order, then remainders of a partial fill (derived ids)."""
+        rules = self.rules.get(order.symbol)
+        step = rules.amount_step if rules is not None else 0.0
+        tol = step * 1e-6 if step else 1e-12
+        filled, notional, fee = 0.0, 0.0, 0.0
+        cids: list[str] = []
+        error: str | None = None
+        unknown = False
+        remaining = order.amount
+        for attempt in range(self.max_remainders + 1):
+            amount = round_amount(remaining, rules) if rules is not None else remaining
+            if amount <= tol or (rules is not None and amount < rules.min_amount):
+                break
+            rep = self._submit(replace(order, amount=amount), attempt)
+            cids.append(rep.client_id)
+            if rep.filled > 0:
+                filled += rep.filled
+                notional += rep.filled * (rep.average or 0.0)
+                fee += rep.fee
+            if rep.status in ("sent", "unknown", "open"):
+                unknown = True
+                error = rep.error or f"order {rep.client_id} outcome unknown"
+                break
+            if rep.error is not None and rep.filled <= 0:
+                error = rep.error
+                break
+            remaining = order.amount - filled
+            if remaining <= max(tol, step / 2):
+                break
+            log.info("leg %s %s partially filled: %g of %g; sending the remainder",
+                     order.pair_id, order.symbol, filled, order.amount)
+        left = order.amount - filled
+        complete = not unknown and (
+            left <= max(tol, step / 2)
+            or (rules is not None and round_amount(left, rules) < max(rules.min_amount, tol))
+        )
+        if not complete and error is None:
+            error = f"partial fill: {filled:g} of {order.amount:g} after {len(cids)} orders"
+        average = notional / filled if filled > 0 and notional > 0 else None
+        return LegFill(order, filled, average, fee, complete, tuple(cids),
+                       None if complete else error, unknown)
+
+    # ------------------------------------------------------------------ one order
+    def _submit(self, order: LegOrder, attempt: int) -> _Report:
+        """Place one order exactly once: store, then venue, then (only then) send."""
+        cid = client_order_id(self.as_of, order.pair_id, order.leg, order.action, attempt)
+        row = self.store.order(cid)
+        if row is not None and row["status"] in FINAL_STATUSES:
+            log.info("order %s already %s in the store (filled %g): not sent again",
+                     cid, row["status"], row["filled"])
+            return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
+                           row["status"], row["error"])
+        try:
+            found = self.exchange.fetch_order_by_client_id(order.symbol, cid)
+        except ExchangeError as e:
+            # Nothing sent: leave no trace that would stop a re-run from sending it.
+            msg = f"not sent: look-up by client id failed: {e}"
+            if row is None:
+                return _Report(cid, 0.0, None, 0.0, "failed", msg)
+            return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
+                           str(row["status"]), msg)
+        if found is not None:
+            log.info("order %s found at the venue (%s): not sent again", cid, found.status)
+            return self._settle(cid, order, found)
+        if row is not None and row["status"] in ("sent", "unknown", "open"):
+            age = self.clock.now() - parse_time(row["updated_at"])
+            if age < self.unknown_grace:
+                msg = (f"order {cid} was sent {age} ago and the venue does not know it yet: "
+                       "not resent (resolved next tick)")
+                self.store.update_order(cid, "unknown", msg)
+                return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
+                               "unknown", msg)
+            log.warning("order %s unknown to the venue %s after sending: declared lost",
+                        cid, age)
+        self._save(cid, order, status="sent")
+        log.info("order %s: %s %s %g %s%s", cid, order.action, order.side, order.amount,
+                 order.symbol, " reduce-only" if order.reduce_only else "")
+        try:
+            res = self.exchange.create_order(order.symbol, order.side, order.amount, cid,
+                                             reduce_only=order.reduce_only)
+        except ExchangeUnavailable as e:
+            return self._resolve_lost(cid, order, f"{type(e).__name__}: {e}")
+        except InvalidOrder as e:
+            # A duplicate client id means the order exists after all: look it up.
+            found = self._lookup(order.symbol, cid, attempts=1)
+            if found is not None:
+                return self._settle(cid, order, found)
+            return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
+        except ExchangeError as e:
+            return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
+        return self._settle(cid, order, res)
+
+    def _resolve_lost(self, cid: str, order: LegOrder, error: str) -> _Report:
+        """After a create call failed in transit: look the order up by its client id."""
+        log.warning("order %s: %s; looking it up by client id", cid, error)
+        found = self._lookup(order.symbol, cid, attempts=self.lookup_attempts)
+        if found is not None:
+            log.info("order %s found by client id after %s", cid, error)
+            return self._settle(cid, order, found)
+        msg = f"{error}; the venue does not know client id {cid}: not resent"
+        self.store.update_order(cid, "unknown", msg)
+        return _Report(cid, 0.0, None, 0.0, "unknown", msg)
+
+    def _lookup(self, symbol: str, cid: str, attempts: int) -> Any | None:
+        for k in range(max(1, attempts)):
+            try:
+                found = self.exchange.fetch_order_by_client_id(symbol, cid)
+            except ExchangeError as e:
+                log.warning("look-up of %s failed: %s", cid, e)
+                found = None
+            if found is not None:
+                return found
+            if k + 1 < attempts:
+                self.sleep(self.lookup_delay_s)
+        return None
+
+    def _settle(self, cid: str, order: LegOrder, res: Any) -> _Report:
+        """Record a venue report; an order still open (a resting remainder of a market
+        order) is cancelled and its final state recorded."""
+        rep = self._record(cid, order, res)
+        if res.status != "open":
+            return rep
+        try:
+            res = self.exchange.cancel_order(order.symbol, str(res.id))
+        except OrderNotFound:
+            res = self._lookup(order.symbol, cid, attempts=1) or res
+        except ExchangeError as e:
+            log.warning("cancelling the rest of %s failed: %s", cid, e)
+            rep.error = f"could not cancel the unfilled rest: {e}"
+            return rep
+        if res.status == "open":  # cancel acknowledged but not yet final
+            res = self._lookup(order.symbol, cid, attempts=1) or res
+        return self._record(cid, order, res)
+
+    def _record(self, cid: str, order: LegOrder, res: Any) -> _Report:
+        """Apply a venue report to the store: order row, new fill, leg amount (one tx)."""
+        prev = self.store.order(cid) or {}
+        prev_filled = float(prev.get("filled") or 0.0)
+        prev_avg = prev.get("average")
+        prev_fee = float(prev.get("fee") or 0.0)
+        filled = float(res.filled or 0.0)
+        average = res.average if res.average is not None else prev_avg
+        fee = float(res.fee or 0.0)
+        if filled > prev_filled + 1e-12 and fee <= 0.0:
+            fee = self._trade_fees(order.symbol, res)
+        fee = max(fee, prev_fee)
+        now = self.clock.now()
+        row = self._row(cid, order, status=str(res.status), now=now)
+        if prev.get("tick_as_of"):  # an order of an earlier tick keeps its tick
+            row["tick_as_of"] = prev["tick_as_of"]
+        row.update(exchange_id=str(res.id), filled=max(filled, prev_filled), average=average,
+                   fee=fee, error=None)
+        delta = filled - prev_filled
+        if delta > 1e-12:
+            price = _delta_price(prev_filled, prev_avg, filled, average)
+            ts = res.timestamp
+            fill = {"client_id": cid, "symbol": order.symbol, "side": order.side,
+                    "amount": delta, "price": price, "fee": fee - prev_fee,
+                    "ts": iso(now) if ts is None else _ms_iso(int(ts))}
+            sign = 1.0 if order.side == "buy" else -1.0
+            self.store.apply_order_fill(row, fill, sign * delta)
+            log.info("order %s %s: filled %g @ %s (fee %.6g)", cid, res.status, delta,
+                     f"{price:.8g}", fee - prev_fee)
+        else:
+            self.store.save_order(row)
+        return _Report(cid, max(filled, prev_filled), average, fee, str(res.status))
+
+    def _trade_fees(self, symbol: str, res: Any) -> float:
+        """Fees of an order from its trades, when the order report carries none (Binance
+        order responses have no commission). 0 when the venue cannot tell."""
+        fetch = getattr(self.exchange, "fetch_my_trades", None)
+        if fetch is None:
+            return 0.0
+        since = None if res.timestamp is None else int(res.timestamp) - 60_000
+        try:
+            trades = fetch(symbol, since)
+        except ExchangeError as e:
+            log.warning("fees of order %s unknown (trades unavailable: %s)", res.id, e)
+            return 0.0
+        return float(sum(t.fee for t in trades if str(t.order_id) == str(res.id)))
+
+    def _fail(self, cid: str, order: LegOrder, status: str, error: str) -> _Report:
+        log.warning("order %s %s: %s", cid, status, error)
+        self._save(cid, order, status=status, error=error)
+        return _Report(cid, 0.0, None, 0.0, status, error)
+
+    def _row(self, cid: str, order: LegOrder, status: str, now: datetime) -> dict[str, Any]:
+        return {
+            "client_id": cid, "tick_as_of": iso(self.as_of), "pair_id": order.pair_id,
+            "leg": order.leg, "action": order.action, "symbol": order.symbol,
+            "side": order.side, "amount": float(order.amount), "status": status,
+            "reduce_only": int(order.reduce_only), "created_at": iso(now),
+            "updated_at": iso(now),
+        }
+
+    def _save(self, cid: str, order: LegOrder, status: str, error: str | None = None) -> None:
+        row = self._row(cid, order, status=status, now=self.clock.now())
+        row["error"] = error
+        self.store.save_order(row)
+
+    def _planned(self, order: LegOrder) -> LegOrder:
+        """Record the intent of a first order, or reuse the amount recorded by an earlier
+        run of this tick (a resumed entry completes the original plan)."""
+        cid = client_order_id(self.as_of, order.pair_id, order.leg, order.action, 0)
+        row = self.store.order(cid)
+        if row is not None:
+            return replace(order, amount=float(row["amount"]))
+        self._save(cid, order, status="planned")
+        return order
+
+    def _skip(self, order: LegOrder, why: str) -> None:
+        cid = client_order_id(self.as_of, order.pair_id, order.leg, order.action, 0)
+        row = self.store.order(cid)
+        if row is not None and row["status"] == "planned":
+            self._save(cid, order, status="skipped", error=why)
+
+    def _unwind_all(self, fills: list[LegFill]) -> tuple[LegFill, ...]:
+        out = []
+        for f in fills:
+            if f.filled <= 0:
+                continue
+            o = f.order
+            unwind = LegOrder(o.pair_id, o.leg, "unwind", o.symbol,
+                              "sell" if o.side == "buy" else "buy", f.filled, reduce_only=True)
+            out.append(self.fill_leg(unwind))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ start of tick
+    def cancel_resting(self, client_id: str, venue_order: Any) -> bool:
+        """Cancel the unfilled rest of one of our orders found resting at the venue and
+        record its final state. Returns False when the store does not know the order."""
+        row = self.store.order(client_id)
+        if row is None:
+            return False
+        order = LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
+                         str(row["symbol"]), str(row["side"]), float(row["amount"]),
+                         bool(row["reduce_only"]))
+        log.warning("own order %s rests at the venue: cancelling the rest", client_id)
+        self._settle(client_id, order, venue_order)
+        return True
+
+    def resolve_pending(self) -> list[str]:
+        """Resolve orders left ``sent``, ``unknown``, ``open`` or ``planned`` by earlier runs.
+
+        Each is looked up by client id: found -> its fills are applied (they become the
+        pair's residual, flattened by the tick, unless this tick's resumed run completes
+        them); an earlier tick's order not found and older than :attr:`unknown_grace` ->
+        ``failed`` (never arrived); ``planned`` of an earlier tick -> ``skipped``. Returns
+        one line per order looked at.
+        """
+        pending = self.store.orders(statuses=sorted(_PENDING))
+        notes: list[str] = []
+        for row in pending.to_dict("records"):
+            cid = str(row["client_id"])
+            order = LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
+                             str(row["symbol"]), str(row["side"]), float(row["amount"]),
+                             bool(row["reduce_only"]))
+            mine = row["tick_as_of"] == iso(self.as_of)
+            if row["status"] == "planned":
+                if not mine:
+                    self._save_as(row, "skipped", "planned by an earlier tick, never sent")
+                    notes.append(f"{cid}: planned, never sent -> skipped")
+                continue
+            try:
+                found = self.exchange.fetch_order_by_client_id(order.symbol, cid)
+            except ExchangeError as e:
+                notes.append(f"{cid}: still unknown ({e})")
+                continue
+            if found is not None:
+                rep = self._settle(cid, order, found)
+                notes.append(f"{cid}: found at the venue, {rep.status}, filled {rep.filled:g}")
+                if not mine and rep.filled > 0:
+                    self.incident("late_fill", order.symbol,
+                                  f"order {cid} of tick {row['tick_as_of']} ({order.action} "
+                                  f"{order.side} {order.symbol}) turned out {rep.status} with "
+                                  f"{rep.filled:g} filled; applied to {order.pair_id}")
+                continue
+            if mine:  # this tick's own order: a resumed run decides (see _submit)
+                notes.append(f"{cid}: not at the venue; left to this tick's resumed run")
+                continue
+            age = self.clock.now() - parse_time(str(row["updated_at"]))
+            if age >= self.unknown_grace:
+                self._save_as(row, "failed", f"unknown to the venue {age} after sending: lost")
+                notes.append(f"{cid}: unknown to the venue after {age} -> failed")
+        return notes
+
+    def _save_as(self, row: Mapping[str, Any], status: str, error: str) -> None:
+        self.store.update_order(str(row["client_id"]), status, error, self.clock.now())
+
+
+def _unwind_text(unwinds: tuple[LegFill, ...]) -> str:
+    if not unwinds:
+        return "nothing to unwind"
+    return "; ".join(
+        f"unwound {u.filled:g} of {u.order.amount:g} {u.order.symbol} reduce-only"
+        + ("" if u.complete else f" (INCOMPLETE: {u.error})") for u in unwinds
+    )
+
+
+def _delta_price(
+    prev_filled: float, prev_avg: float | None, filled: float, average: float | None
+) -> float:
+    """Average price of the newly filled part of an order."""
+    if average is None:
+        log.warning("a fill without an average price: recorded at price 0")
+        return 0.0
+    if prev_filled <= 0 or prev_avg is None:
+        return float(average)
+    delta = filled - prev_filled
+    price = (float(average) * filled - float(prev_avg) * prev_filled) / delta
+    return price if math.isfinite(price) and price > 0 else float(average)
+
+
+def _ms_iso(ms: int) -> str:
+    return iso(from_ms(ms))
+

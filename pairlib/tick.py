@@ -1,0 +1,917 @@
+"""The live tick: one run per closed candle, from the pair set to orders, fills and a report.
+
+At every candle close (4h by default) :func:`run` composes the library:
+
+1. **validate** params and ``as_of`` (and the live safeguards) before any network call;
+2. **idempotency**: a tick is identified by ``as_of``, the close time of the candle it acts
+   on; a tick already ``ok`` in the store returns ``already_ran`` without touching the venue;
+   a failed or crashed tick re-run resumes (pairs already processed by it are skipped, and
+   deterministic client order ids make every order exactly-once);
+3. **resolve** orders earlier runs left unconfirmed, then **reconcile** the store's net
+   position per symbol with the venue's (:mod:`pairlib.reconcile`); a mismatched symbol
+   takes no new entry;
+4. **data**: closed candles of every pair's legs (:func:`pairlib.data.load_market_data`),
+   spreads and rolling z-scores (:mod:`pairlib.strategy`);
+5. **decide** every pair with :func:`pairlib.strategy.step` from its persisted
+   :class:`~pairlib.strategy.PairState` (the same rule the backtest folds over history);
+6. **exits** (and stops) first, then residual legs are flattened, then **entries**: slots by
+   largest ``|z|`` (:func:`pairlib.risk.allocate_slots`), sizing with the venue's equity
+   (:func:`pairlib.risk.size_pair`), both legs through :class:`pairlib.execution.Executor`;
+7. **persist and report**: decisions, orders, fills, pair state, equity, funding, incidents
+   and one ``ticks`` row; a :class:`TickResult` for the notebook.
+
+Modes: a tick acts on exits only (``exits_only: ...``) when the kill switch is on, when it
+is a missed tick (``as_of`` older than the last closed candle by the clock; override with
+``missed_tick_entries: true`` or ``allow_missed_entries=True``), or when there is no pair
+set. No order is placed on bad data: a dropped, stale or lagging leg, or a NaN z-score,
+means no entry and no exit for that pair this tick (an open position is held), with the
+reason recorded.
+
+The clock: ``clock`` defaults to the system clock, except for the simulated venue with an
+explicit ``as_of``, whose present is the simulated one (``as_of`` itself): a replay on the
+simulator acts as if each tick ran on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pairlib.clock import Clock, SettableClock, SystemClock, floor_time, from_ms, parse_time, to_ms
+from pairlib.config import Secrets, TradingParams, load_params, load_secrets, timeframe_ms
+from pairlib.errors import ConfigError, ExchangeError, LiveTradingRefused, PairlibError
+from pairlib.execution import Executor, LegOrder, is_own_client_id
+from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
+from pairlib.risk import Candidate, MarketRules, allocate_slots, kill_switch_active, size_pair
+from pairlib.store import Store, iso
+from pairlib.strategy import Decision, PairState, step
+from pairlib.strategy import spread as spread_of
+from pairlib.strategy import zscore as zscore_of
+from pairlib.venue import check_live, open_exchange
+
+__all__ = [
+    "SIGNAL_COLUMNS",
+    "Z_HISTORY_BARS",
+    "TickFailed",
+    "TickResult",
+    "default_as_of",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+Z_HISTORY_BARS = 120
+"""Bars of z-score history kept per pair for the report's charts."""
+SIGNAL_COLUMNS = ("pair_id", "y", "x", "z", "signal", "action", "reason", "position",
+                  "entry_time", "entry_z")
+_POSITION_COLUMNS = ("pair_id", "y", "x", "position", "amount_y", "amount_x", "entry_z",
+                     "entry_time", "entry_price_y", "entry_price_x", "beta", "updated_tick")
+_LOCK_TIMEOUT_S = 600.0
+_FUNDING_MS = 8 * 3_600_000
+_DUST = 1e-9  # leg amounts below this are float dust, not positions
+
+
+class TickFailed(PairlibError):
+    """Raised by :meth:`TickResult.raise_for_status` for a failed or refused tick."""
+
+
+@dataclass(frozen=True, eq=False)
+class TickResult:
+    """Everything one tick did, for the report and the caller.
+
+    Attributes
+    ----------
+    as_of : datetime or None
+        The tick (close time of the candle acted on); None when ``as_of`` was invalid.
+    status : str
+        ``ok``, ``already_ran``, ``failed`` or ``refused``.
+    mode : str
+        ``normal`` or ``exits_only: <why>`` (kill switch, missed tick, no pair set).
+    signals : DataFrame
+        One row per pair: :data:`SIGNAL_COLUMNS` (``signal`` is the strategy's target
+        position, ``action`` what was done, ``position`` the position after the tick,
+        ``entry_time``/``entry_z`` the pair's latest entry, if any).
+    z_history : DataFrame
+        z-scores of the last :data:`Z_HISTORY_BARS` candles, one column per pair; index:
+        candle close times.
+    orders, fills : DataFrame
+        This tick's orders (client ids, exchange ids, statuses) and fills.
+    positions : DataFrame
+        Open pairs (and residual legs) after the tick, from the store.
+    equity : float
+        Account equity at the end of the tick (NaN when unknown).
+    account : dict
+        ``equity``, ``free``, ``used``, ``realized_pnl`` (fills, net of fees, plus
+        funding), ``unrealized_pnl``, ``gross_notional``, ``funding``.
+    equity_history : DataFrame
+        ``tick_as_of``, ``equity`` of every tick so far (from the store).
+    incidents : list of dict
+        ``kind``, ``symbol``, ``detail`` of every incident of this tick.
+    mismatches : DataFrame
+        Reconciliation mismatches found at the start of the tick
+        (:data:`pairlib.reconcile.MISMATCH_COLUMNS`).
+    duration_s : float
+    error : str or None
+        Why the tick failed or was refused.
+    thresholds : tuple of float
+        ``(entry, exit, stop)`` for the charts.
+    notebook_path : str or None
+    pair_set_id : int or None
+    venue : str
+        The venue kind.
+    """
+
+    as_of: datetime | None
+    status: str
+    mode: str
+    signals: pd.DataFrame
+    z_history: pd.DataFrame
+    orders: pd.DataFrame
+    fills: pd.DataFrame
+    positions: pd.DataFrame
+    equity: float
+    account: dict[str, float] = field(default_factory=dict)
+    equity_history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: pd.DataFrame = field(default_factory=lambda: mismatch_frame([]))
+    duration_s: float = 0.0
+    error: str | None = None
+    thresholds: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    notebook_path: str | None = None
+    pair_set_id: int | None = None
+    venue: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for ``ok`` and ``already_ran``."""
+        return self.status in ("ok", "already_ran")
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`TickFailed` when the tick failed or was refused."""
+        if not self.ok:
+            raise TickFailed(f"tick {self.status}: {self.error}")
+
+    def scraps(self) -> dict[str, Any]:
+        """Summary values for scrapbook: Python scalars, None when unknown (glue the dict
+        whole, or the non-None values one by one: scrapbook cannot glue a bare None)."""
+        return {
+            "status": self.status,
+            "mode": self.mode,
+            "as_of": None if self.as_of is None else iso(self.as_of),
+            "equity": None if not math.isfinite(self.equity) else float(self.equity),
+            "duration_s": float(self.duration_s),
+            "error": self.error,
+            "n_orders": int(len(self.orders)),
+            "n_incidents": int(len(self.incidents)),
+            "n_mismatches": int(len(self.mismatches)),
+        }
+
+
+def default_as_of(now: datetime, timeframe: str) -> datetime:
+    """Close time of the last closed candle at ``now``."""
+    return floor_time(now, timedelta(milliseconds=timeframe_ms(timeframe)))
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def run(
+    params: str | Path | TradingParams = "params/trading.yaml",
+    as_of: str | datetime | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    live: bool = False,
+    notebook_path: str | None = None,
+    allow_missed_entries: bool | None = None,
+) -> TickResult:
+    """Run one tick.
+
+    Parameters
+    ----------
+    params : path or TradingParams
+        ``params/trading.yaml`` or an already-validated model.
+    as_of : str or datetime, optional
+        Close time of the candle to act on (ISO-8601; on a candle boundary); default: the
+        last closed candle by ``clock``.
+    store : Store, optional
+        Default ``Store.at(params.state_dir)``.
+    clock : Clock, optional
+        Default: the system clock (see the module docstring for the simulator).
+    live : bool
+        ``--live``: required, with ``venue.kind: live`` and keys, to trade live.
+    notebook_path : str, optional
+        The executed notebook reporting this tick (recorded in the ``ticks`` row).
+    allow_missed_entries : bool, optional
+        Override ``missed_tick_entries`` for a missed tick.
+
+    Returns
+    -------
+    TickResult
+        Never raises for bad params, refusals, venue or data failures: those come back as
+        ``status`` ``refused`` or ``failed`` with ``error`` set.
+    """
+    t0 = time.perf_counter()
+    when: datetime | None = None
+    p: TradingParams | None = None
+    try:
+        p = params if isinstance(params, TradingParams) else load_params(params, TradingParams)
+        if clock is None:
+            if p.venue.kind == "sim" and as_of is not None:
+                clock = SettableClock(parse_time(as_of))  # the simulated present
+            else:
+                clock = SystemClock()
+        when, missed = _resolve_as_of(as_of, clock.now(), p.data.timeframe)
+        secrets = load_secrets() if p.venue.kind in ("live", "demo") else Secrets()
+        check_live(p.venue, live, secrets)
+        if p.venue.kind == "paper":
+            raise ConfigError(
+                "venue.kind: paper is not available for the tick yet: the adapter's paper "
+                "venue serves public data only and no simulated account is wired to it; use "
+                "venue.kind: sim (simulated market and account) or demo (exchange sandbox)"
+            )
+    except (ConfigError, LiveTradingRefused, ValueError) as e:
+        log.error("tick refused: %s", e)
+        return _refused(p, when, store, clock, f"{type(e).__name__}: {e}",
+                        time.perf_counter() - t0, notebook_path)
+    assert clock is not None
+    entries_when_missed = (allow_missed_entries if allow_missed_entries is not None
+                           else p.missed_tick_entries)
+    own = store is None
+    db = store if store is not None else Store.at(p.state_dir)
+    try:
+        from filelock import FileLock, Timeout
+
+        Path(p.state_dir).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(Path(p.state_dir) / "tick.lock"), timeout=_LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                prev = db.tick_row(when)
+                if prev is not None and prev["status"] == "ok":
+                    log.info("tick %s already ran (ok): nothing to do", iso(when))
+                    return _already_ran(p, db, when, prev, time.perf_counter() - t0)
+                tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
+                             missed=missed, missed_entries=bool(entries_when_missed), t0=t0)
+                return tick.run()
+        except Timeout:
+            msg = f"another tick holds {lock.lock_file} (waited {_LOCK_TIMEOUT_S:.0f} s)"
+            log.error("tick %s not run: %s", iso(when), msg)
+            return _empty_result(p, when, "failed", "normal", msg, time.perf_counter() - t0,
+                                 notebook_path)
+    finally:
+        if own:
+            db.close()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _resolve_as_of(
+    as_of: str | datetime | None, now: datetime, timeframe: str
+) -> tuple[datetime, bool]:
+    """``(as_of, missed)``: validated candle close time and whether it is a missed tick."""
+    tf = timedelta(milliseconds=timeframe_ms(timeframe))
+    last = default_as_of(now, timeframe)
+    if as_of is None:
+        return last, False
+    when = parse_time(as_of)
+    if floor_time(when, tf) != when:
+        raise ConfigError(
+            f"as_of {iso(when)} is not a {timeframe} candle close "
+            f"(e.g. {iso(floor_time(when, tf))})"
+        )
+    if when > last:
+        raise ConfigError(
+            f"as_of {iso(when)} is after the last closed {timeframe} candle ({iso(last)}) by "
+            "the clock: that candle has not closed yet"
+        )
+    return when, when < last
+
+
+def _empty_result(
+    p: TradingParams | None,
+    when: datetime | None,
+    status: str,
+    mode: str,
+    error: str | None,
+    duration: float,
+    notebook_path: str | None,
+) -> TickResult:
+    th = (p.strategy.entry, p.strategy.exit, p.strategy.stop) if p is not None else (
+        math.nan, math.nan, math.nan)
+    return TickResult(
+        as_of=when, status=status, mode=mode,
+        signals=pd.DataFrame(columns=list(SIGNAL_COLUMNS)), z_history=pd.DataFrame(),
+        orders=pd.DataFrame(), fills=pd.DataFrame(),
+        positions=pd.DataFrame(columns=list(_POSITION_COLUMNS)), equity=math.nan,
+        duration_s=duration, error=error, thresholds=th, notebook_path=notebook_path,
+        venue=p.venue.kind if p is not None else "",
+    )
+
+
+def _refused(
+    p: TradingParams | None,
+    when: datetime | None,
+    store: Store | None,
+    clock: Clock | None,
+    error: str,
+    duration: float,
+    notebook_path: str | None,
+) -> TickResult:
+    """A refused tick: recorded in the store when params and as_of were valid."""
+    if p is not None and when is not None:
+        try:
+            db = store if store is not None else Store.at(p.state_dir)
+            try:
+                prev = db.tick_row(when)
+                if prev is None or prev["status"] != "ok":
+                    db.finish_tick(when, "refused", (clock or SystemClock()).now(), duration,
+                                   mode="refused", message=error, notebook_path=notebook_path)
+            finally:
+                if store is None:
+                    db.close()
+        except PairlibError:
+            log.exception("could not record the refused tick")
+    return _empty_result(p, when, "refused", "refused", error, duration, notebook_path)
+
+
+def _already_ran(
+    p: TradingParams, db: Store, when: datetime, row: Mapping[str, Any], duration: float
+) -> TickResult:
+    """The report of a tick that already ran, from the store (no venue call)."""
+    states = db.pair_states()
+    dec = db.decisions(when)
+    signals = dec.rename(columns={"tick_as_of": "as_of"})
+    if len(signals) and len(states):
+        info = states.set_index("pair_id")
+        for col in ("y", "x", "position", "entry_time", "entry_z"):
+            signals[col] = signals["pair_id"].map(info[col])
+    signals = signals.reindex(columns=list(SIGNAL_COLUMNS))
+    eq = db.query("SELECT * FROM equity WHERE tick_as_of = ?", (iso(when),))
+    account = {k: float(eq.iloc[0][k]) for k in ("equity", "free", "used", "realized_pnl",
+                                                  "unrealized_pnl", "gross_notional")
+               if len(eq) and eq.iloc[0][k] is not None}
+    return TickResult(
+        as_of=when, status="already_ran", mode=str(row.get("mode") or "normal"),
+        signals=signals, z_history=pd.DataFrame(), orders=db.orders(tick_as_of=when),
+        fills=db.fills(when), positions=_positions_frame(states),
+        equity=account.get("equity", math.nan), account=account,
+        equity_history=db.equity_history()[["tick_as_of", "equity"]],
+        incidents=_incident_list(db, when), duration_s=duration,
+        error=None, thresholds=(p.strategy.entry, p.strategy.exit, p.strategy.stop),
+        notebook_path=row.get("notebook_path"), pair_set_id=row.get("pair_set_id"),
+        venue=p.venue.kind,
+    )
+
+
+def _incident_list(db: Store, when: datetime) -> list[dict[str, Any]]:
+    """Every incident recorded for this tick (by any run of it)."""
+    inc = db.incidents(when)
+    return inc[["kind", "symbol", "detail"]].to_dict("records") if len(inc) else []
+
+
+def _positions_frame(states: pd.DataFrame) -> pd.DataFrame:
+    if states.empty:
+        return pd.DataFrame(columns=list(_POSITION_COLUMNS))
+    held = (states["position"] != 0) | (states["amount_y"] != 0) | (states["amount_x"] != 0)
+    return states.loc[held, list(_POSITION_COLUMNS)].reset_index(drop=True)
+
+
+@dataclass
+class _Pair:
+    """One pair the tick looks at: from the pair set, or an open pair no longer in it."""
+
+    pair_id: str
+    y: str
+    x: str
+    beta: float
+    alpha: float
+    in_set: bool
+    state: dict[str, Any] | None
+    z: float = math.nan
+    spread_std: float = math.nan
+    problem: str | None = None
+    z_series: pd.Series | None = None
+
+    @property
+    def position(self) -> int:
+        return int(self.state["position"]) if self.state else 0
+
+    @property
+    def amounts(self) -> tuple[float, float]:
+        if not self.state:
+            return 0.0, 0.0
+        return float(self.state["amount_y"] or 0.0), float(self.state["amount_x"] or 0.0)
+
+    @property
+    def residual(self) -> bool:
+        """Flat by the strategy but with leg amounts left (an incomplete order)."""
+        return self.position == 0 and any(abs(a) > _DUST for a in self.amounts)
+
+    @property
+    def strategy_state(self) -> PairState:
+        if not self.state:
+            return PairState()
+        pos = int(self.state["position"])
+        return PairState(position=pos, locked_out=bool(self.state["locked_out"]) and pos == 0)
+
+
+class _Tick:
+    """One tick's run (internal; see :func:`run`)."""
+
+    def __init__(
+        self,
+        p: TradingParams,
+        db: Store,
+        when: datetime,
+        clock: Clock,
+        live: bool,
+        secrets: Secrets,
+        notebook_path: str | None,
+        *,
+        missed: bool,
+        missed_entries: bool,
+        t0: float,
+    ) -> None:
+        self.p, self.db, self.when, self.clock = p, db, when, clock
+        self.live, self.secrets, self.notebook_path = live, secrets, notebook_path
+        self.t0 = t0
+        self.tf = timedelta(milliseconds=timeframe_ms(p.data.timeframe))
+        self.pair_set = db.latest_pair_set(when)
+        reasons = []
+        self.exits_only_why: list[str] = []
+        kill, why = kill_switch_active(p.risk)
+        if kill:
+            reasons.append("kill switch")
+            self.exits_only_why.append(why)
+        if missed and not missed_entries:
+            reasons.append("missed tick")
+            self.exits_only_why.append(
+                f"missed tick: {iso(when)} is older than the last closed candle; exits only "
+                "(missed_tick_entries: true or allow_missed_entries=True to enter)")
+        if self.pair_set is None:
+            reasons.append("no pair set")
+            self.exits_only_why.append("no pair set in the store: exits only")
+        self.entries_allowed = not reasons
+        self.mode = "normal" if not reasons else "exits_only: " + ", ".join(reasons)
+        self.signals: dict[str, dict[str, Any]] = {}
+        self.mismatches = mismatch_frame([])
+        self.z_history = pd.DataFrame()
+        self.account: dict[str, float] = {}
+        self.touched: set[str] = set()  # pairs whose decision this run has persisted
+        self.last_close: dict[str, float] = {}
+        self.held_at_start = False
+        self.venue_positions: list[Any] = []
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> TickResult:
+        p, db, when = self.p, self.db, self.when
+        log.info("tick %s starting (%s, venue %s)", iso(when), self.mode, p.venue.kind)
+        db.start_tick(when, self.clock.now(), self.mode,
+                      self.pair_set.id if self.pair_set else None, self.notebook_path)
+        status, error = "ok", None
+        try:
+            with open_exchange(p.venue, when, live=self.live, secrets=self.secrets) as ex:
+                self._body(ex)
+        except PairlibError as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            log.error("tick %s failed: %s", iso(when), error)
+        except Exception as e:  # noqa: BLE001 - an unattended run reports, never dies silently
+            status, error = "failed", f"unexpected {type(e).__name__}: {e}"
+            log.exception("tick %s failed unexpectedly", iso(when))
+        duration = time.perf_counter() - self.t0
+        db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode, message=error,
+                       notebook_path=self.notebook_path)
+        log.info("tick %s %s in %.2f s", iso(when), status, duration)
+        return self._result(status, error, duration)
+
+    def _result(self, status: str, error: str | None, duration: float) -> TickResult:
+        rows = list(self.signals.values())
+        signals = pd.DataFrame(rows, columns=list(SIGNAL_COLUMNS))
+        states = self.db.pair_states()
+        return TickResult(
+            as_of=self.when, status=status, mode=self.mode, signals=signals,
+            z_history=self.z_history, orders=self.db.orders(tick_as_of=self.when),
+            fills=self.db.fills(self.when), positions=_positions_frame(states),
+            equity=float(self.account.get("equity", math.nan)), account=dict(self.account),
+            equity_history=self.db.equity_history()[["tick_as_of", "equity"]],
+            incidents=_incident_list(self.db, self.when), mismatches=self.mismatches,
+            duration_s=duration,
+            error=error,
+            thresholds=(self.p.strategy.entry, self.p.strategy.exit, self.p.strategy.stop),
+            notebook_path=self.notebook_path,
+            pair_set_id=self.pair_set.id if self.pair_set else None, venue=self.p.venue.kind,
+        )
+
+    # ------------------------------------------------------------------ body
+    def _body(self, ex: Any) -> None:
+        from pairlib.data import load_market_data
+
+        p, db, when = self.p, self.db, self.when
+        markets = ex.markets()
+        self.rules = {
+            s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
+            for s, m in markets.items()
+        }
+        self.ex = ex
+        self.executor = Executor(ex, db, when, self.clock, self.rules)
+        for note in self.executor.resolve_pending():
+            log.info("pending order: %s", note)
+
+        blocked = self._reconcile(ex)
+
+        pairs = self._pairs()
+        symbols = sorted({s for pr in pairs for s in (pr.y, pr.x)})
+        if symbols:
+            bars = max(p.data.min_history_bars, p.strategy.lookback + Z_HISTORY_BARS)
+            md = load_market_data(ex, symbols, p.data, now=when, bars=bars)
+            self._signals(pairs, md)
+
+        decisions = {pr.pair_id: self._decide(pr) for pr in pairs}
+        by_id = {pr.pair_id: pr for pr in pairs}
+
+        # 1. exits and stops (every symbol, mismatched or not: reduce-only)
+        for pid in sorted(decisions):
+            d = decisions[pid]
+            if d is not None and d.action in ("exit", "stop"):
+                self._exit(by_id[pid], d)
+        # 2. residual legs of earlier incomplete orders
+        for pr in pairs:
+            if pr.pair_id not in self.touched:
+                self._flatten_if_residual(pr, decisions[pr.pair_id])
+        # 3. entries
+        self._entries([by_id[pid] for pid in sorted(decisions)], decisions, blocked)
+        # 4. hold / none: persist the new state
+        for pid in sorted(decisions):
+            d = decisions[pid]
+            if d is not None and pid not in self.touched:
+                self._persist(by_id[pid], d.state, d, d.action, d.reason)
+
+        self._account(ex)
+
+    # ------------------------------------------------------------------ reconcile
+    def _reconcile(self, ex: Any) -> set[str]:
+        """Compare the store with the venue; returns the symbols blocked from entries."""
+        positions = ex.fetch_positions()
+        open_orders = ex.fetch_open_orders()
+        foreign = [
+            o for o in open_orders
+            if not (is_own_client_id(o.client_id)
+                    and self.executor.cancel_resting(str(o.client_id), o))
+        ]
+        if len(foreign) < len(open_orders):  # own resting orders were settled: fresh view
+            positions = ex.fetch_positions()
+        steps = {s: r.amount_step for s, r in self.rules.items()}
+        self.held_at_start = bool(positions)
+        self.venue_positions = positions
+        found = reconcile(expected_positions(self.db.pair_states()), positions, foreign, steps)
+        self.mismatches = mismatch_frame(found)
+        for m in found:
+            self._incident("reconcile_mismatch", m.symbol,
+                           f"{m.detail}; no new entry on {m.symbol} until resolved")
+        blocked = {m.symbol for m in found}
+        open_inc = self.db.incidents(unresolved_only=True)
+        if len(open_inc):
+            for sym in set(open_inc.loc[open_inc["kind"] == "reconcile_mismatch", "symbol"]):
+                if sym not in blocked:
+                    self.db.resolve_incidents("reconcile_mismatch", sym)
+                    log.info("reconciliation: %s matches again; unblocked", sym)
+        return blocked
+
+    def _incident(self, kind: str, symbol: str | None, detail: str) -> None:
+        log.warning("incident %s %s: %s", kind, symbol or "", detail)
+        self.db.add_incident(self.when, kind, symbol, detail, self.clock.now())
+
+    # ------------------------------------------------------------------ pairs and data
+    def _pairs(self) -> list[_Pair]:
+        states = self.db.pair_states()
+        by_id = {str(r["pair_id"]): r for r in states.to_dict("records")}
+        out: list[_Pair] = []
+        seen: set[str] = set()
+        if self.pair_set is not None:
+            for r in self.pair_set.pairs.to_dict("records"):
+                pid = str(r["pair_id"])
+                st = by_id.get(pid)
+                held = st is not None and (int(st["position"]) != 0 or float(st["amount_y"]) != 0
+                                           or float(st["amount_x"]) != 0)
+                # An open pair keeps the hedge ratio it was opened with until it is flat.
+                beta = float(st["beta"]) if held and st else float(r["beta"])
+                alpha = float(st["alpha"]) if held and st else float(r["alpha"])
+                out.append(_Pair(pid, str(r["y"]), str(r["x"]), beta, alpha, True, st))
+                seen.add(pid)
+        for pid, st in by_id.items():
+            held = int(st["position"]) != 0 or float(st["amount_y"]) != 0 \
+                or float(st["amount_x"]) != 0
+            if pid not in seen and held:
+                out.append(_Pair(pid, str(st["y"]), str(st["x"]), float(st["beta"]),
+                                 float(st["alpha"]), False, st))
+        return out
+
+    def _signals(self, pairs: list[_Pair], md: Any) -> None:
+        closes: pd.DataFrame = md.closes
+        quality: pd.DataFrame = md.quality
+        last_open = self.when - self.tf
+        lookback = self.p.strategy.lookback
+        history: dict[str, pd.Series] = {}
+        for pr in pairs:
+            problem = None
+            for leg in (pr.y, pr.x):
+                if leg in md.dropped:
+                    problem = f"{leg} dropped from the data: {md.dropped[leg]}"
+                elif leg in quality.index and int(quality.loc[leg, "lag_bars"] or 0) > 0:
+                    problem = (f"{leg} is stale: its last {int(quality.loc[leg, 'lag_bars'])} "
+                               "candle(s) missing")
+                elif leg not in closes.columns:
+                    problem = f"{leg} has no data"
+                if problem:
+                    break
+            if problem is None and (len(closes) == 0 or closes.index[-1] != last_open):
+                problem = f"data does not reach the candle closing at {iso(self.when)}"
+            if problem is None:
+                self.last_close[pr.y] = float(closes[pr.y].iloc[-1])
+                self.last_close[pr.x] = float(closes[pr.x].iloc[-1])
+                s = spread_of(np.log(closes[pr.y].to_numpy()), np.log(closes[pr.x].to_numpy()),
+                              pr.beta, pr.alpha)
+                z = zscore_of(s, lookback)
+                pr.z = float(z[-1])
+                window = s[-lookback:]
+                pr.spread_std = float(np.std(window, ddof=1)) if len(window) > 1 else math.nan
+                if not math.isfinite(pr.z):
+                    problem = "z-score is NaN (too little or flat history)"
+                zs = pd.Series(z, index=closes.index + self.tf)
+                history[pr.pair_id] = zs.iloc[-Z_HISTORY_BARS:]
+            pr.problem = problem
+        if history:
+            self.z_history = pd.DataFrame(history)
+            self.z_history.index.name = "close_time"
+
+    # ------------------------------------------------------------------ decisions
+    def _decide(self, pr: _Pair) -> Decision | None:
+        """The strategy's decision for one pair, or None when this tick already did it."""
+        st = pr.state
+        if st is not None and st.get("updated_tick") == iso(self.when):
+            prev = self.db.decisions(self.when)
+            row = prev.loc[prev["pair_id"] == pr.pair_id]
+            if len(row):
+                r = row.iloc[0]
+                self._signal_row(pr, r["z"], r["signal"], str(r["action"]), str(r["reason"]),
+                                 pr.position)
+            log.info("tick %s %s: already processed by an earlier run of this tick",
+                     iso(self.when), pr.pair_id)
+            return None
+        z = pr.z if pr.problem is None else math.nan
+        s = self.p.strategy
+        d = step(pr.strategy_state, z, s.entry, s.exit, s.stop)
+        if pr.problem is not None:
+            d = Decision(d.position, d.action, f"{pr.problem}: no order; {d.reason}", d.state)
+        return d
+
+    def _signal_row(self, pr: _Pair, z: Any, signal: Any, action: str, reason: str,
+                    position: int) -> None:
+        zf = float(z) if z is not None and np.isfinite(float(z)) else math.nan
+        st = pr.state or {}
+        self.signals[pr.pair_id] = {
+            "pair_id": pr.pair_id, "y": pr.y, "x": pr.x, "z": zf,
+            "signal": None if signal is None or signal != signal else int(signal),
+            "action": action, "reason": reason, "position": int(position),
+            "entry_time": st.get("entry_time"), "entry_z": st.get("entry_z"),
+        }
+
+    def _persist(self, pr: _Pair, state: PairState, d: Decision, action: str, reason: str,
+                 extra: Mapping[str, Any] | None = None) -> None:
+        """Store the pair's new state and its decision (one row each)."""
+        row: dict[str, Any] = {
+            "pair_id": pr.pair_id, "y": pr.y, "x": pr.x, "beta": pr.beta, "alpha": pr.alpha,
+            "position": int(state.position), "locked_out": int(state.locked_out),
+            "updated_tick": iso(self.when),
+        }
+        if pr.in_set and self.pair_set is not None:
+            row["pair_set_id"] = self.pair_set.id
+        if extra:
+            row.update(extra)
+        self.db.save_pair_state(row)
+        z = pr.z if pr.problem is None else None
+        self.db.save_decision(self.when, pr.pair_id, z, d.position, action, reason)
+        log.info("tick %s %s z=%s %s: %s", iso(self.when), pr.pair_id,
+                 "nan" if z is None else f"{z:.3f}", action, reason)
+        self.touched.add(pr.pair_id)
+        pr.state = self.db.pair_state(pr.pair_id)
+        self._signal_row(pr, z, d.position, action, reason, state.position)
+
+    def _ensure_state_row(self, pr: _Pair) -> None:
+        """A pair_state row must exist before any of the pair's orders fill."""
+        if pr.state is None:
+            self.db.save_pair_state({"pair_id": pr.pair_id, "y": pr.y, "x": pr.x,
+                                     "beta": pr.beta, "alpha": pr.alpha})
+            pr.state = self.db.pair_state(pr.pair_id)
+
+    def _close_legs(self, pr: _Pair, action: str) -> list[LegOrder]:
+        st = self.db.pair_state(pr.pair_id) or {}
+        legs = []
+        for leg, sym in (("y", pr.y), ("x", pr.x)):
+            amt = float(st.get(f"amount_{leg}") or 0.0)
+            if abs(amt) > _DUST:
+                legs.append(LegOrder(pr.pair_id, leg, action, sym, "sell" if amt > 0 else "buy",
+                                     abs(amt), reduce_only=True))
+        return legs
+
+    # ------------------------------------------------------------------ actions
+    def _exit(self, pr: _Pair, d: Decision) -> None:
+        self._ensure_state_row(pr)
+        # The decision is persisted first: if the run dies mid-way, what is left is a
+        # residual that the next run flattens, never a phantom open position.
+        self._persist(pr, d.state, d, d.action, d.reason)
+        legs = self._close_legs(pr, d.action)
+        if not legs:
+            return
+        out = self.executor.close(pr.pair_id, d.action, legs)
+        if not out.ok:
+            self._persist(pr, d.state, d, d.action, f"{d.reason}; {out.message}")
+
+    def _flatten_if_residual(self, pr: _Pair, d: Decision | None) -> None:
+        """Close a flat pair's leftover legs (reduce-only), unless its entry is being
+        resumed by this re-run of the tick (``_entries`` completes it instead)."""
+        if not pr.residual:
+            return
+        if d is not None and d.action in ("enter_long", "enter_short") \
+                and self._entry_started_this_tick(pr, d.action):
+            return
+        legs = self._close_legs(pr, "flatten")
+        why = ("flat with residual legs " + ", ".join(f"{lg.symbol} {lg.side} {lg.amount:g}"
+                                                      for lg in legs)
+               + " left by an incomplete order: flattening reduce-only")
+        if d is None:  # decided by an earlier run of this tick: keep that decision's record
+            log.info("tick %s %s: %s", iso(self.when), pr.pair_id, why)
+            out = self.executor.close(pr.pair_id, "flatten", legs)
+        else:
+            # No entry on top of residual legs: a flat pair stays flat this tick.
+            state = d.state if d.position == 0 else pr.strategy_state
+            self._persist(pr, state, d, "flatten", f"{d.reason}; {why}")
+            out = self.executor.close(pr.pair_id, "flatten", legs)
+            if not out.ok:
+                self._persist(pr, state, d, "flatten", f"{d.reason}; {why}; {out.message}")
+        self.touched.add(pr.pair_id)
+
+    def _entry_started_this_tick(self, pr: _Pair, action: str) -> bool:
+        orders = self.db.orders(tick_as_of=self.when)
+        if orders.empty:
+            return False
+        mine = orders[(orders["pair_id"] == pr.pair_id) & (orders["action"] == action)]
+        return not mine.empty
+
+    def _entries(
+        self, pairs: list[_Pair], decisions: Mapping[str, Decision | None], blocked: set[str]
+    ) -> None:
+        s = self.p.strategy
+        candidates: list[Candidate] = []
+        wanting: dict[str, tuple[_Pair, Decision]] = {}
+        for pr in pairs:
+            d = decisions[pr.pair_id]
+            if d is None or d.action not in ("enter_long", "enter_short"):
+                continue
+            if pr.pair_id in self.touched:  # flattened this run: no entry on top of it
+                continue
+            why = None
+            if not self.entries_allowed:
+                why = "; ".join(self.exits_only_why)
+            elif not pr.in_set:
+                why = "pair is no longer in the current pair set: exits only"
+            elif pr.residual and not self._entry_started_this_tick(pr, d.action):
+                why = "residual legs are being flattened"
+            if why is not None:
+                self._not_entered(pr, d, why)
+                continue
+            candidates.append(Candidate(pr.pair_id, pr.z, (pr.y, pr.x)))
+            wanting[pr.pair_id] = (pr, d)
+        if not candidates:
+            return
+        states = self.db.pair_states()
+        held = states[(states["position"] != 0) | (states["amount_y"] != 0)
+                      | (states["amount_x"] != 0)] if len(states) else states
+        open_pairs = int((states["position"] != 0).sum()) if len(states) else 0
+        busy = set(blocked)
+        for r in held.to_dict("records"):
+            if r["pair_id"] not in wanting:
+                busy.update((str(r["y"]), str(r["x"])))
+        chosen, rejected = allocate_slots(candidates, open_pairs, self.p.risk.max_positions,
+                                          busy)
+        for c, why in rejected:
+            pr, d = wanting[c.pair_id]
+            if any(sym in blocked for sym in c.symbols):
+                why = f"{why} (reconciliation mismatch)"
+            self._not_entered(pr, d, why)
+        if not chosen:
+            return
+        ex = self.ex
+        balance = ex.fetch_balance()
+        equity = float(balance.equity)
+        if self.orders_sent():  # exits or flattening changed the book: a fresh view
+            self.venue_positions = ex.fetch_positions()
+        gross = float(sum(abs(pos.notional) for pos in self.venue_positions))
+        # Sized at the close of the candle acted on (the price the z-score saw).
+        prices = self.last_close
+        for c in chosen:
+            pr, d = wanting[c.pair_id]
+            py, px = prices.get(pr.y), prices.get(pr.x)
+            ry, rx = self.rules.get(pr.y), self.rules.get(pr.x)
+            if py is None or px is None or ry is None or rx is None:
+                self._not_entered(pr, d, "no current price or market rules for a leg")
+                continue
+            stop_z = s.stop if pr.z > 0 else -s.stop
+            try:
+                sizing = size_pair(equity, pr.z, stop_z, pr.spread_std, pr.beta, py, px, ry, rx,
+                                   self.p.risk, gross)
+            except ValueError as e:
+                self._not_entered(pr, d, f"cannot size: {e}")
+                continue
+            if sizing.skipped:
+                self._not_entered(pr, d, f"sizing skipped the pair: {sizing.skipped}")
+                continue
+            self._enter(pr, d, sizing.amount_y, sizing.amount_x, sizing)
+            gross += sizing.gross_notional
+
+    def orders_sent(self) -> bool:
+        """Whether this run has recorded any order of this tick."""
+        return not self.db.orders(tick_as_of=self.when).empty
+
+    def _not_entered(self, pr: _Pair, d: Decision, why: str) -> None:
+        keep = pr.strategy_state
+        self._persist(pr, keep, d, "none", f"{d.reason}; not entered: {why}")
+
+    def _enter(self, pr: _Pair, d: Decision, amount_y: float, amount_x: float,
+               sizing: Any) -> None:
+        self._ensure_state_row(pr)
+        long_spread = d.position > 0
+        legs = (
+            LegOrder(pr.pair_id, "y", d.action, pr.y, "buy" if long_spread else "sell",
+                     amount_y),
+            LegOrder(pr.pair_id, "x", d.action, pr.x, "sell" if long_spread else "buy",
+                     amount_x),
+        )
+        out = self.executor.enter(pr.pair_id, d.action, legs)
+        detail = (f"y {legs[0].side} {amount_y:g}, x {legs[1].side} {amount_x:g}, notional "
+                  f"{sizing.notional_y:.2f}/{sizing.notional_x:.2f}, risk "
+                  f"{sizing.risk_amount:.2f}"
+                  + (f", capped by {sizing.capped_by}" if sizing.capped_by else ""))
+        if out.ok:
+            fy, fx = out.legs
+            self._persist(pr, d.state, d, d.action, f"{d.reason}; {detail}", extra={
+                "entry_z": pr.z, "entry_time": iso(self.when),
+                "entry_price_y": fy.average, "entry_price_x": fx.average,
+                "spread_std": pr.spread_std,
+            })
+        else:
+            self._persist(pr, pr.strategy_state, d, "none",
+                          f"{d.reason}; entry failed: {out.message}")
+
+    # ------------------------------------------------------------------ account
+    def _account(self, ex: Any) -> None:
+        balance = ex.fetch_balance()
+        positions = ex.fetch_positions() if self.orders_sent() else self.venue_positions
+        funding = self._funding(ex, self.held_at_start or bool(positions))
+        fills = self.db.fills()
+        self.account = {
+            "equity": float(balance.equity), "free": float(balance.free),
+            "used": float(balance.used),
+            "realized_pnl": realized_pnl(fills) + funding,
+            "unrealized_pnl": float(sum(pos.unrealized_pnl for pos in positions)),
+            "gross_notional": float(sum(abs(pos.notional) for pos in positions)),
+            "funding": funding,
+        }
+        a = self.account
+        self.db.save_equity(self.when, a["equity"], a["free"], a["used"], a["realized_pnl"],
+                            a["unrealized_pnl"], a["gross_notional"])
+
+    def _funding(self, ex: Any, held: bool) -> float:
+        """Record new funding payments; returns the total recorded so far.
+
+        The venue is asked only when positions were held and a funding time (every 8 h
+        from 00:00 UTC) fell within the candle acted on; each ask covers everything since
+        the last payment recorded, so skipped ticks lose nothing.
+        """
+        end = to_ms(self.when)
+        tf_ms = int(self.tf.total_seconds() * 1000)
+        crossed = (end // _FUNDING_MS) * _FUNDING_MS > end - tf_ms  # in (as_of - tf, as_of]
+        payments: list[Any] = []
+        if held and crossed:
+            seen = self.db.funding()
+            since = to_ms(parse_time(str(seen["ts"].max()))) + 1 if len(seen) else None
+            try:
+                payments = ex.fetch_funding_history(None, since)
+            except (ExchangeError, AttributeError) as e:
+                log.warning("funding history unavailable: %s", e)
+        for f in payments:
+            if f.timestamp is not None:
+                self.db.add_funding(f.symbol, f.amount, from_ms(int(f.timestamp)))
+        total = self.db.query("SELECT COALESCE(SUM(amount), 0) AS s FROM funding")
+        return float(total.iloc[0]["s"])
+

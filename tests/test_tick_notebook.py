@@ -1,0 +1,158 @@
+"""The tick notebook and ``pairlib tick``: executed by papermill against the simulator, with
+charts and scraps; failures keep the report and exit non-zero."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from tick_fixtures import BAR, START, TickEnv, make_env
+from typer.testing import CliRunner
+
+from pairlib.cli import app
+from pairlib.runner import read_scraps, run_notebook
+from pairlib.sim import Market
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "tick.ipynb"
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+@pytest.fixture
+def env(sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TickEnv]:
+    yield from make_env(sim_market, tmp_path, monkeypatch)
+
+
+def _params_file(env: TickEnv, **venue: object) -> Path:
+    raw = env.params.model_dump(mode="json")
+    raw["venue"].update(venue)
+    path = env.tmp / "trading.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _outputs(path: Path) -> list[dict]:
+    nb = json.loads(path.read_text())
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def test_committed_notebook_is_what_the_generator_writes(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_tick", ROOT / "notebooks" /
+                                                  "make_tick_notebook.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import nbformat
+
+    nbformat.write(mod.build(), tmp_path / "tick.ipynb")
+    assert json.loads((tmp_path / "tick.ipynb").read_text()) == json.loads(NOTEBOOK.read_text())
+
+
+@pytest.mark.slow
+def test_tick_notebook_runs_against_the_simulator(env: TickEnv) -> None:
+    env.save_pairs()
+    when = START + 7 * BAR
+    env.at(when)
+    params = _params_file(env)
+    out = env.tmp / "outputs" / "tick.ipynb"
+    res = run_notebook(NOTEBOOK, out, {"as_of": when.isoformat(), "params_file": str(params),
+                                       "live": False, "notebook_path": str(out)},
+                       cwd=env.tmp)
+    assert res.ok, res.error
+    scraps = read_scraps(out)
+    assert scraps["status"] == "ok" and scraps["mode"] == "normal"
+    assert isinstance(scraps["duration_s"], float) and scraps["equity"] > 0
+    signals = scraps["signals"]
+    assert isinstance(signals, pd.DataFrame) and len(signals) == 8
+    assert {"pair_id", "z", "signal", "action", "reason"} <= set(signals.columns)
+    assert len(scraps["orders"]) > 0 and len(scraps["positions"]) > 0
+    outputs = _outputs(out)
+    assert sum(PLOTLY in o.get("data", {}) for o in outputs) >= 1
+    banner = outputs[0]["data"]["text/html"]
+    assert "status <b>ok</b>" in "".join(banner)
+    row = env.store.tick_row(when)
+    assert row["status"] == "ok" and row["notebook_path"] == str(out)
+
+
+@pytest.mark.slow
+def test_pairlib_tick_command(env: TickEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pairlib tick`` prints the report's path; a re-run reports already_ran into a new
+    file; a failed tick keeps its report (error in red at the top) and exits non-zero."""
+    env.save_pairs()
+    when = START + 7 * BAR
+    env.at(when)
+    params = _params_file(env)
+    monkeypatch.chdir(env.tmp)
+    runner = CliRunner()
+    args = ["tick", "--params", str(params), "--as-of", when.isoformat(), "--outputs", "out"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    path = Path(first.output.splitlines()[0])
+    assert path.exists() and path.name == "2025-02-05T0400Z-tick.ipynb"
+    assert path.parts[-4:-1] == ("ticks", "2025", "02")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "already_ran" in again.output
+    assert Path(again.output.splitlines()[0]).name == "2025-02-05T0400Z-tick-2.ipynb"
+
+    dead = _params_file(env, sim_url="http://127.0.0.1:9", max_retries=0)
+    later = when + BAR
+    env.at(later)
+    failed = runner.invoke(app, ["tick", "--params", str(dead), "--as-of", later.isoformat(),
+                                 "--outputs", "out"])
+    assert failed.exit_code == 1
+    kept = Path(failed.output.splitlines()[0])
+    assert kept.exists()
+    assert read_scraps(kept)["status"] == "failed"
+    banner = "".join(_outputs(kept)[0]["data"]["text/html"])
+    assert "#b00020" in banner and "ERROR" in banner and "ExchangeUnavailable" in banner
+    assert env.store.tick_row(later)["status"] == "failed"
+
+    refused = runner.invoke(app, ["tick", "--params", str(params), "--live"])
+    assert refused.exit_code != 0 and "--live" in refused.output
+
+
+def _result(status: str = "ok", error: str | None = None) -> object:
+    from pairlib.tick import SIGNAL_COLUMNS, TickResult
+
+    idx = pd.date_range("2025-02-01", periods=5, freq="4h", tz="UTC", name="close_time")
+    signals = pd.DataFrame(
+        [("A~B", "A", "B", 1.2, -1, "enter_short", "z=1.20 >= entry", -1,
+          "2025-02-01T16:00:00Z", 1.2),
+         ("C~D", "C", "D", 0.1, 0, "none", "stay flat", 0, None, None),
+         ("E~F", "E", "F", -0.2, 0, "exit", "reverted", 0, "2025-02-01T00:00:00Z", -1.5)],
+        columns=list(SIGNAL_COLUMNS))
+    z = pd.DataFrame({"A~B": [0.1, 0.5, 0.9, 1.0, 1.2], "C~D": [0.0] * 5,
+                      "E~F": [-1.5, -1.0, -0.8, -0.6, -0.2]}, index=idx)
+    return TickResult(as_of=idx[-1].to_pydatetime(), status=status, mode="normal",
+                      signals=signals, z_history=z, orders=pd.DataFrame(), fills=pd.DataFrame(),
+                      positions=pd.DataFrame(), equity=10_000.0, error=error,
+                      thresholds=(1.0, 0.5, 3.5), venue="sim")
+
+
+def test_report_helpers() -> None:
+    from pairlib import tick_charts
+    from pairlib.tick import TickFailed
+
+    ok = _result()
+    assert tick_charts.reported_pairs(ok) == ["A~B", "E~F"]  # open or acted on
+    figs = tick_charts.z_figures(ok)
+    assert len(figs) == 2
+    names = [t.name for t in figs[0].data]
+    assert names == ["z", "entry", "enter_short"]
+    assert len(figs[0].layout.shapes) == 7  # +-entry, +-exit, +-stop, zero
+    assert "#1b5e20" in tick_charts.status_banner(ok)
+    ok.raise_for_status()
+    summary = ok.scraps()
+    assert summary["status"] == "ok" and summary["equity"] == 10_000.0
+    assert all(isinstance(v, str | int | float | type(None)) for v in summary.values())
+
+    bad = _result("failed", "ExchangeUnavailable: <down> & out")
+    banner = tick_charts.status_banner(bad)
+    assert "#b00020" in banner and "&lt;down&gt; &amp; out" in banner
+    with pytest.raises(TickFailed, match="ExchangeUnavailable"):
+        bad.raise_for_status()
