@@ -107,8 +107,22 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
     for i in range(1, ticks + 1):
         when = start + i * step
         tick = run_tick_job(trading_file, when, outputs)
-        status = tick.scraps.get("status", "failed" if not tick.ok else "?")
-        console.print(f"tick {when:%Y-%m-%d %H:%M}Z  {status:<12} {tick.path}")
+        sc = tick.scraps
+        status = sc.get("status", "failed" if not tick.ok else "?")
+        signals = sc.get("signals")
+        acted = (
+            []
+            if signals is None
+            else [f"{r.pair_id} {r.action}" for r in signals.itertuples()
+                  if r.action not in ("none", "hold")]
+        )
+        console.print(
+            f"tick {when:%Y-%m-%d %H:%M}Z  {status}  {sc.get('mode', '')}  "
+            f"orders {sc.get('n_orders', 0)}  equity {sc.get('equity', float('nan')):.2f}  "
+            f"{'; '.join(acted) or 'no action'}",
+            soft_wrap=True,
+        )
+        console.print(f"  report: {tick.path}", soft_wrap=True)
         if not tick.ok:
             console.print(f"[red]tick failed: {tick.error}[/red]")
             ok = False
@@ -120,10 +134,14 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
         )
         equity = db.query("SELECT tick_as_of, equity FROM equity ORDER BY tick_as_of")
     table = Table(title="open positions after the replay")
-    for col in positions.columns:
-        table.add_column(col)
-    for row in positions.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+    for col in ("pair (y~x)", "side", "amount y", "amount x", "entry z", "entered"):
+        table.add_column(col, no_wrap=True)
+    for r in positions.itertuples(index=False):
+        table.add_row(
+            str(r.pair_id).replace("/USDT:USDT", ""),
+            "long spread" if r.position > 0 else "short spread",
+            f"{r.amount_y:g}", f"{r.amount_x:g}", f"{r.entry_z:+.2f}", str(r.entry_time)[:16],
+        )
     console.print(table)
     if len(equity):
         console.print(f"equity: {equity.equity.iloc[0]:.2f} -> {equity.equity.iloc[-1]:.2f} USDT")
