@@ -17,6 +17,7 @@ __all__ = [
     "SettableClock",
     "SystemClock",
     "floor_time",
+    "last_close",
     "from_ms",
     "parse_time",
     "to_ms",
@@ -99,6 +100,13 @@ def to_ms(when: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """Aware UTC datetime from milliseconds since the Unix epoch."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def last_close(now: datetime, timeframe: str) -> datetime:
+    """Close time of the last fully closed candle of ``timeframe`` at ``now``."""
+    from pairlib.config import timeframe_ms
+
+    return floor_time(now, timedelta(milliseconds=timeframe_ms(timeframe)))
 
 
 def floor_time(when: datetime, step: timedelta) -> datetime:

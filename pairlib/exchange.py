@@ -317,13 +317,8 @@ def _retryable(e: BaseException) -> bool:
 
 
 def _f(x: Any, default: float = 0.0) -> float:
-    if x is None:
-        return default
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return default
-    return v if math.isfinite(v) else default
+    v = _opt_f(x)
+    return default if v is None else v
 
 
 def _opt_f(x: Any) -> float | None:

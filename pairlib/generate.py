@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pairlib.clock import Clock, SystemClock, floor_time, parse_time
-from pairlib.config import PairsParams, load_params, params_hash, timeframe_ms, validate_params
+from pairlib.clock import Clock, SystemClock, last_close, parse_time
+from pairlib.config import PairsParams, load_params, params_hash, validate_params
 from pairlib.data import MarketData, load_market_data
 from pairlib.pairs import Selection, select
 from pairlib.store import Store
 from pairlib.venue import open_exchange
 
-__all__ = ["PairGeneration", "apply_overrides", "last_close", "run"]
+__all__ = ["PairGeneration", "apply_overrides", "run"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,6 @@ def apply_overrides(params: PairsParams, overrides: Mapping[str, Any] | None) ->
             node = node.setdefault(part, {})
         node[leaf] = value
     return validate_params(raw, PairsParams, source="notebook parameters")
-
-
-def last_close(now: datetime, timeframe: str) -> datetime:
-    """Close time of the last fully closed candle at ``now``."""
-    return floor_time(now, timedelta(milliseconds=timeframe_ms(timeframe)))
 
 
 def run(

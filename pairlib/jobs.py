@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pairlib.clock import Clock, SystemClock, parse_time
+from pairlib.clock import Clock, SystemClock, last_close, parse_time
 from pairlib.config import PairsParams, TradingParams, load_params
 from pairlib.runner import (
     RunResult,
@@ -24,8 +24,6 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def resolve_as_of(as_of: str | datetime | None, timeframe: str, clock: Clock | None) -> datetime:
     """``as_of`` parsed, or the close of the last closed candle by ``clock``."""
-    from pairlib.generate import last_close
-
     if as_of is not None:
         return parse_time(as_of)
     return last_close((clock or SystemClock()).now(), timeframe)

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
+from pairlib.checks import finite
 from pairlib.config import RiskParams
 
 __all__ = [
@@ -46,25 +47,17 @@ CAP_LEG: Final = "max_leg_notional"
 _STEP_TOL: Final = 1e-9
 
 
-def _finite(name: str, value: float) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return f
 
 
 def _positive(name: str, value: float) -> float:
-    f = _finite(name, value)
+    f = finite(name, value)
     if f <= 0.0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return f
 
 
 def _non_negative(name: str, value: float) -> float:
-    f = _finite(name, value)
+    f = finite(name, value)
     if f < 0.0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return f
@@ -285,8 +278,8 @@ def size_pair(
     market's minimum amount or notional skips the pair, with the reason.
     """
     eq = _positive("equity", equity)
-    ze = _finite("z_entry", z_entry)
-    zs = _finite("stop_z", stop_z)
+    ze = finite("z_entry", z_entry)
+    zs = finite("stop_z", stop_z)
     if ze == 0.0 or ze * zs <= 0.0 or abs(zs) <= abs(ze):
         raise ValueError(
             f"stop_z ({stop_z!r}) must lie beyond z_entry ({z_entry!r}) on the same side of "

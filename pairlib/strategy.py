@@ -29,6 +29,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
+from pairlib.checks import finite
+
 __all__ = [
     "ACTIONS",
     "Action",
@@ -375,14 +377,6 @@ def decisions(
 # --------------------------------------------------------------------------------------
 
 
-def _finite_float(name: str, value: float) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return f
 
 
 def spread(log_y: ArrayLike, log_x: ArrayLike, beta: float, alpha: float) -> NDArray[np.float64]:
@@ -409,8 +403,8 @@ def spread(log_y: ArrayLike, log_x: ArrayLike, beta: float, alpha: float) -> NDA
     x = _as_1d_float(log_x, "log_x")
     if y.shape != x.shape:
         raise ValueError(f"log_y and log_x must have the same length, got {y.size} and {x.size}")
-    b = _finite_float("beta", beta)
-    a = _finite_float("alpha", alpha)
+    b = finite("beta", beta)
+    a = finite("alpha", alpha)
     return y - b * x - a
 
 

@@ -46,7 +46,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pairlib.clock import Clock, SettableClock, SystemClock, floor_time, from_ms, parse_time, to_ms
+from pairlib.clock import (
+    Clock,
+    SettableClock,
+    SystemClock,
+    floor_time,
+    from_ms,
+    last_close,
+    parse_time,
+    to_ms,
+)
 from pairlib.config import Secrets, TradingParams, load_params, load_secrets, timeframe_ms
 from pairlib.errors import ConfigError, ExchangeError, LiveTradingRefused, PairlibError
 from pairlib.execution import Executor, LegOrder, is_own_client_id
@@ -63,7 +72,6 @@ __all__ = [
     "Z_HISTORY_BARS",
     "TickFailed",
     "TickResult",
-    "default_as_of",
     "run",
 ]
 
@@ -176,11 +184,6 @@ class TickResult:
         }
 
 
-def default_as_of(now: datetime, timeframe: str) -> datetime:
-    """Close time of the last closed candle at ``now``."""
-    return floor_time(now, timedelta(milliseconds=timeframe_ms(timeframe)))
-
-
 # ----------------------------------------------------------------------------- public API
 
 
@@ -280,7 +283,7 @@ def _resolve_as_of(
 ) -> tuple[datetime, bool]:
     """``(as_of, missed)``: validated candle close time and whether it is a missed tick."""
     tf = timedelta(milliseconds=timeframe_ms(timeframe))
-    last = default_as_of(now, timeframe)
+    last = last_close(now, timeframe)
     if as_of is None:
         return last, False
     when = parse_time(as_of)
