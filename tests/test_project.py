@@ -61,7 +61,8 @@ def test_cli_help_everywhere() -> None:
     assert result.exit_code == 0
     commands = re.findall(r"│ (\w[\w-]*)\s", result.output)
     assert "exchange" in commands
-    for cmd in commands:
-        sub = runner.invoke(app, [cmd, "--help"])
+    assert {"data", "pairs", "tick", "demo"} <= set(commands)
+    for cmd in [*commands, "exchange serve"]:
+        sub = runner.invoke(app, [*cmd.split(), "--help"])
         assert sub.exit_code == 0, f"{cmd} --help failed: {sub.output}"
         assert "Usage" in sub.output
