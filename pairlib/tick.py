@@ -236,12 +236,6 @@ def run(
         when, missed = _resolve_as_of(as_of, clock.now(), p.data.timeframe)
         secrets = load_secrets() if p.venue.kind in ("live", "demo") else Secrets()
         check_live(p.venue, live, secrets)
-        if p.venue.kind == "paper":
-            raise ConfigError(
-                "venue.kind: paper is not available for the tick yet: the adapter's paper "
-                "venue serves public data only and no simulated account is wired to it; use "
-                "venue.kind: sim (simulated market and account) or demo (exchange sandbox)"
-            )
     except (ConfigError, LiveTradingRefused, ValueError) as e:
         log.error("tick refused: %s", e)
         return _refused(p, when, store, clock, f"{type(e).__name__}: {e}",

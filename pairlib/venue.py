@@ -2,8 +2,11 @@
 
 ``sim`` without ``sim_url`` starts the simulated exchange in-process on 127.0.0.1 (any free
 port) on its persisted account file, with its clock set to ``now``; it stops on exit. ``sim``
-with ``sim_url`` talks to a running ``pairlib exchange serve``. ``paper`` and ``demo`` and
-``live`` go to the ccxt exchange named by ``venue.exchange_id``.
+with ``sim_url`` talks to a running ``pairlib exchange serve``. ``paper`` starts the same
+in-process simulator, but over the real public market data of ``venue.exchange_id`` (read
+without keys, :class:`~pairlib.sim.live_source.PublicMarket`) instead of the synthetic
+market: real candles, prices and rules, a simulated account in ``venue.sim_state``. ``demo``
+and ``live`` go to the ccxt exchange named by ``venue.exchange_id``.
 
 Live trading needs all three of: ``venue.kind: live`` in params, keys in the environment,
 and ``live=True`` (``--live`` on the command line). Anything less is refused with
@@ -18,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pairlib.config import Secrets, VenueParams, load_secrets
-from pairlib.errors import LiveTradingRefused
+from pairlib.errors import ConfigError, LiveTradingRefused
 
 if TYPE_CHECKING:
     from pairlib.exchange import Exchange
@@ -59,6 +62,7 @@ def open_exchange(
     *,
     live: bool = False,
     secrets: Secrets | None = None,
+    public_url: str | None = None,
 ) -> Iterator[Exchange]:
     """Yield a ready :class:`~pairlib.exchange.Exchange` for ``venue`` at time ``now``.
 
@@ -72,11 +76,22 @@ def open_exchange(
         ``--live`` from the command line.
     secrets : Secrets, optional
         Credentials; default: :func:`pairlib.config.load_secrets`.
+    public_url : str, optional
+        ``paper`` only, **tests only**: read the public data from this loopback
+        Binance-compatible venue (a second simulator) instead of the real exchange. Must be
+        a loopback URL (:class:`~pairlib.errors.ConfigError` otherwise). Not a params key
+        on purpose: a paper venue configured from params always reads the real exchange.
     """
     from pairlib.exchange import Exchange
 
     secrets = secrets if secrets is not None else load_secrets()
     check_live(venue, live, secrets)
+    if public_url is not None and venue.kind != "paper":
+        raise ConfigError(f"public_url is for venue.kind: paper only, not {venue.kind}")
+    if venue.kind == "paper":
+        with _open_paper(venue, now, public_url) as ex:
+            yield ex
+        return
     if venue.kind != "sim" or venue.sim_url is not None:
         ex = Exchange.from_params(venue, secrets=secrets, sim_url=venue.sim_url)
         try:
@@ -104,3 +119,32 @@ def open_exchange(
             ex.close()
     finally:
         server.stop()
+
+
+@contextmanager
+def _open_paper(venue: VenueParams, now: datetime, public_url: str | None) -> Iterator[Exchange]:
+    """The paper venue: an in-process simulator over public prices; see the module docstring.
+
+    Two adapters: a keyless one reading the public venue (:func:`public_exchange`), and the
+    yielded one trading against the simulator on loopback (:class:`PaperExchange`).
+    """
+    from pairlib.sim.live_source import PaperExchange, PublicMarket, public_exchange
+    from pairlib.sim.server import SimServer
+
+    public = public_exchange(venue, public_url)
+    try:
+        source = PublicMarket(public, now)
+        venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
+        server = SimServer(source, state_path=venue.sim_state, now=now,
+                           slippage_bps=venue.sim_slippage_bps)
+        url = server.start()
+        try:
+            ex = PaperExchange.connect(venue, url, data_key=public.venue_key)
+            try:
+                yield ex
+            finally:
+                ex.close()
+        finally:
+            server.stop()
+    finally:
+        public.close()

@@ -509,13 +509,6 @@ def test_live_is_refused_without_every_safeguard(
     store.close()
 
 
-def test_paper_venue_is_refused_clearly(tmp_path: Path, no_network: list[str]) -> None:
-    params = trading_params(tmp_path, None, venue={"kind": "paper", "sim_url": None})
-    r = tick.run(params, START, store=Store(":memory:"), clock=SettableClock(START))
-    assert r.status == "refused" and "paper" in (r.error or "")
-    assert no_network == []
-
-
 def test_in_process_simulator_when_no_url(
     sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

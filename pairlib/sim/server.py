@@ -53,7 +53,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pairlib.clock import Clock, SystemClock, from_ms, parse_time, to_ms
@@ -67,6 +67,7 @@ from pairlib.sim.account import (
 from pairlib.sim.endpoints import ROUTES, Venue
 from pairlib.sim.faults import Faults
 from pairlib.sim.market import Market
+from pairlib.sim.source import MarketSource
 
 __all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "SimServer", "ccxt_urls"]
 
@@ -106,6 +107,12 @@ def ccxt_urls(base_url: str) -> dict[str, str]:
         "public": f"{b}/api/v3", "private": f"{b}/api/v3", "v1": f"{b}/api/v1",
         "papi": f"{b}/papi/v1", "papiV2": f"{b}/papi/v2",
     }
+
+
+def _book(market: MarketSource) -> Market:
+    """``market`` as the account and endpoints annotate it: they use only the
+    :class:`~pairlib.sim.source.MarketSource` surface."""
+    return cast(Market, market)
 
 
 def _is_loopback(host: str) -> bool:
@@ -180,8 +187,10 @@ class SimServer:
 
     Parameters
     ----------
-    market : Market
-        The simulated market (a pure function of its spec).
+    market : MarketSource
+        Where prices, candles, rules and funding come from: the simulated
+        :class:`~pairlib.sim.market.Market` (a pure function of its spec) or, for the
+        ``paper`` venue, :class:`~pairlib.sim.live_source.PublicMarket`.
     state_path : Path or None
         The account's JSON state file (created if missing, continued if present); None keeps
         the account in memory.
@@ -213,7 +222,7 @@ class SimServer:
 
     def __init__(
         self,
-        market: Market,
+        market: MarketSource,
         state_path: Path | None,
         now: datetime,
         host: str = "127.0.0.1",
@@ -246,7 +255,7 @@ class SimServer:
         now_ms = to_ms(parse_time(now))
         self._check_time(now_ms)
         self.account = Account(
-            market, Path(state_path) if state_path is not None else None, now_ms,
+            _book(market), Path(state_path) if state_path is not None else None, now_ms,
             starting_balance=starting_balance, taker_fee=taker_fee, maker_fee=maker_fee,
             slippage_bps=slippage_bps, default_leverage=default_leverage,
         )
@@ -401,7 +410,7 @@ class SimServer:
                 {"Retry-After": retry, "X-MBX-USED-WEIGHT-1M": str(used)})
             return
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-        venue = Venue(self.market, self.account, self._now_ms, wall_ms, self._weights.limit)
+        venue = Venue(_book(self.market), self.account, self._now_ms, wall_ms, self._weights.limit)
         try:
             if route.signed:
                 self._authenticate(h, params, query, body, wall_ms)

@@ -1,0 +1,163 @@
+"""The ``paper`` venue: public prices of a venue, account kept by the simulator.
+
+The "real exchange" here is a second simulator on loopback (seed 7), reached through
+``open_exchange(..., public_url=...)``; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tick_fixtures import BAR, START, planted_pairs, trading_params, unthrottle
+
+from pairlib import tick
+from pairlib.clock import SettableClock, to_ms
+from pairlib.config import VenueParams
+from pairlib.errors import ConfigError
+from pairlib.exchange import Exchange
+from pairlib.sim import Market, SimServer
+from pairlib.sim.live_source import PaperExchange, PublicMarket
+from pairlib.store import Store
+from pairlib.venue import open_exchange
+
+ETH = "ETH/USDT:USDT"
+
+
+@pytest.fixture
+def public(sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[SimServer]:
+    """The stand-in for the real exchange: a simulator on loopback at START."""
+    unthrottle(monkeypatch)
+    server = SimServer(sim_market, tmp_path / "public_state.json", now=START,
+                       weight_limit=10**9)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _venue(tmp_path: Path) -> VenueParams:
+    return VenueParams(kind="paper", sim_state=tmp_path / "paper_state.json", max_retries=1)
+
+
+def _taker(mark: float, tick_size: float, side: str, bps: float = 2.0) -> float:
+    if side == "buy":
+        return math.ceil(round(mark * (1 + bps / 1e4) / tick_size, 6)) * tick_size
+    return math.floor(round(mark * (1 - bps / 1e4) / tick_size, 6)) * tick_size
+
+
+def test_paper_venue_reads_public_data_and_keeps_its_own_account(
+    public: SimServer, sim_market: Market, tmp_path: Path
+) -> None:
+    venue = _venue(tmp_path)
+    since = to_ms(START - 60 * BAR)
+    with Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
+        want = direct.fetch_ohlcv(ETH, "4h", since, 60)
+        want_rules = direct.market(ETH)
+    with open_exchange(venue, START, public_url=public.url) as ex:
+        assert isinstance(ex, PaperExchange) and ex.kind == "paper"
+        assert ex.venue_key == "sim-s7-n48"  # the public venue's data key
+        got = ex.fetch_ohlcv(ETH, "4h", since, 60)
+        assert got == want and len(got) == 60  # closed candles, byte for byte
+        rules = ex.market(ETH)
+        assert (rules.amount_step, rules.min_amount, rules.min_notional, rules.price_step) == (
+            want_rules.amount_step, want_rules.min_amount, want_rules.min_notional,
+            want_rules.price_step)
+        assert set(ex.markets()) == {sim_market.unified(s) for s in sim_market.symbols}
+
+        mark = sim_market.price("ETHUSDT", to_ms(START))
+        amount = ex.amount_to_precision(ETH, 2000.0 / mark)
+        o = ex.create_order(ETH, "buy", amount, "paper-open-1")
+        assert o.status == "closed" and o.filled == pytest.approx(amount)
+        assert o.average == pytest.approx(_taker(mark, rules.price_step, "buy"))
+        assert o.average > mark
+        fee = amount * o.average * 0.0005
+        (trade,) = ex.fetch_my_trades(ETH)
+        assert trade.fee == pytest.approx(fee)
+        bal = ex.fetch_balance()
+        assert bal.equity == pytest.approx(10_000.0 - fee + amount * (mark - o.average))
+        (pos,) = ex.fetch_positions()
+        assert (pos.symbol, pos.contracts) == (ETH, pytest.approx(amount))
+
+    # next session, one bar later: the position is still there, priced at the new public price
+    later = START + BAR
+    public.set_now(later)
+    with open_exchange(venue, later, public_url=public.url) as ex:
+        (pos,) = ex.fetch_positions()
+        assert pos.contracts == pytest.approx(amount)
+        mark2 = sim_market.price("ETHUSDT", to_ms(later))
+        assert pos.unrealized_pnl == pytest.approx(amount * (mark2 - o.average), rel=1e-6)
+        c = ex.create_order(ETH, "sell", amount, "paper-close-1", reduce_only=True)
+        assert c.average == pytest.approx(_taker(mark2, rules.price_step, "sell"))
+        assert ex.fetch_positions() == []
+        fee2 = amount * c.average * 0.0005
+        pnl = amount * (c.average - o.average)
+        assert ex.fetch_balance().equity == pytest.approx(10_000.0 - fee - fee2 + pnl)
+
+    state = json.loads((tmp_path / "paper_state.json").read_text())
+    assert len(state["orders"]) == 2 and state["market"]["n_symbols"] == 0
+    assert public.account.orders() == [] and public.account.trades() == []
+
+
+def test_public_url_must_be_loopback(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loopback"), \
+            open_exchange(_venue(tmp_path), START, public_url="https://fapi.binance.com"):
+        pass
+    with pytest.raises(ConfigError, match="paper only"), \
+            open_exchange(VenueParams(), START, public_url="http://127.0.0.1:1"):
+        pass
+
+
+def test_historical_prices_and_funding_source(public: SimServer, sim_market: Market) -> None:
+    """Before the present a price is the public hour's open; funding comes from the
+    injected source (0 without one)."""
+    with Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
+        t = START - timedelta(hours=5)
+        calls: list[tuple[str, int, int]] = []
+
+        def rates(sym: str, start: int, end: int) -> dict[int, float]:
+            calls.append((sym, start, end))
+            return {to_ms(t - timedelta(hours=t.hour % 8)): 0.0003}
+
+        src = PublicMarket(direct, START, funding_rates=rates)
+        assert src.price("BTCUSDT", to_ms(t)) == sim_market.price("BTCUSDT", to_ms(t))
+        assert src.price("BTCUSDT", to_ms(START)) == sim_market.price("BTCUSDT", to_ms(START))
+        ft = to_ms(datetime(2025, 2, 3, 16, tzinfo=START.tzinfo))
+        assert src.funding_rate("BTCUSDT", ft) == 0.0003
+        assert src.funding_rate("BTCUSDT", ft - 8 * 3_600_000) == 0.0
+        assert len(calls) == 1  # cached
+        assert PublicMarket(direct, START).funding_rate("BTCUSDT", ft) == 0.0
+        lo, hi = src.price_range("BTCUSDT", to_ms(START - BAR), to_ms(START))
+        assert (lo, hi) == sim_market.price_range("BTCUSDT", to_ms(START - BAR), to_ms(START))
+
+
+def test_tick_on_paper_venue(
+    public: SimServer, sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    when = START + 7 * BAR
+    public.set_now(when)
+    monkeypatch.setattr(tick, "open_exchange", partial(open_exchange, public_url=public.url))
+    params = trading_params(tmp_path, None, venue={
+        "kind": "paper", "sim_url": None, "sim_state": str(tmp_path / "paper_state.json"),
+        "max_retries": 2})
+    with Store.at(params.state_dir) as db:
+        db.save_pair_set(START, "t", pd.DataFrame(planted_pairs(sim_market)), None, START)
+        r = tick.run(params, when, store=db, clock=SettableClock(when))
+        assert r.status == "ok", r.error
+        assert len(r.orders) > 0
+        # the next tick reconciles the store against the persisted paper account
+        public.set_now(when + BAR)
+        nxt = tick.run(params, when + BAR, store=db, clock=SettableClock(when + BAR))
+        assert nxt.status == "ok", nxt.error
+        assert nxt.mode == "normal" and nxt.mismatches.empty
+    state = json.loads((tmp_path / "paper_state.json").read_text())
+    assert any(p["amt"] != 0 for p in state["positions"].values())
+    assert public.account.orders() == []
