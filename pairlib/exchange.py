@@ -1177,6 +1177,25 @@ class Exchange:
             for t in raw
         ]
 
+    def fetch_funding_rates(self, symbol: str, since_ms: int, until_ms: int) -> dict[int, float]:
+        """Public funding-rate history of ``symbol``: {funding time (ms): rate} (retried read).
+
+        Funding times are rounded to the minute (venues stamp them a few ms late).
+        """
+        self._ensure_markets()
+        raw = self._read(
+            f"fetch_funding_rate_history {symbol}",
+            lambda: self._client.fetch_funding_rate_history(
+                symbol, since_ms, 1000, {"endTime": until_ms}
+            ),
+        )
+        out: dict[int, float] = {}
+        for r in raw:
+            ts, rate = _opt_i(r.get("timestamp")), _opt_f(r.get("fundingRate"))
+            if ts is not None and rate is not None and since_ms <= ts <= until_ms + 60_000:
+                out[round(ts / 60_000) * 60_000] = rate
+        return out
+
     def fetch_funding_history(
         self, symbol: str | None = None, since_ms: int | None = None
     ) -> list[FundingPayment]:

@@ -133,7 +133,7 @@ def _open_paper(venue: VenueParams, now: datetime, public_url: str | None) -> It
 
     public = public_exchange(venue, public_url)
     try:
-        source = PublicMarket(public, now)
+        source = PublicMarket(public, now, funding_rates=public.fetch_funding_rates)
         venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
         server = SimServer(source, state_path=venue.sim_state, now=now,
                            slippage_bps=venue.sim_slippage_bps)

@@ -161,3 +161,20 @@ def test_tick_on_paper_venue(
     state = json.loads((tmp_path / "paper_state.json").read_text())
     assert any(p["amt"] != 0 for p in state["positions"].values())
     assert public.account.orders() == []
+
+
+def test_paper_funding_rates_come_from_the_public_venue(
+    public: SimServer, sim_market: Market
+) -> None:
+    """The adapter's public funding history feeds the paper account's funding."""
+    with Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
+        src = PublicMarket(direct, START, funding_rates=direct.fetch_funding_rates)
+        times = [to_ms(START) - k * 8 * 3_600_000 for k in (1, 2, 5)]
+        for ft in times:
+            want = sim_market.funding_rate("BTCUSDT", ft)
+            assert want != 0.0
+            assert src.funding_rate("BTCUSDT", ft) == pytest.approx(want, rel=1e-9, abs=1e-12)
+        rates = direct.fetch_funding_rates("BTC/USDT:USDT", times[-1], times[0])
+        assert sorted(rates) == sorted(
+            range(times[-1], times[0] + 1, 8 * 3_600_000)
+        )
