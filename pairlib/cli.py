@@ -180,6 +180,80 @@ def tick(
                f"{float(result.scraps.get('duration_s') or 0):.2f} s")
 
 
+@app.command("reconcile")
+def reconcile_cmd(
+    params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
+    as_of: str | None = typer.Option(None, help="ISO-8601 time of the run; default: now."),
+    accept: str | None = typer.Option(None, help="Unified symbol whose venue position the "
+                                      "store accepts (e.g. HBAR/USDT:USDT)."),
+    reason: str | None = typer.Option(None, help="Why (required with --accept; recorded)."),
+    force: bool = typer.Option(False, "--force", help="With --accept: mark open pairs whose "
+                               "leg the venue no longer holds flat."),
+    live: bool = typer.Option(False, "--live", help="Read a live venue (same guard as tick)."),
+) -> None:
+    """Show store/venue mismatches per symbol (exit 1 if any), or --accept one symbol's."""
+    import getpass
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from pairlib.clock import SystemClock, parse_time
+    from pairlib.config import TradingParams, load_params
+    from pairlib.errors import ConfigError, LiveTradingRefused, PairlibError
+    from pairlib.reconcile import AcceptRefused, accept_venue, report, snapshot
+    from pairlib.store import Store
+
+    if accept is not None and not (reason or "").strip():
+        raise _fail("--accept needs --reason TEXT (it is recorded with the change)")
+    if accept is None and (reason is not None or force):
+        raise _fail("--reason and --force are for --accept SYMBOL")
+    try:
+        p = load_params(params, TradingParams)
+        now = parse_time(as_of) if as_of else SystemClock().now()
+    except (ConfigError, ValueError) as e:
+        raise _fail(str(e)) from None
+    console = Console(width=160)
+    try:
+        if accept is None:
+            frame = report(p, now, live=live)
+            table = Table(title=f"reconciliation {p.venue.kind} at {now:%Y-%m-%dT%H:%MZ}")
+            for col in frame.columns:
+                table.add_column(col, overflow="fold")
+            for row in frame.itertuples(index=False):
+                table.add_row(*(f"{v:+.12g}" if isinstance(v, float) else str(v) for v in row),
+                              style=None if row.status == "ok" else "red")
+            console.print(table)
+            bad = int((frame["status"] != "ok").sum())
+            console.print(f"{bad} symbol(s) need attention" if bad else "store matches venue")
+            raise typer.Exit(code=1 if bad else 0)
+        from filelock import FileLock, Timeout
+
+        Path(p.state_dir).mkdir(parents=True, exist_ok=True)
+        try:  # never while a tick runs: it holds the same lock
+            with FileLock(str(Path(p.state_dir) / "tick.lock"), timeout=10):
+                snap = snapshot(p, now, live=live)
+                with Store.at(p.state_dir) as db:
+                    result = accept_venue(
+                        db, accept, snap.positions.get(accept, 0.0), now, str(reason),
+                        force=force, step=snap.steps.get(accept, 0.0),
+                        operator=getpass.getuser())
+        except Timeout:
+            raise _fail("a tick is running (tick.lock is held); try again after it") from None
+        for line in result.lines():
+            console.print(line, highlight=False)
+        if any(str(o.symbol) == accept for o in snap.foreign_orders):
+            console.print(f"note: {accept} still has open orders not placed by pairlib; it "
+                          "stays blocked until they are cancelled", style="yellow")
+    except (ConfigError, LiveTradingRefused) as e:
+        raise _fail(str(e)) from None
+    except AcceptRefused as e:
+        typer.secho(f"refused: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    except PairlibError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
 def main() -> None:
     """Entry point for ``python -m pairlib``."""
     app()

@@ -147,6 +147,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX orders_tick ON orders(tick_as_of);
     CREATE INDEX fills_client ON fills(client_id);
     """,
+    # 2: venue positions an operator accepted with ``pairlib reconcile --accept`` (append-only;
+    # a symbol's accepted amount is its latest row's).
+    """
+    CREATE TABLE accepted_positions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        symbol TEXT NOT NULL,
+        amount REAL NOT NULL,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX accepted_positions_symbol ON accepted_positions(symbol, id);
+    """,
 )
 
 
@@ -561,6 +573,74 @@ class Store:
             args.append(symbol)
         with self.tx() as c:
             return int(c.execute(sql, args).rowcount)
+
+    # -- operator acceptance of venue positions (``pairlib reconcile --accept``) ----------
+    def accepted_positions(self) -> dict[str, float]:
+        """Symbol -> the non-zero amount an operator accepted as held outside any pair."""
+        rows = self._conn.execute(
+            "SELECT symbol, amount FROM accepted_positions WHERE id IN"
+            " (SELECT MAX(id) FROM accepted_positions GROUP BY symbol) ORDER BY symbol"
+        ).fetchall()
+        return {str(r[0]): float(r[1]) for r in rows if float(r[1]) != 0.0}
+
+    def accept_venue_position(
+        self,
+        symbol: str,
+        leg_changes: Sequence[Mapping[str, Any]],
+        accepted_before: float,
+        accepted_after: float,
+        detail: str,
+        created_at: datetime,
+    ) -> tuple[int, int]:
+        """One transaction aligning the store with the venue on ``symbol``; nothing deleted.
+
+        Each of ``leg_changes`` (``pair_id``, ``leg``, ``before``, ``after``,
+        ``position_before``, ``position_after``) sets that pair's ``amount_<leg>`` (and
+        ``position``; ``locked_out`` when it goes flat) only if the row still holds
+        ``before``/``position_before`` (otherwise :class:`StoreError`, and nothing changes).
+        Open ``reconcile_mismatch`` incidents on ``symbol`` are marked resolved, an
+        ``operator_accept`` incident records ``detail``, and ``accepted_after`` becomes the
+        symbol's accepted amount if it differs from ``accepted_before`` (which must still be
+        current). Returns ``(operator_accept incident id, incidents resolved)``.
+        """
+        with self.tx() as c:
+            row = c.execute(
+                "SELECT amount FROM accepted_positions WHERE symbol = ? ORDER BY id DESC"
+                " LIMIT 1", (symbol,)
+            ).fetchone()
+            if abs((float(row[0]) if row else 0.0) - float(accepted_before)) > 1e-12:
+                raise StoreError(f"accepted amount of {symbol} changed meanwhile; re-run")
+            for ch in leg_changes:
+                leg = str(ch["leg"])
+                if leg not in ("y", "x"):
+                    raise StoreError(f"leg must be 'y' or 'x', got {leg!r}")
+                flat = int(ch["position_after"]) == 0 and int(ch["position_before"]) != 0
+                cur = c.execute(
+                    f"UPDATE pair_state SET amount_{leg} = ?, position = ?,"
+                    f" locked_out = CASE WHEN ? THEN 1 ELSE locked_out END"
+                    f" WHERE pair_id = ? AND ABS(amount_{leg} - ?) < 1e-12 AND position = ?",
+                    (float(ch["after"]), int(ch["position_after"]), int(flat), ch["pair_id"],
+                     float(ch["before"]), int(ch["position_before"])),
+                )
+                if cur.rowcount != 1:
+                    raise StoreError(f"pair {ch['pair_id']} changed meanwhile; re-run")
+            resolved = int(c.execute(
+                "UPDATE incidents SET resolved = 1 WHERE resolved = 0"
+                " AND kind = 'reconcile_mismatch' AND symbol = ?", (symbol,)
+            ).rowcount)
+            cur = c.execute(
+                "INSERT INTO incidents (tick_as_of, kind, symbol, detail, created_at, resolved)"
+                " VALUES (NULL, 'operator_accept', ?, ?, ?, 1)",
+                (symbol, detail, iso(created_at)),
+            )
+            incident_id = int(cur.lastrowid or 0)
+            if abs(float(accepted_after) - float(accepted_before)) > 1e-12:
+                c.execute(
+                    "INSERT INTO accepted_positions (symbol, amount, incident_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (symbol, float(accepted_after), incident_id, iso(created_at)),
+                )
+            return incident_id, resolved
 
     def save_equity(
         self,

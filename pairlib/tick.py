@@ -570,12 +570,20 @@ class _Tick:
         steps = {s: r.amount_step for s, r in self.rules.items()}
         self.held_at_start = bool(positions)
         self.venue_positions = positions
-        found = reconcile(expected_positions(self.db.pair_states()), positions, foreign, steps)
+        accepted = self.db.accepted_positions()
+        found = reconcile(expected_positions(self.db.pair_states(), accepted), positions,
+                          foreign, steps)
         self.mismatches = mismatch_frame(found)
         for m in found:
             self._incident("reconcile_mismatch", m.symbol,
                            f"{m.detail}; no new entry on {m.symbol} until resolved")
-        blocked = {m.symbol for m in found}
+        # A symbol with an operator-accepted holding outside any pair takes no new pair
+        # entry: a pair trading against it would net out and break its reduce-only exit.
+        outside = {s for s, a in accepted.items() if a != 0.0}
+        for sym in sorted(outside):
+            log.info("reconciliation: %s holds %g outside any pair (operator-accepted); "
+                     "no new entry on it", sym, accepted[sym])
+        blocked = {m.symbol for m in found} | outside
         open_inc = self.db.incidents(unresolved_only=True)
         if len(open_inc):
             for sym in set(open_inc.loc[open_inc["kind"] == "reconcile_mismatch", "symbol"]):
