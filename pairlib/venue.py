@@ -15,9 +15,10 @@ and ``live=True`` (``--live`` on the command line). Anything less is refused wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pairlib.config import Secrets, VenueParams, load_secrets
@@ -25,6 +26,7 @@ from pairlib.errors import ConfigError, LiveTradingRefused
 
 if TYPE_CHECKING:
     from pairlib.exchange import Exchange
+    from pairlib.sim.source import MarketSource
 
 __all__ = ["check_live", "open_exchange"]
 
@@ -88,63 +90,32 @@ def open_exchange(
     check_live(venue, live, secrets)
     if public_url is not None and venue.kind != "paper":
         raise ConfigError(f"public_url is for venue.kind: paper only, not {venue.kind}")
-    if venue.kind == "paper":
-        with _open_paper(venue, now, public_url) as ex:
-            yield ex
-        return
-    if venue.kind != "sim" or venue.sim_url is not None:
-        ex = Exchange.from_params(venue, secrets=secrets, sim_url=venue.sim_url)
-        try:
-            yield ex
-        finally:
-            ex.close()
-        return
+    with ExitStack() as stack:
+        if venue.kind == "paper":
+            # Public prices from the real venue (keyless), account on the simulator.
+            from pairlib.sim.live_source import PaperExchange, PublicMarket, public_exchange
 
-    from pairlib.sim.market import Market, MarketSpec
-    from pairlib.sim.server import SimServer
+            public = stack.enter_context(public_exchange(venue, public_url))
+            source: MarketSource = PublicMarket(
+                public, now, funding_rates=public.fetch_funding_rates
+            )
+            connect: Callable[..., Exchange] = partial(
+                PaperExchange.connect, venue, data_key=public.venue_key
+            )
+        elif venue.kind == "sim" and venue.sim_url is None:
+            from pairlib.sim.market import Market, MarketSpec
 
-    venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
-    server = SimServer(
-        Market(MarketSpec(seed=venue.sim_seed, n_symbols=venue.sim_symbols)),
-        state_path=venue.sim_state,
-        now=now,
-        slippage_bps=venue.sim_slippage_bps,
-    )
-    url = server.start()
-    try:
-        ex = Exchange.from_params(venue, sim_url=url)
-        try:
-            yield ex
-        finally:
-            ex.close()
-    finally:
-        server.stop()
+            source = Market(MarketSpec(seed=venue.sim_seed, n_symbols=venue.sim_symbols))
+            connect = partial(Exchange.from_params, venue)
+        else:  # a running simulator at sim_url, or a ccxt venue
+            yield stack.enter_context(
+                Exchange.from_params(venue, secrets=secrets, sim_url=venue.sim_url)
+            )
+            return
+        from pairlib.sim.server import SimServer
 
-
-@contextmanager
-def _open_paper(venue: VenueParams, now: datetime, public_url: str | None) -> Iterator[Exchange]:
-    """The paper venue: an in-process simulator over public prices; see the module docstring.
-
-    Two adapters: a keyless one reading the public venue (:func:`public_exchange`), and the
-    yielded one trading against the simulator on loopback (:class:`PaperExchange`).
-    """
-    from pairlib.sim.live_source import PaperExchange, PublicMarket, public_exchange
-    from pairlib.sim.server import SimServer
-
-    public = public_exchange(venue, public_url)
-    try:
-        source = PublicMarket(public, now, funding_rates=public.fetch_funding_rates)
         venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
-        server = SimServer(source, state_path=venue.sim_state, now=now,
-                           slippage_bps=venue.sim_slippage_bps)
-        url = server.start()
-        try:
-            ex = PaperExchange.connect(venue, url, data_key=public.venue_key)
-            try:
-                yield ex
-            finally:
-                ex.close()
-        finally:
-            server.stop()
-    finally:
-        public.close()
+        server = stack.enter_context(SimServer(
+            source, state_path=venue.sim_state, now=now, slippage_bps=venue.sim_slippage_bps
+        ))
+        yield stack.enter_context(connect(sim_url=server.url))
