@@ -262,6 +262,11 @@ class Store:
         cols = [d[0] for d in cur.description or ()]
         return pd.DataFrame([tuple(r) for r in cur.fetchall()], columns=cols)
 
+    def _one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+        """The first row of a query as a dict, or None."""
+        row = self._conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
     def tables(self) -> list[str]:
         """Names of the tables in the database."""
         rows = self._conn.execute(
@@ -338,8 +343,7 @@ class Store:
 
     def tick_row(self, as_of: datetime) -> dict[str, Any] | None:
         """The ``ticks`` row of the tick acting on the candle closing at ``as_of``."""
-        row = self._conn.execute("SELECT * FROM ticks WHERE as_of = ?", (iso(as_of),)).fetchone()
-        return dict(row) if row is not None else None
+        return self._one("SELECT * FROM ticks WHERE as_of = ?", (iso(as_of),))
 
     def start_tick(
         self,
@@ -396,10 +400,7 @@ class Store:
 
     def pair_state(self, pair_id: str) -> dict[str, Any] | None:
         """One pair's persisted state, or None."""
-        row = self._conn.execute(
-            "SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,)
-        ).fetchone()
-        return dict(row) if row is not None else None
+        return self._one("SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,))
 
     def save_pair_state(self, state: Mapping[str, Any]) -> None:
         """Insert or update one pair's state; ``state`` needs ``pair_id``, ``y``, ``x``,
@@ -420,10 +421,7 @@ class Store:
 
     def order(self, client_id: str) -> dict[str, Any] | None:
         """The order with this client id, or None."""
-        row = self._conn.execute(
-            "SELECT * FROM orders WHERE client_id = ?", (client_id,)
-        ).fetchone()
-        return dict(row) if row is not None else None
+        return self._one("SELECT * FROM orders WHERE client_id = ?", (client_id,))
 
     def orders(
         self, tick_as_of: datetime | None = None, statuses: Sequence[str] | None = None
