@@ -1,6 +1,7 @@
 """Write ``notebooks/tick.ipynb`` (run from the repository root: ``python
 notebooks/make_tick_notebook.py``). The notebook is thin: literal parameters, one library call,
-display helpers from ``pairlib.tick_charts``, scrapbook glue. No outputs are written."""
+display helpers from ``pairlib.tick_charts``, scraps and figures shown with ``pairlib.notebook``
+(scrapbook's and plotly's formats, without their slow imports). No outputs are written."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ CELLS = [
         "# Live tick\n\n"
         "One tick at a candle close: reconcile the store with the venue, compute every pair's "
         "z-score, decide with the strategy rule, size new positions, execute both legs, and "
-        "record everything in the store. Any error is shown in red at the top."
+        "record everything in the store. Any error is shown in red at the top.\n\n"
+        "Few cells on purpose: papermill saves the whole report before and after every cell."
     ),
     new_code_cell(
         "# Parameters: literals only (papermill injects overrides below this cell).\n"
@@ -29,60 +31,54 @@ CELLS = [
     ),
     new_code_cell(
         "import pandas as pd\n"
-        "import scrapbook as sb\n"
         "from IPython.display import HTML, Markdown, display\n"
         "\n"
         "from pairlib import tick, tick_charts\n"
+        "from pairlib.notebook import glue, show  # scrapbook scraps and plotly figures, lean\n"
         "\n"
         "log = tick_charts.capture_logs()  # shown at the end: the status banner comes first\n"
         "result = tick.run(params_file, as_of, live=live, notebook_path=notebook_path,\n"
         "                  allow_missed_entries=allow_missed_entries)\n"
-        "display(HTML(tick_charts.status_banner(result)))"
-    ),
-    new_markdown_cell(
-        "## Every pair: z, signal, action and reason\n"
-        "`signal` is the strategy's target position, `action` what the tick did, `position` "
-        "the position after the tick."
-    ),
-    new_code_cell("display(result.signals)"),
-    new_markdown_cell(
-        "## z-scores of open and acted-on pairs\n"
-        "With the ±entry, ±exit and ±stop bands, the entry marker and this tick's action."
+        "display(HTML(tick_charts.status_banner(result)))\n"
+        "display(Markdown(\"## Every pair: z, signal, action and reason\\n\"\n"
+        "                 \"`signal` is the strategy's target position, `action` what the tick \"\n"
+        "                 \"did, `position` the position after the tick.\"))\n"
+        "display(result.signals)"
     ),
     new_code_cell(
+        "display(Markdown(\"## z-scores of open and acted-on pairs\\n\"\n"
+        "                 \"With the ±entry, ±exit and ±stop bands, the entry marker and this \"\n"
+        "                 \"tick's action.\"))\n"
         "for fig in tick_charts.z_figures(result):\n"
-        "    fig.show()"
+        "    show(fig)"
     ),
-    new_markdown_cell("## Orders and fills"),
-    new_code_cell("display(result.orders)\ndisplay(result.fills)"),
-    new_markdown_cell("## Positions and equity"),
     new_code_cell(
+        "display(Markdown(\"## Orders and fills\"))\n"
+        "display(result.orders)\n"
+        "display(result.fills)\n"
+        "display(Markdown(\"## Positions and equity\"))\n"
         "display(result.positions)\n"
         "facts = [f\"**{k}** {v:,.2f}\" for k, v in result.account.items()]\n"
         "display(Markdown(\" · \".join(facts) or \"no account data\"))\n"
         "if len(result.equity_history) > 1:\n"
-        "    tick_charts.equity_figure(result.equity_history).show()"
-    ),
-    new_markdown_cell("## Reconciliation and incidents"),
-    new_code_cell(
+        "    show(tick_charts.equity_figure(result.equity_history))\n"
+        "display(Markdown(\"## Reconciliation and incidents\"))\n"
         "display(result.mismatches)\n"
         "display(pd.DataFrame(result.incidents, columns=[\"kind\", \"symbol\", \"detail\"]))"
     ),
     new_code_cell(
         "summary = result.scraps()  # JSON-safe Python values\n"
-        "sb.glue(\"summary\", summary)\n"
+        "glue(\"summary\", summary)\n"
         "for name, value in summary.items():\n"
-        "    if value is not None:  # scrapbook cannot glue None\n"
-        "        sb.glue(name, value)\n"
-        "sb.glue(\"signals\", result.signals, encoder=\"pandas\")\n"
-        "sb.glue(\"orders\", result.orders, encoder=\"pandas\")\n"
-        "sb.glue(\"fills\", result.fills, encoder=\"pandas\")\n"
-        "sb.glue(\"positions\", result.positions, encoder=\"pandas\")"
+        "    if value is not None:  # a scrap cannot be None\n"
+        "        glue(name, value)\n"
+        "for name in (\"signals\", \"orders\", \"fills\", \"positions\"):\n"
+        "    glue(name, getattr(result, name), encoder=\"pandas\")\n"
+        "display(Markdown(\"## Log\\nEvery decision with its reason, every order and \"\n"
+        "                 \"incident.\"))\n"
+        "print(log.getvalue())\n"
+        "result.raise_for_status()  # a failed or refused tick fails the run; the report stays"
     ),
-    new_markdown_cell("## Log\nEvery decision with its reason, every order and incident."),
-    new_code_cell("print(log.getvalue())"),
-    new_markdown_cell("A failed or refused tick fails this notebook (the report above is kept)."),
-    new_code_cell("result.raise_for_status()"),
 ]
 
 

@@ -1,7 +1,12 @@
 """Display helpers of the tick report (``notebooks/tick.ipynb``): a status banner and plotly
 figures. Pure functions of a :class:`~pairlib.tick.TickResult`; nothing here fetches or
-stores anything, and the tick itself never imports this module (plotly stays off the
-scheduled path).
+stores anything, and the tick itself never imports this module.
+
+The figures are plotly figure specs: plain JSON dicts (``data`` and ``layout``) in plotly's
+schema, shown with :func:`pairlib.notebook.show` and turned into a ``Figure`` with
+``plotly.graph_objects.Figure(spec)`` (which validates them, as the tests do). Building
+``Figure`` objects would import and run plotly's validators in every scheduled tick, about a
+fifth of a second of a sub-second report; a spec costs nothing and draws the same chart.
 """
 
 from __future__ import annotations
@@ -10,16 +15,19 @@ import html
 import io
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 if TYPE_CHECKING:
     from pairlib.tick import TickResult
 
-__all__ = ["ACTED", "capture_logs", "equity_figure", "reported_pairs", "status_banner",
+__all__ = ["ACTED", "Spec", "capture_logs", "equity_figure", "reported_pairs", "status_banner",
            "z_figure", "z_figures"]
+
+Spec = dict[str, Any]
+"""A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
 
 _CAPTURE = "pairlib.tick_charts.capture"
 
@@ -73,6 +81,25 @@ def reported_pairs(result: TickResult) -> list[str]:
     return [str(p) for p in s.loc[keep, "pair_id"]]
 
 
+def _times(index: Any) -> list[str]:
+    """Timestamps as ISO-8601 strings (UTC when naive), as plotly's JSON encoder writes them."""
+    idx = pd.DatetimeIndex(index)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx
+    return [t.isoformat() for t in idx]
+
+
+def _values(values: Any, decimals: int = 4) -> list[float | None]:
+    """Floats rounded for the report, NaN and infinities as JSON null (a gap in the line)."""
+    arr = np.round(np.asarray(values, dtype=float), decimals)
+    return [float(v) if math.isfinite(v) else None for v in arr]
+
+
+def _hline(y: float, line: dict[str, Any]) -> dict[str, Any]:
+    """A horizontal line across the plot at ``y`` (what ``Figure.add_hline`` adds)."""
+    return {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y,
+            "y1": y, "line": line}
+
+
 def z_figure(
     z: pd.Series,
     title: str,
@@ -82,32 +109,36 @@ def z_figure(
     entry_time: object = None,
     entry_z: float | None = None,
     action: str | None = None,
-) -> go.Figure:
+) -> Spec:
     """The z-score with ±entry, ±exit and ±stop bands, the entry marker and this tick's
-    action at the last bar."""
-    fig = go.Figure(go.Scatter(x=z.index, y=z.to_numpy(), mode="lines", name="z",
-                               line={"color": "black"}))
+    action at the last bar, as a plotly figure spec."""
+    traces: list[dict[str, Any]] = [{"type": "scatter", "x": _times(z.index),
+                                     "y": _values(z.to_numpy()), "mode": "lines", "name": "z",
+                                     "line": {"color": "black"}}]
+    shapes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
     for k, colour, label in ((entry, "orange", "entry"), (exit, "green", "exit"),
                              (stop, "red", "stop")):
         for sign in (1, -1):
-            fig.add_hline(y=sign * k, line={"dash": "dot", "color": colour},
-                          annotation_text=f"{label} {sign * k:+g}" if sign > 0 else None)
-    fig.add_hline(y=0.0, line={"color": "grey", "width": 1})
+            shapes.append(_hline(sign * k, {"dash": "dot", "color": colour}))
+        notes.append({"xref": "x domain", "x": 1, "yref": "y", "y": k, "showarrow": False,
+                      "text": f"{label} {k:+g}", "xanchor": "right", "yanchor": "bottom"})
+    shapes.append(_hline(0.0, {"color": "grey", "width": 1}))
     if entry_time is not None and entry_z is not None and not pd.isna(entry_z):
-        t = pd.Timestamp(str(entry_time))
-        t = t.tz_localize("UTC") if t.tzinfo is None else t
-        fig.add_trace(go.Scatter(x=[t], y=[float(entry_z)], mode="markers", name="entry",
-                                 marker={"symbol": "triangle-up", "size": 13,
-                                         "color": "blue"}))
+        traces.append({"type": "scatter", "x": _times([pd.Timestamp(str(entry_time))]),
+                       "y": _values([entry_z]), "mode": "markers", "name": "entry",
+                       "marker": {"symbol": "triangle-up", "size": 13, "color": "blue"}})
     if action and len(z) and pd.notna(z.iloc[-1]):
-        fig.add_trace(go.Scatter(x=[z.index[-1]], y=[float(z.iloc[-1])], mode="markers+text",
-                                 name=action, text=[action], textposition="top center",
-                                 marker={"size": 10, "color": "purple"}))
-    fig.update_layout(title=title, height=360, yaxis_title="z", legend={"orientation": "h"})
-    return fig
+        traces.append({"type": "scatter", "x": _times(z.index[-1:]),
+                       "y": _values(z.iloc[-1:]), "mode": "markers+text", "name": action,
+                       "text": [action], "textposition": "top center",
+                       "marker": {"size": 10, "color": "purple"}})
+    return {"data": traces, "layout": {
+        "title": {"text": title}, "height": 360, "yaxis": {"title": {"text": "z"}},
+        "legend": {"orientation": "h"}, "shapes": shapes, "annotations": notes}}
 
 
-def z_figures(result: TickResult) -> list[go.Figure]:
+def z_figures(result: TickResult) -> list[Spec]:
     """One :func:`z_figure` per open or acted-on pair with z history."""
     entry, exit, stop = result.thresholds
     figs = []
@@ -124,10 +155,9 @@ def z_figures(result: TickResult) -> list[go.Figure]:
     return figs
 
 
-def equity_figure(history: pd.DataFrame) -> go.Figure:
-    """Equity per tick (columns ``tick_as_of``, ``equity``)."""
-    fig = go.Figure(go.Scatter(x=pd.to_datetime(history["tick_as_of"]),
-                               y=history["equity"].astype(float), mode="lines+markers",
-                               name="equity"))
-    fig.update_layout(title="Equity per tick (USDT)", height=300)
-    return fig
+def equity_figure(history: pd.DataFrame) -> Spec:
+    """Equity per tick (columns ``tick_as_of``, ``equity``), as a plotly figure spec."""
+    return {"data": [{"type": "scatter", "x": _times(pd.to_datetime(history["tick_as_of"])),
+                      "y": _values(history["equity"], 2), "mode": "lines+markers",
+                      "name": "equity"}],
+            "layout": {"title": {"text": "Equity per tick (USDT)"}, "height": 300}}

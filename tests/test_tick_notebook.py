@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 import yaml
 from tick_fixtures import BAR, START, TickEnv, make_env
@@ -140,11 +141,20 @@ def test_report_helpers() -> None:
 
     ok = _result()
     assert tick_charts.reported_pairs(ok) == ["A~B", "E~F"]  # open or acted on
-    figs = tick_charts.z_figures(ok)
-    assert len(figs) == 2
+    specs = tick_charts.z_figures(ok)
+    assert len(specs) == 2
+    figs = [go.Figure(spec) for spec in specs]  # plotly validates the specs (raises if not)
     names = [t.name for t in figs[0].data]
     assert names == ["z", "entry", "enter_short"]
-    assert len(figs[0].layout.shapes) == 7  # +-entry, +-exit, +-stop, zero
+    assert list(figs[0].data[0].y) == [0.1, 0.5, 0.9, 1.0, 1.2]
+    assert figs[0].data[1].x == ("2025-02-01T16:00:00+00:00",)  # the entry marker
+    assert figs[0].data[2].text == ("enter_short",) and figs[0].data[2].y == (1.2,)
+    assert sorted(s.y0 for s in figs[0].layout.shapes) == [-3.5, -1, -0.5, 0, 0.5, 1, 3.5]
+    assert figs[1].layout.title.text == "E~F: exit (position 0)"
+    equity = tick_charts.equity_figure(pd.DataFrame(
+        {"tick_as_of": ["2025-02-01T00:00:00Z", "2025-02-01T04:00:00Z"],
+         "equity": [10_000.0, float("nan")]}))
+    assert go.Figure(equity).data[0].y == (10_000.0, None)  # NaN is a gap, not invalid JSON
     assert "#1b5e20" in tick_charts.status_banner(ok)
     ok.raise_for_status()
     summary = ok.scraps()
