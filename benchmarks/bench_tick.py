@@ -10,8 +10,10 @@ set of its 10 planted pairs, params with the venue's production settings (nothin
 * ``tick notebook / empty notebook, papermill end to end``: the ``papermill`` command running
   ``notebooks/tick.ipynb`` (a fresh account and store, warm cache, 10 pairs trading) over the
   ``papermill`` command running an empty notebook on the same kernel, best of 3 each.
-  Target <= 1.5. For information, the same ratio with papermill imported once in this process
-  (kernel start and notebook only), and ``pairlib tick`` over ``papermill empty.ipynb``.
+  Target <= 1.5. For information: the floor, a notebook that only imports pandas, ccxt and
+  ``pairlib.tick`` (importing them, and the kernel's exit tearing them down, cost more than the
+  target leaves); the same ratio with papermill imported once in this process (kernel start and
+  notebook only); and ``pairlib tick`` over ``papermill empty.ipynb``.
 * ``import pairlib.tick``: in a fresh interpreter, minus the interpreter's own start-up; the
   tick's import path must not load papermill, plotly or statsmodels.
 """
@@ -43,6 +45,8 @@ __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("papermill", "plotly", "statsmodels")
+FLOOR_CODE = "import pandas, ccxt, pairlib.tick"
+"""What any tick notebook must import: the data frames, the one exchange client, the tick."""
 
 
 def _setup(tmp: Path) -> tuple[Market, TradingParams]:
@@ -107,8 +111,8 @@ def _import_time() -> tuple[float, list[str]]:
     return min(times), [m for m in heavy.split(",") if m]
 
 
-def _empty_notebook(path: Path) -> Path:
-    nb = new_notebook(cells=[new_code_cell("pass")])
+def _empty_notebook(path: Path, code: str = "pass") -> Path:
+    nb = new_notebook(cells=[new_code_cell(code)])
     nb.metadata = {"kernelspec": {"display_name": "pairlib", "language": "python",
                                   "name": "pairlib"}}
     nbformat.write(nb, path)
@@ -213,6 +217,12 @@ def run() -> list[Row]:
         ratio = t_cli / cli_empty
         rows.append(Row("tick notebook / empty notebook, papermill end to end", ratio, "x",
                         "<= 1.5", ratio <= 1.5, f"{t_cli:.2f} s vs {cli_empty:.2f} s"))
+        floor = _empty_notebook(tmp / "imports.ipynb", FLOOR_CODE)
+        t_floor = min(_cli([*papermill, str(floor), str(out / f"imports-cli-{k}.ipynb")], tmp)
+                      for k in range(3))
+        rows.append(Row("floor: notebook that only imports the tick / empty, papermill",
+                        t_floor / cli_empty, "x", "info", True,
+                        f"{t_floor:.2f} s vs {cli_empty:.2f} s ({FLOOR_CODE})"))
         rows.append(Row("same, papermill imported once (kernel + notebook only)",
                         t_tick / t_empty, "x", "info", True,
                         f"{t_tick:.2f} s vs {t_empty:.2f} s"))
