@@ -43,9 +43,7 @@ CELLS = [
         "display(Markdown(\"## Every pair: z, signal, action and reason\\n\"\n"
         "                 \"`signal` is the strategy's target position, `action` what the tick \"\n"
         "                 \"did, `position` the position after the tick.\"))\n"
-        "display(result.signals)"
-    ),
-    new_code_cell(
+        "display(result.signals)\n"
         "display(Markdown(\"## z-scores of open and acted-on pairs\\n\"\n"
         "                 \"With the ±entry, ±exit and ±stop bands, the entry marker and this \"\n"
         "                 \"tick's action.\"))\n"
