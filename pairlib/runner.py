@@ -93,6 +93,28 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     return name
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager that talks to the kernel over Unix sockets: no TCP port is opened,
+    and the kernel does not warn on every run that it is "running over TCP without
+    encryption". Each kernel's sockets get a fresh path in the temp folder (jupyter_client
+    would put them in the working directory, shared by concurrent runs) and are removed at
+    shutdown."""
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    class IpcKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return str(Path(tempfile.gettempdir()) / f"pairlib-kernel-{uuid.uuid4().hex[:12]}")
+
+    return IpcKernelManager
+
+
 def _check_parameters(parameters: Mapping[str, Any]) -> None:
     for key, value in parameters.items():
         if _SECRET_LIKE.search(key):
@@ -155,6 +177,7 @@ def run_notebook(
             log_output=False,
             cwd=str(cwd) if cwd is not None else None,
             execution_timeout=timeout_s,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"

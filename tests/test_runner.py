@@ -73,3 +73,23 @@ def test_run_glues_scraps_and_keeps_failed_notebooks(tmp_path: Path) -> None:
     assert res.error is not None and "no data for 7" in res.error
     text = res.path.read_text()
     assert "An Exception was encountered" in text  # papermill's error banner is kept
+
+
+@pytest.mark.slow
+def test_kernels_talk_over_unix_sockets_and_leave_none_behind(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    nb = _notebook(tmp_path / "conn.ipynb",
+                   "from ipykernel import get_connection_info\n"
+                   "from pairlib.notebook import glue\n"
+                   "info = get_connection_info(unpack=True)\n"
+                   "glue('transport', info['transport'])\n"
+                   "glue('ip', info['ip'])")
+    res = run_notebook(nb, tmp_path / "out.ipynb", {}, cwd=tmp_path)
+    assert res.ok, res.error
+    assert res.scraps["transport"] == "ipc"  # no TCP port at all
+    ip = Path(res.scraps["ip"])
+    assert ip.name.startswith("pairlib-kernel-") and ip.parent != tmp_path
+    assert not list(ip.parent.glob(ip.name + "-*"))  # sockets removed at shutdown
+    assert not list(tmp_path.glob("kernel-ipc*"))
+    assert "without encryption" not in capfd.readouterr().err
