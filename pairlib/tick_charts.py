@@ -121,8 +121,8 @@ def z_figure(
                              (stop, "red", "stop")):
         for sign in (1, -1):
             shapes.append(_hline(sign * k, {"dash": "dot", "color": colour}))
-        notes.append({"xref": "x domain", "x": 1, "yref": "y", "y": k, "showarrow": False,
-                      "text": f"{label} {k:+g}", "xanchor": "right", "yanchor": "bottom"})
+        notes.append({"xref": "x domain", "x": 0, "yref": "y", "y": k, "showarrow": False,
+                      "text": f"{label} {k:+g}", "xanchor": "left", "yanchor": "bottom"})
     shapes.append(_hline(0.0, {"color": "grey", "width": 1}))
     if entry_time is not None and entry_z is not None and not pd.isna(entry_z):
         traces.append({"type": "scatter", "x": _times([pd.Timestamp(str(entry_time))]),
