@@ -68,7 +68,8 @@ import pyarrow.parquet as pq
 from pairlib.clock import to_ms
 from pairlib.config import DataParams, timeframe_ms
 from pairlib.errors import DataError, ExchangeError
-from pairlib.exchange import Exchange, OhlcvRequest
+from pairlib.exchange import Exchange
+from pairlib.records import OhlcvRequest
 
 __all__ = [
     "OHLCV_COLUMNS",

@@ -47,22 +47,19 @@ import ccxt
 
 from pairlib import errors
 from pairlib.config import SIM_API_KEY, SIM_API_SECRET, Secrets, VenueParams, timeframe_ms
+from pairlib.ratelimit import RetryPolicy, RollingWeightLimiter
+from pairlib.records import (
+    Balance,
+    FundingPayment,
+    MarketInfo,
+    OhlcvBatch,
+    OhlcvRequest,
+    OrderResult,
+    PositionInfo,
+    TradeInfo,
+)
 
-__all__ = [
-    "Balance",
-    "Exchange",
-    "FundingPayment",
-    "MarketInfo",
-    "OhlcvBatch",
-    "OhlcvRequest",
-    "OrderResult",
-    "PositionInfo",
-    "RetryPolicy",
-    "RollingWeightLimiter",
-    "TradeInfo",
-    "rewrite_api_urls",
-    "translate_error",
-]
+__all__ = ["Exchange", "rewrite_api_urls", "translate_error"]
 
 log = logging.getLogger(__name__)
 
@@ -82,169 +79,6 @@ _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 # ccxt but means "clock outside recvWindow": retrying with the same clock will not help).
 _RETRYABLE: tuple[type[BaseException], ...] = (ccxt.NetworkError,)
 _NOT_RETRYABLE: tuple[type[BaseException], ...] = (ccxt.InvalidNonce,)
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class MarketInfo:
-    """Trading rules of one USDT-margined linear perpetual.
-
-    Attributes
-    ----------
-    symbol : str
-        Unified symbol, e.g. ``"BTC/USDT:USDT"``.
-    id : str
-        Venue id, e.g. ``"BTCUSDT"``.
-    amount_step : float
-        Order quantity step (in contracts).
-    min_amount : float
-        Smallest order quantity.
-    min_notional : float
-        Smallest order notional in USDT (0 when the venue has none).
-    price_step : float
-        Price tick.
-    contract_size : float
-        Base units per contract (1 on Binance USDⓈ-M).
-    """
-
-    symbol: str
-    id: str
-    amount_step: float
-    min_amount: float
-    min_notional: float
-    price_step: float
-    contract_size: float
-
-
-@dataclass(frozen=True)
-class OrderResult:
-    """An order as the venue reports it.
-
-    ``status`` is ccxt's unified status: ``"open"``, ``"closed"`` (fully filled),
-    ``"canceled"``, ``"expired"`` or ``"rejected"``. ``fee`` is in the quote currency (0 when
-    the venue does not report it with the order). ``timestamp`` is in ms.
-    """
-
-    id: str
-    client_id: str | None
-    symbol: str
-    side: str
-    type: str
-    amount: float
-    filled: float
-    average: float | None
-    status: str
-    fee: float
-    timestamp: int | None
-    reduce_only: bool
-
-
-@dataclass(frozen=True)
-class PositionInfo:
-    """One open position; ``contracts`` and ``notional`` are signed (+ long, − short)."""
-
-    symbol: str
-    contracts: float
-    entry_price: float
-    unrealized_pnl: float
-    notional: float
-
-
-@dataclass(frozen=True)
-class Balance:
-    """Account balance in the settlement currency.
-
-    ``equity`` is the margin balance (wallet balance plus unrealized PnL), ``free`` the
-    balance available for new orders, ``used`` the initial margin in use.
-    """
-
-    equity: float
-    free: float
-    used: float
-    currency: str = "USDT"
-
-
-@dataclass(frozen=True)
-class TradeInfo:
-    """One fill of one of our orders (``fee`` in the quote currency, ``timestamp`` in ms)."""
-
-    id: str
-    order_id: str | None
-    symbol: str
-    side: str
-    amount: float
-    price: float
-    fee: float
-    timestamp: int | None
-
-
-@dataclass(frozen=True)
-class FundingPayment:
-    """A funding payment: ``amount`` > 0 received, < 0 paid (quote currency)."""
-
-    symbol: str
-    amount: float
-    timestamp: int | None
-
-
-@dataclass(frozen=True)
-class OhlcvRequest:
-    """One OHLCV page to fetch: candles opening in ``[since_ms, until_ms]``, at most ``limit``.
-
-    Hashable, so a batch answer is keyed by its requests.
-    """
-
-    symbol: str
-    timeframe: str
-    since_ms: int | None
-    limit: int
-    until_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class OhlcvBatch:
-    """Answer of :meth:`Exchange.fetch_ohlcv_batch`.
-
-    Attributes
-    ----------
-    rows : dict
-        Candles ``[open_ms, open, high, low, close, volume]`` per successful request.
-    errors : dict
-        pairlib :class:`~pairlib.errors.ExchangeError` per failed request (after retries).
-    requests_sent : int
-        HTTP requests made, retries included.
-    """
-
-    rows: dict[OhlcvRequest, list[list[float]]] = field(repr=False)
-    errors: dict[OhlcvRequest, errors.ExchangeError] = field(repr=False)
-    requests_sent: int = 0
-
-    def __repr__(self) -> str:
-        n = sum(len(r) for r in self.rows.values())
-        return (
-            f"OhlcvBatch({len(self.rows)} ok, {len(self.errors)} failed, {n} candles, "
-            f"requests_sent={self.requests_sent})"
-        )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for retried reads: attempt ``k`` (0-based) waits about ``base * 2**k``.
-
-    The wait is capped at ``max_delay`` and jittered into ``[0.5, 1.0]`` of its value by a
-    seeded generator (deterministic sequence per adapter).
-    """
-
-    max_retries: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``attempt + 1``."""
-        raw = min(self.max_delay, self.base_delay * (2.0**attempt))
-        return raw * (0.5 + 0.5 * rng.random())
 
 
 # --------------------------------------------------------------------------- helpers
@@ -445,61 +279,6 @@ class _Recipe:
             # through the same hook ccxt calls before each request.
             client.throttle = RollingWeightLimiter(self.weight_per_minute)
         return client
-
-
-class RollingWeightLimiter:
-    """Request-weight budget over a rolling window, as a ccxt ``throttle`` hook.
-
-    Waits only when the weight used in the last ``window_s`` seconds plus the next request's
-    cost would exceed ``limit`` (Binance: REQUEST_WEIGHT 2400 per minute). Thread-safe.
-
-    Parameters
-    ----------
-    limit : float
-        Weight allowed per window.
-    window_s : float
-        Window length in seconds.
-    clock, sleep : callables
-        Monotonic time and sleep (injected for tests).
-    """
-
-    def __init__(
-        self,
-        limit: float,
-        window_s: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if limit <= 0:
-            raise ValueError(f"weight limit must be positive, got {limit}")
-        self.limit, self.window_s = float(limit), float(window_s)
-        self._clock, self._sleep = clock, sleep
-        self._log: list[tuple[float, float]] = []
-        self._lock = threading.Lock()
-
-    def used(self) -> float:
-        """Weight spent inside the current window."""
-        with self._lock:
-            self._expire(self._clock())
-            return sum(w for _, w in self._log)
-
-    def _expire(self, now: float) -> None:
-        cutoff = now - self.window_s
-        while self._log and self._log[0][0] <= cutoff:
-            self._log.pop(0)
-
-    def __call__(self, cost: float | None = None) -> None:
-        weight = min(float(1 if cost is None else cost), self.limit)
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._expire(now)
-                used = sum(w for _, w in self._log)
-                if used + weight <= self.limit:
-                    self._log.append((now, weight))
-                    return
-                wait = self._log[0][0] + self.window_s - now
-            self._sleep(max(wait, 0.001))
 
 
 class Exchange:

@@ -32,7 +32,8 @@ from pairlib.data import (
     quality_report,
 )
 from pairlib.errors import DataError, ExchangeUnavailable
-from pairlib.exchange import Exchange, MarketInfo, OhlcvBatch, OhlcvRequest
+from pairlib.exchange import Exchange
+from pairlib.records import MarketInfo, OhlcvBatch, OhlcvRequest
 from pairlib.sim.market import GENESIS, Market, MarketSpec
 
 H4 = 4 * 3_600_000

@@ -19,13 +19,9 @@ import pytest
 from pairlib import errors
 from pairlib.clock import to_ms
 from pairlib.config import Secrets, VenueParams
-from pairlib.exchange import (
-    Exchange,
-    OhlcvRequest,
-    RetryPolicy,
-    rewrite_api_urls,
-    translate_error,
-)
+from pairlib.exchange import Exchange, rewrite_api_urls, translate_error
+from pairlib.ratelimit import RetryPolicy
+from pairlib.records import OhlcvRequest
 from pairlib.sim.market import GENESIS, Market, MarketSpec
 
 KEY = "pk_test_KEY_0123456789abcdef"

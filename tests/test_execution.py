@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from pairlib.clock import SettableClock
 from pairlib.errors import ExchangeUnavailable, InsufficientFunds, InvalidOrder
-from pairlib.exchange import OrderResult, PositionInfo, TradeInfo
 from pairlib.execution import (
     ACTION_CODES,
     Executor,
@@ -24,6 +23,7 @@ from pairlib.execution import (
     is_own_client_id,
 )
 from pairlib.reconcile import expected_positions, realized_pnl, reconcile
+from pairlib.records import OrderResult, PositionInfo, TradeInfo
 from pairlib.risk import MarketRules
 from pairlib.store import Store
 

@@ -48,7 +48,8 @@ import numpy as np
 
 from pairlib import errors
 from pairlib.config import Secrets, VenueParams
-from pairlib.exchange import Exchange, MarketInfo
+from pairlib.exchange import Exchange
+from pairlib.records import MarketInfo
 from pairlib.sim.market import FUNDING_MS, HOUR_MS, INTERVALS
 from pairlib.sim.paths import PlantedPair
 
