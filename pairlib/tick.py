@@ -18,7 +18,7 @@ At every candle close (4h by default) :func:`run` composes the library:
    largest ``|z|`` (:func:`pairlib.risk.allocate_slots`), sizing with the venue's equity
    (:func:`pairlib.risk.size_pair`), both legs through :class:`pairlib.execution.Executor`;
 7. **persist and report**: decisions, orders, fills, pair state, equity, funding, incidents
-   and one ``ticks`` row; a :class:`TickResult` for the notebook.
+   and one ``ticks`` row; a :class:`~pairlib.tick_result.TickResult` for the notebook.
 
 Modes: a tick acts on exits only (``exits_only: ...``) when the kill switch is on, when it
 is a missed tick (``as_of`` older than the last closed candle by the clock; override with
@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,9 +65,19 @@ from pairlib.store import Store, iso
 from pairlib.strategy import Decision, PairState, step
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
+from pairlib.tick_result import (
+    SIGNAL_COLUMNS,
+    Z_HISTORY_BARS,
+    TickFailed,
+    TickResult,
+    already_ran_result,
+    empty_result,
+    incident_list,
+    positions_frame,
+)
 from pairlib.venue import check_live, open_exchange
 
-__all__ = [
+__all__ = [  # the result types are defined in pairlib.tick_result and re-exported here
     "SIGNAL_COLUMNS",
     "Z_HISTORY_BARS",
     "TickFailed",
@@ -77,111 +87,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Z_HISTORY_BARS = 120
-"""Bars of z-score history kept per pair for the report's charts."""
-SIGNAL_COLUMNS = ("pair_id", "y", "x", "z", "signal", "action", "reason", "position",
-                  "entry_time", "entry_z")
-_POSITION_COLUMNS = ("pair_id", "y", "x", "position", "amount_y", "amount_x", "entry_z",
-                     "entry_time", "entry_price_y", "entry_price_x", "beta", "updated_tick")
 _LOCK_TIMEOUT_S = 600.0
 _FUNDING_MS = 8 * 3_600_000
 _DUST = 1e-9  # leg amounts below this are float dust, not positions
-
-
-class TickFailed(PairlibError):
-    """Raised by :meth:`TickResult.raise_for_status` for a failed or refused tick."""
-
-
-@dataclass(frozen=True, eq=False)
-class TickResult:
-    """Everything one tick did, for the report and the caller.
-
-    Attributes
-    ----------
-    as_of : datetime or None
-        The tick (close time of the candle acted on); None when ``as_of`` was invalid.
-    status : str
-        ``ok``, ``already_ran``, ``failed`` or ``refused``.
-    mode : str
-        ``normal`` or ``exits_only: <why>`` (kill switch, missed tick, no pair set).
-    signals : DataFrame
-        One row per pair: :data:`SIGNAL_COLUMNS` (``signal`` is the strategy's target
-        position, ``action`` what was done, ``position`` the position after the tick,
-        ``entry_time``/``entry_z`` the pair's latest entry, if any).
-    z_history : DataFrame
-        z-scores of the last :data:`Z_HISTORY_BARS` candles, one column per pair; index:
-        candle close times.
-    orders, fills : DataFrame
-        This tick's orders (client ids, exchange ids, statuses) and fills.
-    positions : DataFrame
-        Open pairs (and residual legs) after the tick, from the store.
-    equity : float
-        Account equity at the end of the tick (NaN when unknown).
-    account : dict
-        ``equity``, ``free``, ``used``, ``realized_pnl`` (fills, net of fees, plus
-        funding), ``unrealized_pnl``, ``gross_notional``, ``funding``.
-    equity_history : DataFrame
-        ``tick_as_of``, ``equity`` of every tick so far (from the store).
-    incidents : list of dict
-        ``kind``, ``symbol``, ``detail`` of every incident of this tick.
-    mismatches : DataFrame
-        Reconciliation mismatches found at the start of the tick
-        (:data:`pairlib.reconcile.MISMATCH_COLUMNS`).
-    duration_s : float
-    error : str or None
-        Why the tick failed or was refused.
-    thresholds : tuple of float
-        ``(entry, exit, stop)`` for the charts.
-    notebook_path : str or None
-    pair_set_id : int or None
-    venue : str
-        The venue kind.
-    """
-
-    as_of: datetime | None
-    status: str
-    mode: str
-    signals: pd.DataFrame
-    z_history: pd.DataFrame
-    orders: pd.DataFrame
-    fills: pd.DataFrame
-    positions: pd.DataFrame
-    equity: float
-    account: dict[str, float] = field(default_factory=dict)
-    equity_history: pd.DataFrame = field(default_factory=pd.DataFrame)
-    incidents: list[dict[str, Any]] = field(default_factory=list)
-    mismatches: pd.DataFrame = field(default_factory=lambda: mismatch_frame([]))
-    duration_s: float = 0.0
-    error: str | None = None
-    thresholds: tuple[float, float, float] = (math.nan, math.nan, math.nan)
-    notebook_path: str | None = None
-    pair_set_id: int | None = None
-    venue: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True for ``ok`` and ``already_ran``."""
-        return self.status in ("ok", "already_ran")
-
-    def raise_for_status(self) -> None:
-        """Raise :class:`TickFailed` when the tick failed or was refused."""
-        if not self.ok:
-            raise TickFailed(f"tick {self.status}: {self.error}")
-
-    def scraps(self) -> dict[str, Any]:
-        """Summary values for scrapbook: Python scalars, None when unknown (glue the dict
-        whole, or the non-None values one by one: scrapbook cannot glue a bare None)."""
-        return {
-            "status": self.status,
-            "mode": self.mode,
-            "as_of": None if self.as_of is None else iso(self.as_of),
-            "equity": None if not math.isfinite(self.equity) else float(self.equity),
-            "duration_s": float(self.duration_s),
-            "error": self.error,
-            "n_orders": int(len(self.orders)),
-            "n_incidents": int(len(self.incidents)),
-            "n_mismatches": int(len(self.mismatches)),
-        }
 
 
 # ----------------------------------------------------------------------------- public API
@@ -255,14 +163,14 @@ def run(
                 prev = db.tick_row(when)
                 if prev is not None and prev["status"] == "ok":
                     log.info("tick %s already ran (ok): nothing to do", iso(when))
-                    return _already_ran(p, db, when, prev, time.perf_counter() - t0)
+                    return already_ran_result(p, db, when, prev, time.perf_counter() - t0)
                 tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
                              missed=missed, missed_entries=bool(entries_when_missed), t0=t0)
                 return tick.run()
         except Timeout:
             msg = f"another tick holds {lock.lock_file} (waited {_LOCK_TIMEOUT_S:.0f} s)"
             log.error("tick %s not run: %s", iso(when), msg)
-            return _empty_result(p, when, "failed", "normal", msg, time.perf_counter() - t0,
+            return empty_result(p, when, "failed", "normal", msg, time.perf_counter() - t0,
                                  notebook_path)
     finally:
         if own:
@@ -294,27 +202,6 @@ def _resolve_as_of(
     return when, when < last
 
 
-def _empty_result(
-    p: TradingParams | None,
-    when: datetime | None,
-    status: str,
-    mode: str,
-    error: str | None,
-    duration: float,
-    notebook_path: str | None,
-) -> TickResult:
-    th = (p.strategy.entry, p.strategy.exit, p.strategy.stop) if p is not None else (
-        math.nan, math.nan, math.nan)
-    return TickResult(
-        as_of=when, status=status, mode=mode,
-        signals=pd.DataFrame(columns=list(SIGNAL_COLUMNS)), z_history=pd.DataFrame(),
-        orders=pd.DataFrame(), fills=pd.DataFrame(),
-        positions=pd.DataFrame(columns=list(_POSITION_COLUMNS)), equity=math.nan,
-        duration_s=duration, error=error, thresholds=th, notebook_path=notebook_path,
-        venue=p.venue.kind if p is not None else "",
-    )
-
-
 def _refused(
     p: TradingParams | None,
     when: datetime | None,
@@ -338,49 +225,7 @@ def _refused(
                     db.close()
         except PairlibError:
             log.exception("could not record the refused tick")
-    return _empty_result(p, when, "refused", "refused", error, duration, notebook_path)
-
-
-def _already_ran(
-    p: TradingParams, db: Store, when: datetime, row: Mapping[str, Any], duration: float
-) -> TickResult:
-    """The report of a tick that already ran, from the store (no venue call)."""
-    states = db.pair_states()
-    dec = db.decisions(when)
-    signals = dec.rename(columns={"tick_as_of": "as_of"})
-    if len(signals) and len(states):
-        info = states.set_index("pair_id")
-        for col in ("y", "x", "position", "entry_time", "entry_z"):
-            signals[col] = signals["pair_id"].map(info[col])
-    signals = signals.reindex(columns=list(SIGNAL_COLUMNS))
-    eq = db.query("SELECT * FROM equity WHERE tick_as_of = ?", (iso(when),))
-    account = {k: float(eq.iloc[0][k]) for k in ("equity", "free", "used", "realized_pnl",
-                                                  "unrealized_pnl", "gross_notional")
-               if len(eq) and eq.iloc[0][k] is not None}
-    return TickResult(
-        as_of=when, status="already_ran", mode=str(row.get("mode") or "normal"),
-        signals=signals, z_history=pd.DataFrame(), orders=db.orders(tick_as_of=when),
-        fills=db.fills(when), positions=_positions_frame(states),
-        equity=account.get("equity", math.nan), account=account,
-        equity_history=db.equity_history()[["tick_as_of", "equity"]],
-        incidents=_incident_list(db, when), duration_s=duration,
-        error=None, thresholds=(p.strategy.entry, p.strategy.exit, p.strategy.stop),
-        notebook_path=row.get("notebook_path"), pair_set_id=row.get("pair_set_id"),
-        venue=p.venue.kind,
-    )
-
-
-def _incident_list(db: Store, when: datetime) -> list[dict[str, Any]]:
-    """Every incident recorded for this tick (by any run of it)."""
-    inc = db.incidents(when)
-    return inc[["kind", "symbol", "detail"]].to_dict("records") if len(inc) else []
-
-
-def _positions_frame(states: pd.DataFrame) -> pd.DataFrame:
-    if states.empty:
-        return pd.DataFrame(columns=list(_POSITION_COLUMNS))
-    held = (states["position"] != 0) | (states["amount_y"] != 0) | (states["amount_x"] != 0)
-    return states.loc[held, list(_POSITION_COLUMNS)].reset_index(drop=True)
+    return empty_result(p, when, "refused", "refused", error, duration, notebook_path)
 
 
 @dataclass
@@ -498,10 +343,10 @@ class _Tick:
         return TickResult(
             as_of=self.when, status=status, mode=self.mode, signals=signals,
             z_history=self.z_history, orders=self.db.orders(tick_as_of=self.when),
-            fills=self.db.fills(self.when), positions=_positions_frame(states),
+            fills=self.db.fills(self.when), positions=positions_frame(states),
             equity=float(self.account.get("equity", math.nan)), account=dict(self.account),
             equity_history=self.db.equity_history()[["tick_as_of", "equity"]],
-            incidents=_incident_list(self.db, self.when), mismatches=self.mismatches,
+            incidents=incident_list(self.db, self.when), mismatches=self.mismatches,
             duration_s=duration,
             error=error,
             thresholds=(self.p.strategy.entry, self.p.strategy.exit, self.p.strategy.stop),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from pairlib.tick import TickResult
+    from pairlib.tick_result import TickResult
 
 __all__ = ["ACTED", "Spec", "capture_logs", "equity_figure", "reported_pairs", "status_banner",
            "z_figure", "z_figures"]
