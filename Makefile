@@ -26,11 +26,11 @@ demo: $(STAMP)
 	$(BIN)/pairlib demo
 
 lint: $(DEVSTAMP)
-	$(BIN)/ruff check pairlib tests benchmarks
+	$(BIN)/ruff check pairlib tests benchmarks notebooks
 	$(BIN)/mypy pairlib
 
 test: $(DEVSTAMP)
-	$(BIN)/ruff check pairlib tests benchmarks
+	$(BIN)/ruff check pairlib tests benchmarks notebooks
 	$(BIN)/mypy pairlib
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
