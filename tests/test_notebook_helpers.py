@@ -16,7 +16,7 @@ import pytest
 import scrapbook as sb
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from pairlib import notebook as glue
+from pairlib import notebook as pnb
 from pairlib.runner import read_scraps
 
 FRAME = pd.DataFrame({"symbol": ["BTC/USDT:USDT", "ETH/USDT:USDT"], "z": [1.25, -0.5],
@@ -52,7 +52,7 @@ def _captured(fn: Any, monkeypatch: pytest.MonkeyPatch, *args: Any) -> list[tupl
 @pytest.mark.parametrize(("name", "value", "encoder"), CASES, ids=[c[0] for c in CASES])
 def test_output_equals_scrapbook_glue(name: str, value: Any, encoder: str | None,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    ours = _captured(glue.glue, monkeypatch, name, value, encoder)
+    ours = _captured(pnb.glue, monkeypatch, name, value, encoder)
     theirs = _captured(sb.glue, monkeypatch, name, value, encoder)
     assert len(ours) == len(theirs) == 1
     assert ours == theirs
@@ -61,7 +61,7 @@ def test_output_equals_scrapbook_glue(name: str, value: Any, encoder: str | None
 def test_scrapbook_reads_the_scraps_back(tmp_path: Path) -> None:
     outputs = []
     for name, value, encoder in CASES:
-        data, metadata = glue.scrap_output(name, value, encoder)
+        data, metadata = pnb.scrap_output(name, value, encoder)
         outputs.append(new_output("display_data", data=data, metadata=metadata))
     cell = new_code_cell("pass")
     cell.outputs = outputs
@@ -92,13 +92,13 @@ def test_scrapbook_reads_the_scraps_back(tmp_path: Path) -> None:
 def test_values_scrapbook_could_not_read_back_are_refused(value: Any, encoder: str | None,
                                                           message: str) -> None:
     with pytest.raises((TypeError, ValueError), match="scrap 'bad'") as info:
-        glue.scrap_output("bad", value, encoder)
+        pnb.scrap_output("bad", value, encoder)
     assert message in str(info.value)
 
 
 def test_a_name_is_required() -> None:
     with pytest.raises(ValueError, match="non-empty str"):
-        glue.scrap_output("", 1)
+        pnb.scrap_output("", 1)
 
 
 def _figure() -> go.Figure:
@@ -114,22 +114,24 @@ def test_figure_output_equals_plotly_mimetype_renderer() -> None:
 
     fig = _figure()
     theirs = renderers._build_mime_bundle(fig.to_dict(), renderers_string="plotly_mimetype")
-    assert glue.figure_output(fig) == theirs
-    assert theirs[glue.PLOTLY_MIME]["layout"]["title"]["text"] == "BTC ~ ETH"
+    assert pnb.figure_output(fig) == theirs
+    assert theirs[pnb.PLOTLY_MIME]["layout"]["title"]["text"] == "BTC ~ ETH"
 
 
 def test_show_displays_the_figure_raw(monkeypatch: pytest.MonkeyPatch) -> None:
     fig = _figure()
-    calls = _captured(glue.show, monkeypatch, fig)
-    assert calls == [(glue.figure_output(fig), None)]
-    assert go.Figure(calls[0][0][glue.PLOTLY_MIME]).layout.title.text == "BTC ~ ETH"
+    calls = _captured(pnb.show, monkeypatch, fig)
+    assert calls == [(pnb.figure_output(fig), None)]
+    assert go.Figure(calls[0][0][pnb.PLOTLY_MIME]).layout.title.text == "BTC ~ ETH"
 
 
 def test_a_figure_spec_is_shown_as_is_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = {"data": [{"type": "scatter", "x": ["2025-01-01T00:00:00+00:00"], "y": [None]}],
             "layout": {"title": {"text": "t"}}}
-    assert _captured(glue.show, monkeypatch, spec) == [({glue.PLOTLY_MIME: spec}, None)]
+    assert _captured(pnb.show, monkeypatch, spec) == [({pnb.PLOTLY_MIME: spec}, None)]
     with pytest.raises(ValueError, match="needs a 'data' list and a 'layout' dict"):
-        glue.figure_output({"data": {}})
-    with pytest.raises(ValueError, match="Out of range float"):
-        glue.figure_output({"data": [{"y": [math.nan]}], "layout": {}})
+        pnb.figure_output({"data": {}})
+    with pytest.raises(ValueError, match="must be plain JSON .*Out of range float.*None for a gap"):
+        pnb.figure_output({"data": [{"y": [math.nan]}], "layout": {}})
+    with pytest.raises(ValueError, match="must be plain JSON .*not JSON serializable"):
+        pnb.figure_output({"data": [{"y": np.arange(3)}], "layout": {}})
