@@ -37,6 +37,15 @@ SCRAP_VERSION = 1  # scrapbook's LATEST_SCRAP_VERSION (payload schema scrap.v1.j
 _JSON_TYPES = (list, dict, int, float, bool)
 
 
+def _require_plain_json(value: Any, what: str, fix: str) -> None:
+    """Raise ValueError ``"<what> (<why>): <fix>"`` unless ``value`` is strict JSON (no NaN,
+    no infinity, no numpy values)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} ({e}): {fix}") from None
+
+
 def _default_encoder(name: str, value: object) -> str:
     """scrapbook's registry order: text, then json, then pandas."""
     if isinstance(value, str):
@@ -62,11 +71,8 @@ def _encode(name: str, value: Any, encoder: str) -> Any:
         if not isinstance(value, _JSON_TYPES):
             raise TypeError(f"scrap {name!r}: the json encoder takes a str, bool, int, float, "
                             f"list or dict, not a {type(value).__name__}")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"scrap {name!r}: not plain JSON ({e}); cast numpy scalars with "
-                             "int()/float() and replace NaN or infinity") from None
+        _require_plain_json(value, f"scrap {name!r}: not plain JSON",
+                            "cast numpy scalars with int()/float() and replace NaN or infinity")
         return value
     import pandas as pd
 
@@ -141,11 +147,8 @@ def figure_output(fig: go.Figure | dict[str, Any]) -> dict[str, Any]:
         if not isinstance(fig.get("data"), list) or not isinstance(fig.get("layout"), dict):
             raise ValueError("a figure spec needs a 'data' list and a 'layout' dict, got keys "
                              f"{sorted(fig)}")
-        try:
-            json.dumps(fig, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"a figure spec must be plain JSON ({e}): use None for a gap, "
-                             "lists for arrays, ISO-8601 strings for times") from None
+        _require_plain_json(fig, "a figure spec must be plain JSON",
+                            "use None for a gap, lists for arrays, ISO-8601 strings for times")
         return {PLOTLY_MIME: fig}
     from plotly.io import to_json
 
