@@ -30,11 +30,10 @@ CELLS = [
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
-        "import pandas as pd\n"
         "from IPython.display import HTML, Markdown, display\n"
         "\n"
         "from pairlib import tick, tick_charts\n"
-        "from pairlib.notebook import glue, show  # scrapbook scraps and plotly figures, lean\n"
+        "from pairlib.notebook import show  # plotly figures without plotly's renderer imports\n"
         "\n"
         "log = tick_charts.capture_logs()  # shown at the end: the status banner comes first\n"
         "result = tick.run(params_file, as_of, live=live, notebook_path=notebook_path,\n"
@@ -56,22 +55,15 @@ CELLS = [
         "display(result.fills)\n"
         "display(Markdown(\"## Positions and equity\"))\n"
         "display(result.positions)\n"
-        "facts = [f\"**{k}** {v:,.2f}\" for k, v in result.account.items()]\n"
-        "display(Markdown(\" · \".join(facts) or \"no account data\"))\n"
+        "display(Markdown(tick_charts.account_line(result)))\n"
         "if len(result.equity_history) > 1:\n"
         "    show(tick_charts.equity_figure(result.equity_history))\n"
         "display(Markdown(\"## Reconciliation and incidents\"))\n"
         "display(result.mismatches)\n"
-        "display(pd.DataFrame(result.incidents, columns=[\"kind\", \"symbol\", \"detail\"]))"
+        "display(tick_charts.incidents_frame(result))"
     ),
     new_code_cell(
-        "summary = result.scraps()  # JSON-safe Python values\n"
-        "glue(\"summary\", summary)\n"
-        "for name, value in summary.items():\n"
-        "    if value is not None:  # a scrap cannot be None\n"
-        "        glue(name, value)\n"
-        "for name in (\"signals\", \"orders\", \"fills\", \"positions\"):\n"
-        "    glue(name, getattr(result, name), encoder=\"pandas\")\n"
+        "tick_charts.glue_result(result)  # scrapbook scraps: summary values and the tables\n"
         "display(Markdown(\"## Log\\nEvery decision with its reason, every order and \"\n"
         "                 \"incident.\"))\n"
         "print(log.getvalue())\n"

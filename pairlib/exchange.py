@@ -509,6 +509,11 @@ class Exchange:
                 f"{what}: a paper venue has no exchange account (public data only, no keys)"
             )
 
+    def _account_ready(self, what: str) -> None:
+        """Refuse ``what`` on a venue without an account, then make sure markets are loaded."""
+        self._require_account(what)
+        self._ensure_markets()
+
     def _ensure_markets(self) -> None:
         with self._lock:
             if not self._client.markets:
@@ -780,8 +785,7 @@ class Exchange:
 
     def fetch_balance(self) -> Balance:
         """Margin balance of the settlement currency (USDT) (retried read)."""
-        self._require_account("fetch_balance")
-        self._ensure_markets()
+        self._account_ready("fetch_balance")
         bal = self._read("fetch_balance", lambda: self._client.fetch_balance())
         acct = bal.get("USDT") or {}
         return Balance(
@@ -793,8 +797,7 @@ class Exchange:
 
     def fetch_positions(self) -> list[PositionInfo]:
         """Open (non-zero) positions, sorted by symbol (retried read)."""
-        self._require_account("fetch_positions")
-        self._ensure_markets()
+        self._account_ready("fetch_positions")
         raw = self._read("fetch_positions", lambda: self._client.fetch_positions())
         out: list[PositionInfo] = []
         for p in raw:
@@ -819,8 +822,7 @@ class Exchange:
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         """Open orders, of one symbol or all (retried read)."""
-        self._require_account("fetch_open_orders")
-        self._ensure_markets()
+        self._account_ready("fetch_open_orders")
         raw = self._read(
             f"fetch_open_orders {symbol or '(all)'}",
             lambda: self._client.fetch_open_orders(symbol),
@@ -833,8 +835,7 @@ class Exchange:
         This is how a caller resolves an order whose creation timed out or lost its
         response (retried read).
         """
-        self._require_account("fetch_order_by_client_id")
-        self._ensure_markets()
+        self._account_ready("fetch_order_by_client_id")
         try:
             o = self._read(
                 f"fetch_order {symbol} client_id={client_id}",
@@ -926,8 +927,7 @@ class Exchange:
 
     def cancel_order(self, symbol: str, order_id: str) -> OrderResult:
         """Cancel an open order (not retried; cancelling twice gives OrderNotFound)."""
-        self._require_account("cancel_order")
-        self._ensure_markets()
+        self._account_ready("cancel_order")
         o = self._call(
             f"cancel_order {symbol} {order_id}",
             lambda: self._client.cancel_order(order_id, symbol),
@@ -936,8 +936,7 @@ class Exchange:
 
     def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeInfo]:
         """Our fills in ``symbol`` since ``since_ms`` (retried read)."""
-        self._require_account("fetch_my_trades")
-        self._ensure_markets()
+        self._account_ready("fetch_my_trades")
         raw = self._read(
             f"fetch_my_trades {symbol}",
             lambda: self._client.fetch_my_trades(symbol, since_ms),
@@ -979,8 +978,7 @@ class Exchange:
         self, symbol: str | None = None, since_ms: int | None = None
     ) -> list[FundingPayment]:
         """Funding payments received (+) or paid (−) (retried read)."""
-        self._require_account("fetch_funding_history")
-        self._ensure_markets()
+        self._account_ready("fetch_funding_history")
         raw = self._read(
             f"fetch_funding_history {symbol or '(all)'}",
             lambda: self._client.fetch_funding_history(symbol, since_ms),

@@ -1,16 +1,24 @@
-"""Plotly figures for the pair-generation report (``notebooks/generate_pairs.ipynb``).
+"""Plotly figures and display helpers for the pair-generation report
+(``notebooks/generate_pairs.ipynb``).
 
-Pure functions of frames: they build figures and never fetch or store anything.
+Pure functions of frames and of :class:`~pairlib.generate.PairGeneration`: they build figures,
+Markdown and scraps, and never fetch or store anything.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["funnel", "pair_figure", "pvalue_histogram", "stats_heatmap"]
+if TYPE_CHECKING:
+    from pairlib.generate import PairGeneration
+
+__all__ = ["dropped_line", "funnel", "glue_result", "pair_figure", "pvalue_histogram",
+           "stats_heatmap", "summary_line"]
 
 _HEAT_COLUMNS = ("pvalue", "qvalue", "half_life", "crossings", "spread_std", "hurst",
                  "oos_pvalue", "johansen_trace")
@@ -93,3 +101,32 @@ def pair_figure(
     fig.update_layout(title=f"{y} ~ {x} (beta {beta:.3f})", height=520,
                       legend={"orientation": "h"})
     return fig
+
+
+def summary_line(result: PairGeneration) -> str:
+    """The run in one Markdown line: as_of, pair set, params hash, venue, counts, scan time."""
+    sel = result.selection
+    return (f"**as of** {result.as_of:%Y-%m-%d %H:%M} UTC · **pair set** #{result.pair_set_id} · "
+            f"**params** `{result.params_hash}` · **venue** {result.params.venue.kind} · "
+            f"**pairs tested** {len(sel.pvalues)} · **chosen** {len(sel.chosen)} · "
+            f"**scan** {sel.scan_seconds:.2f} s")
+
+
+def dropped_line(result: PairGeneration) -> str:
+    """The symbols the data layer dropped, with why, as one Markdown line."""
+    dropped = ", ".join(f"{s} ({r})" for s, r in result.data.dropped.items())
+    return "**Dropped:** " + (dropped or "none")
+
+
+def glue_result(result: PairGeneration) -> None:
+    """Glue the run's scraps into the running notebook: ``chosen_pairs`` (table),
+    ``funnel`` ({stage: count}), ``scan_seconds``, ``pair_set_id`` (0: not saved), ``as_of``."""
+    from pairlib.notebook import glue
+
+    sel = result.selection
+    glue("chosen_pairs", sel.chosen, encoder="pandas")
+    glue("funnel", {str(s): int(c)
+                    for s, c in zip(sel.funnel["stage"], sel.funnel["count"], strict=True)})
+    glue("scan_seconds", float(sel.scan_seconds))
+    glue("pair_set_id", int(result.pair_set_id or 0))
+    glue("as_of", result.as_of.isoformat())

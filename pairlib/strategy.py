@@ -21,7 +21,6 @@ Conventions
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -219,16 +218,7 @@ def _reason(code: int, prev: PairState, z: float, entry: float, exit: float, sto
 
 def _check_thresholds(entry: float, exit: float, stop: float) -> tuple[float, float, float]:
     """Validate ``0 <= exit < entry < stop`` (all finite); return them as floats."""
-    vals = {}
-    for name, v in (("entry", entry), ("exit", exit), ("stop", stop)):
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a finite number, got {v!r}") from None
-        if not math.isfinite(f):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
-        vals[name] = f
-    e, x, s = vals["entry"], vals["exit"], vals["stop"]
+    e, x, s = finite("entry", entry), finite("exit", exit), finite("stop", stop)
     allowed = "allowed: 0 <= exit < entry < stop"
     if x < 0:
         raise ValueError(f"exit ({x}) must be >= 0; {allowed}")

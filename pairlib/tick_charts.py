@@ -23,8 +23,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from pairlib.tick_result import TickResult
 
-__all__ = ["ACTED", "Spec", "capture_logs", "equity_figure", "reported_pairs", "status_banner",
-           "z_figure", "z_figures"]
+__all__ = ["ACTED", "Spec", "account_line", "capture_logs", "equity_figure", "glue_result",
+           "incidents_frame", "reported_pairs", "status_banner", "z_figure", "z_figures"]
 
 Spec = dict[str, Any]
 """A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
@@ -161,3 +161,29 @@ def equity_figure(history: pd.DataFrame) -> Spec:
                       "y": _values(history["equity"], 2), "mode": "lines+markers",
                       "name": "equity"}],
             "layout": {"title": {"text": "Equity per tick (USDT)"}, "height": 300}}
+
+
+def account_line(result: TickResult) -> str:
+    """The account after the tick as one Markdown line (``**equity** 10,012.50 · …``)."""
+    facts = [f"**{k}** {v:,.2f}" for k, v in result.account.items()]
+    return " · ".join(facts) or "no account data"
+
+
+def incidents_frame(result: TickResult) -> pd.DataFrame:
+    """This tick's incidents as a table (``kind``, ``symbol``, ``detail``)."""
+    return pd.DataFrame(result.incidents, columns=["kind", "symbol", "detail"])
+
+
+def glue_result(result: TickResult) -> None:
+    """Glue the tick's scraps into the running notebook: ``summary`` (the dict of
+    :meth:`~pairlib.tick_result.TickResult.scraps`), each of its known values by name, and the
+    ``signals``, ``orders``, ``fills`` and ``positions`` tables."""
+    from pairlib.notebook import glue
+
+    summary = result.scraps()
+    glue("summary", summary)
+    for name, value in summary.items():
+        if value is not None:  # a scrap cannot be None
+            glue(name, value)
+    for name in ("signals", "orders", "fills", "positions"):
+        glue(name, getattr(result, name), encoder="pandas")

@@ -53,6 +53,9 @@ def test_pairs_command_runs_the_notebook_and_stores_a_pair_set(project: Path) ->
     assert funnel["symbols in"] == 48
     assert funnel["chosen"] == len(chosen)
     assert isinstance(scraps["scan_seconds"], float) and scraps["scan_seconds"] >= 0.0
+    text = out.read_text()
+    assert f"**pair set** #{scraps['pair_set_id']}" in text and "**pairs tested**" in text
+    assert "**Dropped:** " in text
 
     with Store.at(project / ".state") as db:
         pair_set = db.latest_pair_set()

@@ -3,6 +3,7 @@ charts and scraps; failures keep the report and exit non-zero."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -161,8 +162,36 @@ def test_report_helpers() -> None:
     assert summary["status"] == "ok" and summary["equity"] == 10_000.0
     assert all(isinstance(v, str | int | float | type(None)) for v in summary.values())
 
+    assert tick_charts.account_line(ok) == "no account data"
+    assert list(tick_charts.incidents_frame(ok).columns) == ["kind", "symbol", "detail"]
+
     bad = _result("failed", "ExchangeUnavailable: <down> & out")
     banner = tick_charts.status_banner(bad)
     assert "#b00020" in banner and "&lt;down&gt; &amp; out" in banner
     with pytest.raises(TickFailed, match="ExchangeUnavailable"):
         bad.raise_for_status()
+
+
+def test_glue_result_glues_the_summary_its_known_values_and_the_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import IPython.display
+
+    from pairlib import tick_charts
+
+    shown: list[tuple[str, str]] = []
+
+    def fake_display(data: dict, metadata: dict | None = None, raw: bool = False) -> None:
+        (mime,) = data
+        shown.append((metadata["scrapbook"]["name"], mime.split(".")[-1]))
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    result = dataclasses.replace(_result("failed", "boom"), equity=float("nan"))
+    tick_charts.glue_result(result)
+    names = [n for n, _ in shown]
+    assert names[0] == "summary" and "error" in names and "status" in names
+    assert "as_of" in names and "equity" not in names  # an unknown equity is not glued
+    assert [s for s in shown if s[1] == "pandas+json"] == [
+        ("signals", "pandas+json"), ("orders", "pandas+json"), ("fills", "pandas+json"),
+        ("positions", "pandas+json")]
+    assert result.scraps()["equity"] is None  # ...but stays in the summary as null

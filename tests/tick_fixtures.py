@@ -51,6 +51,11 @@ def trading_params(tmp: Path, url: str | None, **sections: dict[str, Any]) -> Tr
                  "kill_switch_file": str(tmp / "KILL")},
         "state_dir": str(tmp / "state"),
     }
+    return _merged(raw, sections)
+
+
+def _merged(raw: dict[str, Any], sections: dict[str, dict[str, Any]]) -> TradingParams:
+    """``raw`` params with each section's keys overridden, validated."""
     for name, values in sections.items():
         if isinstance(raw.get(name), dict):
             raw[name] = {**raw[name], **values}
@@ -83,13 +88,7 @@ class TickEnv:
 
     def params_with(self, **sections: dict[str, Any]) -> TradingParams:
         """This env's params with some keys changed."""
-        raw = self.params.model_dump(mode="json")
-        for name, values in sections.items():
-            if isinstance(raw.get(name), dict):
-                raw[name] = {**raw[name], **values}
-            else:
-                raw[name] = values
-        return validate_params(raw, TradingParams)
+        return _merged(self.params.model_dump(mode="json"), sections)
 
     def save_pairs(self, pair_ids: Sequence[str] | None = None,
                    extra: Sequence[dict[str, Any]] = ()) -> int:

@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -500,32 +500,32 @@ class Market:
             Index: candle open times (``datetime64[us, UTC]``, named ``open_time``);
             columns: :attr:`symbols`; values: close prices (exactly the kline closes).
         """
-        end_ms = ms(end)
-        if now is not None:
-            end_ms = min(end_ms, ms(now))
-        j0 = max(0, -(-(ms(start) - self._genesis_ms) // BAR_MS))
-        j1 = min(self.spec.horizon_bars, (end_ms + 1 - self._genesis_ms) // BAR_MS)
-        n = max(0, j1 - j0)
-        cols = {s: self._close_path(i)[4 * (j0 + 1):4 * j1 + 1:4][:n]
+        j0, n = self._bar_window(start, end, now)
+        cols = {s: self._close_path(i)[4 * (j0 + 1):4 * (j0 + n) + 1:4][:n]
                 for i, s in enumerate(self.symbols)}
-        idx = pd.to_datetime(
-            self._genesis_ms + BAR_MS * np.arange(j0, j0 + n, dtype=np.int64),
-            unit="ms", utc=True,
-        )
-        idx.name = "open_time"
-        return pd.DataFrame(cols, index=idx, columns=list(self.symbols), dtype=np.float64)
+        return self._bar_frame(cols, j0, n)
 
     def quote_volumes(
         self, start: datetime, end: datetime, now: datetime | None = None
     ) -> pd.DataFrame:
         """Quote volumes (USDT) of the closed 4h candles; same shape as :meth:`closes`."""
+        j0, n = self._bar_window(start, end, now)
+        cols = {s: self._agg(i, 4).quote[j0:j0 + n] / 1e4 for i, s in enumerate(self.symbols)}
+        return self._bar_frame(cols, j0, n)
+
+    def _bar_window(self, start: datetime, end: datetime, now: datetime | None
+                    ) -> tuple[int, int]:
+        """First 4h bar index and count of the closed candles opening in ``[start, end]``
+        (and closed by ``now``)."""
         end_ms = ms(end)
         if now is not None:
             end_ms = min(end_ms, ms(now))
         j0 = max(0, -(-(ms(start) - self._genesis_ms) // BAR_MS))
         j1 = min(self.spec.horizon_bars, (end_ms + 1 - self._genesis_ms) // BAR_MS)
-        n = max(0, j1 - j0)
-        cols = {s: self._agg(i, 4).quote[j0:j0 + n] / 1e4 for i, s in enumerate(self.symbols)}
+        return j0, max(0, j1 - j0)
+
+    def _bar_frame(self, cols: dict[str, Any], j0: int, n: int) -> pd.DataFrame:
+        """Columns of ``n`` bars from bar ``j0`` as a frame indexed by candle open time."""
         idx = pd.to_datetime(
             self._genesis_ms + BAR_MS * np.arange(j0, j0 + n, dtype=np.int64),
             unit="ms", utc=True,
