@@ -105,6 +105,7 @@ class VenueParams(_Frozen):
     sim_symbols: int = Field(default=48, ge=4, le=1000)
     sim_slippage_bps: float = Field(default=2.0, ge=0.0, le=500.0)
     timeout_ms: int = Field(default=10_000, gt=0)
+    recv_window_ms: int = Field(default=5_000, ge=500, le=60_000)
     max_retries: int = Field(default=4, ge=0, le=20)
 
     @field_validator("sim_url")

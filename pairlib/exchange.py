@@ -229,6 +229,7 @@ class _Recipe:
     sandbox: bool
     timeout_ms: int
     weight_per_minute: float | None
+    recv_window_ms: int = 5_000
     sim_seed: int = 0
     sim_symbols: int = 0
     api_key: str | None = field(default=None, repr=False)
@@ -244,6 +245,10 @@ class _Recipe:
                 "fetchCurrencies": False,
                 "warnOnFetchOpenOrdersWithoutSymbol": False,
                 "defaultType": "swap",
+                # A signed request is valid at the venue until timestamp + recvWindow: an
+                # order whose request timed out can be booked until then (execution waits
+                # that long before calling it unknown).
+                "recvWindow": self.recv_window_ms,
             },
         }
         if self.weight_per_minute:
@@ -391,6 +396,7 @@ class Exchange:
             api_url=api_url,
             sandbox=sandbox,
             timeout_ms=venue.timeout_ms,
+            recv_window_ms=venue.recv_window_ms,
             weight_per_minute=weight_per_minute or None,
             sim_seed=venue.sim_seed,
             sim_symbols=venue.sim_symbols,
@@ -465,6 +471,11 @@ class Exchange:
     def ohlcv_page_limit(self) -> int:
         """Most candles one OHLCV request returns on this venue."""
         return _OHLCV_PAGE_LIMIT.get(self._recipe.exchange_id, _DEFAULT_OHLCV_PAGE_LIMIT)
+
+    @property
+    def recv_window_ms(self) -> int:
+        """How long after its signing a request stays valid at the venue (ms)."""
+        return self._recipe.recv_window_ms
 
     @property
     def retry_policy(self) -> RetryPolicy:
