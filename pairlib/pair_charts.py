@@ -14,7 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from pairlib.strategy import spread as spread_of
+from pairlib.strategy import zscore as zscore_of
+
 if TYPE_CHECKING:
+    from pairlib.config import StrategyParams
     from pairlib.generate import PairGeneration
 
 __all__ = ["dropped_line", "funnel", "glue_result", "pair_figure", "pvalue_histogram",
@@ -71,33 +75,77 @@ def pair_figure(
     x: str,
     beta: float,
     alpha: float,
-    entry: float,
-    exit: float,
-    stop: float,
+    strategy: StrategyParams,
+    bars: int | None = None,
 ) -> go.Figure:
-    """Normalized prices of both legs, and the spread with entry, exit and stop bands.
+    """Normalized prices of both legs, and the rolling z-score the tick trades with its
+    ±entry, ±exit and ±stop bands.
+
+    Parameters
+    ----------
+    prices : DataFrame
+        Close prices, one column per symbol, oldest row first (candle open times as index).
+        Rows before the shown window serve as the z-score's warm-up.
+    y, x : str
+        The pair's legs (columns of ``prices``).
+    beta, alpha : float
+        Hedge ratio and intercept of the pair.
+    strategy : StrategyParams
+        The trading params' strategy section: ``lookback`` for the z-score, ``entry``,
+        ``exit`` and ``stop`` for the bands.
+    bars : int, optional
+        Show only the last ``bars`` rows (e.g. the formation window); default all rows.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Row 1: both legs divided by their first shown close. Row 2: the trace ``z`` and
+        horizontal lines at ``±entry``, ``±exit``, ``±stop`` and 0.
+
+    Raises
+    ------
+    KeyError
+        ``y`` or ``x`` is not a column of ``prices``.
+    ValueError
+        ``bars`` is not a positive integer.
 
     Notes
     -----
-    spread = log y − beta·log x − alpha; the bands are the spread's formation mean
-    ± k · its standard deviation for k in (exit, entry, stop).
+    z is :func:`pairlib.strategy.zscore` of :func:`pairlib.strategy.spread` of the legs' log
+    closes over ``strategy.lookback`` bars: the same functions and window the tick decides
+    with, so a bar beyond a band here is a bar the tick acts on (given the same candles).
+    It is computed over all of ``prices`` before the last ``bars`` rows are cut, so the shown
+    window starts with a full lookback when the rows before it exist.
     """
+    for leg in (y, x):
+        if leg not in prices.columns:
+            raise KeyError(f"{leg!r} is not a column of prices; columns: "
+                           + ", ".join(map(str, prices.columns)))
+    if bars is not None and (isinstance(bars, bool) or not isinstance(bars, int) or bars < 1):
+        raise ValueError(f"bars must be a positive int or None (all rows), got {bars!r}")
+    lookback = strategy.lookback
     py, px = prices[y].astype(float), prices[x].astype(float)
-    spread = np.log(py) - beta * np.log(px) - alpha
-    mean, std = float(spread.mean()), float(spread.std(ddof=1))
+    z = pd.Series(zscore_of(spread_of(np.log(py.to_numpy()), np.log(px.to_numpy()), beta, alpha),
+                            lookback), index=prices.index)
+    if bars is not None:
+        py, px, z = py.iloc[-bars:], px.iloc[-bars:], z.iloc[-bars:]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("normalized prices", "spread and bands"))
+                        subplot_titles=("normalized prices",
+                                        f"z-score ({lookback}-bar lookback, as the tick trades)"
+                                        " and entry, exit, stop bands"))
     fig.add_trace(go.Scatter(x=py.index, y=py / py.iloc[0], name=y), row=1, col=1)
     fig.add_trace(go.Scatter(x=px.index, y=px / px.iloc[0], name=x), row=1, col=1)
-    fig.add_trace(go.Scatter(x=spread.index, y=spread, name="spread",
-                             line={"color": "black"}), row=2, col=1)
-    for k, colour, label in ((entry, "orange", "entry"), (exit, "green", "exit"),
-                             (stop, "red", "stop")):
+    fig.add_trace(go.Scatter(x=z.index, y=z.to_numpy(), name="z", line={"color": "black"},
+                             hovertemplate="z=%{y:.2f}<br>%{x}<extra></extra>"), row=2, col=1)
+    for k, colour, label in ((strategy.entry, "orange", "entry"),
+                             (strategy.exit, "green", "exit"),
+                             (strategy.stop, "red", "stop")):
         for sign in (1, -1):
-            fig.add_hline(y=mean + sign * k * std, line={"dash": "dot", "color": colour},
-                          annotation_text=f"{label} {sign * k:+g}σ" if sign > 0 else None,
+            fig.add_hline(y=sign * k, line={"dash": "dot", "color": colour},
+                          annotation_text=f"{label} ±{k:g}" if sign > 0 else None,
                           row=2, col=1)
-    fig.add_hline(y=mean, line={"color": "grey"}, row=2, col=1)
+    fig.add_hline(y=0.0, line={"color": "grey"}, row=2, col=1)
+    fig.update_yaxes(title_text="z", row=2, col=1)
     fig.update_layout(title=f"{y} ~ {x} (beta {beta:.3f})", height=520,
                       legend={"orientation": "h"})
     return fig

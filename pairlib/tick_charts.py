@@ -23,8 +23,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from pairlib.tick_result import TickResult
 
-__all__ = ["ACTED", "Spec", "account_line", "capture_logs", "equity_figure", "glue_result",
-           "incidents_frame", "reported_pairs", "status_banner", "z_figure", "z_figures"]
+__all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "capture_logs", "equity_figure",
+           "glue_result", "incidents_frame", "reported_pairs", "status_banner", "z_figure",
+           "z_figures"]
 
 Spec = dict[str, Any]
 """A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
@@ -33,6 +34,14 @@ _CAPTURE = "pairlib.tick_charts.capture"
 
 ACTED = frozenset({"enter_long", "enter_short", "exit", "stop", "flatten"})
 """Actions that placed (or tried to place) orders."""
+
+ENTRY_MARKERS: dict[int, tuple[str, str, str]] = {
+    1: ("entry (long)", "triangle-up", "green"),
+    -1: ("entry (short)", "triangle-down", "red"),
+    0: ("entry (side unknown)", "diamond", "grey"),
+}
+"""Entry marker by side (``+1`` long the spread, ``-1`` short, ``0`` unknown):
+``(legend and hover label, plotly marker symbol, colour)``."""
 
 
 def capture_logs(name: str = "pairlib", level: int = logging.INFO) -> io.StringIO:
@@ -109,9 +118,33 @@ def z_figure(
     entry_time: object = None,
     entry_z: float | None = None,
     action: str | None = None,
+    entry_side: int | None = None,
 ) -> Spec:
     """The z-score with ±entry, ±exit and ±stop bands, the entry marker and this tick's
-    action at the last bar, as a plotly figure spec."""
+    action at the last bar, as a plotly figure spec.
+
+    Parameters
+    ----------
+    z : Series
+        z-scores indexed by candle close time.
+    title : str
+        The figure's title.
+    entry, exit, stop : float
+        The strategy's thresholds (bands at ± each, and a line at 0).
+    entry_time, entry_z : optional
+        The pair's latest entry; the marker is drawn when both are known.
+    action : str, optional
+        This tick's action, written at the last bar.
+    entry_side : int, optional
+        Side of that entry: ``+1`` long the spread, ``-1`` short. Default: opposite to the
+        sign of ``entry_z``, since the rule enters short only at ``z >= entry > 0`` and long
+        only at ``z <= -entry < 0``.
+
+    Notes
+    -----
+    The entry marker tells the side apart in symbol, colour and legend/hover label:
+    see :data:`ENTRY_MARKERS`.
+    """
     traces: list[dict[str, Any]] = [{"type": "scatter", "x": _times(z.index),
                                      "y": _values(z.to_numpy()), "mode": "lines", "name": "z",
                                      "line": {"color": "black"}}]
@@ -125,9 +158,12 @@ def z_figure(
                       "text": f"{label} {k:+g}", "xanchor": "left", "yanchor": "bottom"})
     shapes.append(_hline(0.0, {"color": "grey", "width": 1}))
     if entry_time is not None and entry_z is not None and not pd.isna(entry_z):
+        side = entry_side if entry_side is not None else -int(np.sign(float(entry_z)))
+        name, symbol, colour = ENTRY_MARKERS.get(side, ENTRY_MARKERS[0])
         traces.append({"type": "scatter", "x": _times([pd.Timestamp(str(entry_time))]),
-                       "y": _values([entry_z]), "mode": "markers", "name": "entry",
-                       "marker": {"symbol": "triangle-up", "size": 13, "color": "blue"}})
+                       "y": _values([entry_z]), "mode": "markers", "name": name,
+                       "hovertemplate": f"{name} at z=%{{y:.2f}}<br>%{{x}}<extra></extra>",
+                       "marker": {"symbol": symbol, "size": 13, "color": colour}})
     if action and len(z) and pd.notna(z.iloc[-1]):
         traces.append({"type": "scatter", "x": _times(z.index[-1:]),
                        "y": _values(z.iloc[-1:]), "mode": "markers+text", "name": action,
@@ -139,7 +175,11 @@ def z_figure(
 
 
 def z_figures(result: TickResult) -> list[Spec]:
-    """One :func:`z_figure` per open or acted-on pair with z history."""
+    """One :func:`z_figure` per open or acted-on pair with z history.
+
+    The entry marker's side is the open position's side; for a pair closed by this tick it
+    comes from the sign of its entry z (see :func:`z_figure`).
+    """
     entry, exit, stop = result.thresholds
     figs = []
     signals = result.signals.set_index("pair_id") if len(result.signals) else None
@@ -147,10 +187,12 @@ def z_figures(result: TickResult) -> list[Spec]:
         if signals is None or pid not in result.z_history.columns:
             continue
         row = signals.loc[pid]
+        position = int(row["position"])
         figs.append(z_figure(
             result.z_history[pid].dropna(), f"{pid}: {row['action']} (position "
-            f"{int(row['position'])})", entry, exit, stop, row.get("entry_time"),
+            f"{position})", entry, exit, stop, row.get("entry_time"),
             row.get("entry_z"), str(row["action"]),
+            entry_side=int(np.sign(position)) if position else None,
         ))
     return figs
 

@@ -146,7 +146,7 @@ def test_report_helpers() -> None:
     assert len(specs) == 2
     figs = [go.Figure(spec) for spec in specs]  # plotly validates the specs (raises if not)
     names = [t.name for t in figs[0].data]
-    assert names == ["z", "entry", "enter_short"]
+    assert names == ["z", "entry (short)", "enter_short"]
     assert list(figs[0].data[0].y) == [0.1, 0.5, 0.9, 1.0, 1.2]
     assert figs[0].data[1].x == ("2025-02-01T16:00:00+00:00",)  # the entry marker
     assert figs[0].data[2].text == ("enter_short",) and figs[0].data[2].y == (1.2,)
