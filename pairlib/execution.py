@@ -4,15 +4,20 @@ Every order carries a deterministic client order id (:func:`client_order_id`) de
 the tick, the pair, the leg, the action and the attempt, so a retried or re-run tick can
 never place the same order twice: before anything is sent, the id is looked up in the store
 and then at the venue (:meth:`Exchange.fetch_order_by_client_id`); only an order found in
-neither place is sent. Order creation is never retried blindly: after a timeout or a lost
-response the order is looked up by its client id; if the venue still does not know it, the
-leg is reported with an unknown outcome and nothing is resent in this run (the next tick
-resolves it).
+neither place is sent. Order creation is never retried blindly. An order whose outcome is
+unknown (a timeout, a lost response) is treated as possibly filled: it is looked up by its
+client id with backoff until its ``timestamp + recvWindow`` has passed, after which the
+venue can no longer accept it. A failed look-up is never read as "not found"; if the
+look-ups keep failing, the venue's positions are re-read: an unchanged position after the
+window proves the order was never booked, anything else leaves it ``unknown`` (an incident,
+re-checked before the tick ends), and the other leg is not unwound blindly.
 
-A pair's legs go one after the other. If the second leg of an entry fails after the first
-filled, the first is unwound with a reduce-only order and an incident is recorded. A partial
-fill is completed (the remainder is sent under a derived client id) or, failing that,
-unwound. Exits and flattening orders are reduce-only.
+A pair's legs go one after the other. The second leg of an entry is sized from what the
+first actually filled. If the second leg fails after the first filled, the first is unwound
+and an incident is recorded. A remainder below the market's minimum amount or notional
+counts as filled. Exits, stops, flattening and unwinds are reduce-only and retried within
+the tick (each attempt under a new client id, sent only once every earlier attempt is known
+to be final); whatever is still open after the retries is an incident.
 
 Store conventions (see :class:`pairlib.store.Store`): an order row is written *before* the
 order is sent (status ``sent``), its ``filled`` is what has been applied to the pair's
@@ -62,6 +67,7 @@ ACTION_CODES: Final[dict[str, str]] = {
     "stop": "st",
     "unwind": "uw",
     "flatten": "fl",
+    "exit_no_data": "nd",
 }
 """Two-letter code of each order action in client ids."""
 FINAL_STATUSES: Final = frozenset(
@@ -69,6 +75,8 @@ FINAL_STATUSES: Final = frozenset(
 )
 """Order statuses that will not change any more (the store never asks the venue again)."""
 _PENDING: Final = frozenset({"planned", "sent", "unknown", "open"})
+_UNRESOLVED: Final = frozenset({"sent", "unknown", "open"})
+_CLOCK_SKEW_S: Final = 1.0  # margin on recvWindow for the client/venue clock difference
 
 
 def client_order_id(
@@ -145,6 +153,10 @@ class OrderVenue(Protocol):
         """Cancel an open order."""
         ...
 
+    def fetch_positions(self) -> list[Any]:
+        """Open positions (``symbol``, signed ``amount``)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LegOrder:
@@ -197,6 +209,11 @@ class PairOutcome:
     unwinds: tuple[LegFill, ...] = ()
     message: str = ""
 
+    @property
+    def unknown(self) -> bool:
+        """Whether an order of this action has an outcome the venue could not confirm."""
+        return any(f.unknown for f in (*self.legs, *self.unwinds))
+
 
 @dataclass
 class _Report:
@@ -227,16 +244,22 @@ class Executor:
     rules : mapping of symbol to MarketRules
         Amount steps and minimums (remainders are rounded with them).
     max_remainders : int
-        How many remainder orders a partially filled leg may send.
-    lookup_attempts : int
-        Look-ups by client id after a create call failed in transit.
-    lookup_delay_s : float
-        Wait between those look-ups.
+        How many remainder orders a partially filled entry leg may send.
+    close_attempts : int
+        How many reduce-only orders one leg of an exit, stop, flattening or unwind may
+        send within the tick (rejections, partial fills and failed sends are retried).
+    recv_window_s : float
+        The venue's signed-request window (:attr:`Exchange.recv_window_ms`): an order
+        whose request failed in transit may still be booked until this long after it was
+        signed, so its look-ups go on at least that long.
+    lookup_delay_s, lookup_max_delay_s : float
+        First wait between look-ups and its cap (the wait doubles).
     unknown_grace : timedelta
-        An order sent but unknown to the venue for longer than this (by ``clock``) is
-        declared lost (``failed``); younger ones are never resent.
-    sleep : callable
-        ``time.sleep`` (injected for tests).
+        An earlier tick's order unknown to the venue for longer than this (by ``clock``) is
+        declared lost (``failed``).
+    sleep, monotonic : callable
+        ``time.sleep`` and ``time.monotonic`` (injected for tests). Time counts as passed
+        when either says so, so a test's no-op ``sleep`` still ends every wait.
     """
 
     exchange: OrderVenue
@@ -245,10 +268,13 @@ class Executor:
     clock: Clock
     rules: Mapping[str, MarketRules]
     max_remainders: int = 2
-    lookup_attempts: int = 3
+    close_attempts: int = 5
+    recv_window_s: float = 5.0
     lookup_delay_s: float = 0.2
+    lookup_max_delay_s: float = 2.0
     unknown_grace: timedelta = timedelta(minutes=10)
     sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
     incidents: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ incidents
@@ -262,15 +288,26 @@ class Executor:
     def enter(
         self, pair_id: str, action: str, legs: tuple[LegOrder, LegOrder]
     ) -> PairOutcome:
-        """Open a pair: leg y then leg x; unwind what filled if either leg fails.
+        """Open a pair: leg y, then leg x sized from what y filled.
 
-        A re-run of the same tick reuses the amounts recorded for its first orders, so a
-        resumed entry completes the original plan.
+        If the first leg fails, nothing else is sent (a partial first fill is unwound). If
+        the second fails for certain, both legs are unwound (reduce-only, retried). If the
+        second's outcome is unknown, the first leg is kept (the second may have filled): an
+        ``order_unknown`` incident, and the tick re-checks it before it ends. A re-run of
+        the same tick reuses the amounts recorded for its first orders, so a resumed entry
+        completes the original plan.
         """
         legs = (self._planned(legs[0]), self._planned(legs[1]))
         first = self.fill_leg(legs[0])
         if not first.complete:
             self._skip(legs[1], f"first leg incomplete: {first.error or 'partial fill'}")
+            if first.unknown:
+                self.incident("order_unknown", legs[0].symbol,
+                              f"{pair_id} {action}: first leg {legs[0].side} "
+                              f"{legs[0].amount:g} {legs[0].symbol}: {first.error}; the "
+                              "second leg was not sent; re-checked before the tick ends")
+                return PairOutcome(pair_id, action, False, (first,), (),
+                                   f"first leg outcome unknown: {first.error}")
             unwinds = self._unwind_all([first])
             kind = "partial_fill_unwound" if first.filled > 0 else "entry_failed"
             self.incident(kind, legs[0].symbol,
@@ -280,12 +317,21 @@ class Executor:
                           + _unwind_text(unwinds))
             return PairOutcome(pair_id, action, False, (first,), unwinds,
                                f"first leg failed: {first.error or 'partial fill'}")
-        second = self.fill_leg(legs[1])
+        second_order = self._hedge_for(legs[1], legs[0].amount, first.filled)
+        second = self.fill_leg(second_order)
+        if second.unknown:
+            self.incident("order_unknown", legs[1].symbol,
+                          f"{pair_id} {action}: second leg {second_order.side} "
+                          f"{second_order.amount:g} {legs[1].symbol}: {second.error}; first "
+                          f"leg {legs[0].symbol} filled {first.filled:g} is kept (the second "
+                          "may have filled); re-checked before the tick ends")
+            return PairOutcome(pair_id, action, False, (first, second), (),
+                               f"second leg outcome unknown: {second.error}")
         if not second.complete:
             unwinds = self._unwind_all([second, first])
             self.incident("second_leg_failed", legs[1].symbol,
-                          f"{pair_id} {action}: second leg {legs[1].side} {legs[1].amount:g} "
-                          f"{legs[1].symbol} filled {second.filled:g} "
+                          f"{pair_id} {action}: second leg {second_order.side} "
+                          f"{second_order.amount:g} {legs[1].symbol} filled {second.filled:g} "
                           f"({second.error or 'partial fill'}) after first leg "
                           f"{legs[0].symbol} filled {first.filled:g}; "
                           + _unwind_text(unwinds))
@@ -295,10 +341,23 @@ class Executor:
                                f"filled legs {undone}")
         return PairOutcome(pair_id, action, True, (first, second), (), "entered")
 
+    def _hedge_for(self, order: LegOrder, planned_first: float, filled_first: float) -> LegOrder:
+        """The second leg sized from the first leg's actual fill (same ratio as planned)."""
+        if planned_first <= 0 or filled_first >= planned_first:
+            return order
+        amount = order.amount * filled_first / planned_first
+        rules = self.rules.get(order.symbol)
+        if rules is not None:
+            amount = round_amount(amount, rules)
+        log.info("second leg %s %s sized from the first leg's fill: %g of %g planned",
+                 order.pair_id, order.symbol, amount, order.amount)
+        return replace(order, amount=amount)
+
     def close(self, pair_id: str, action: str, legs: Iterable[LegOrder]) -> PairOutcome:
-        """Close legs with reduce-only orders (exit, stop or flattening); every leg is tried
-        even when another fails. What stays open is a residual for the next tick."""
-        fills = tuple(self.fill_leg(leg) for leg in legs)
+        """Close legs with reduce-only orders (exit, stop, flattening or closing an
+        unevaluable pair), each retried within the tick (:meth:`close_leg`); every leg is
+        tried even when another fails. What stays open is an incident."""
+        fills = tuple(self.close_leg(leg) for leg in legs)
         ok = all(f.complete for f in fills)
         if not ok:
             bad = [f for f in fills if not f.complete]
@@ -307,14 +366,15 @@ class Executor:
                 f"{pair_id} {action}: " + "; ".join(
                     f"{f.order.symbol} {f.order.side} {f.order.amount:g} filled {f.filled:g}"
                     f" ({f.error or 'partial fill'})" for f in bad
-                ) + "; the residual is flattened next tick",
+                ) + "; still open at the venue",
             )
         return PairOutcome(pair_id, action, ok, fills, (),
-                           "closed" if ok else "incomplete: residual left")
+                           "closed" if ok else "incomplete: legs still open")
 
     # ------------------------------------------------------------------ one leg
     def fill_leg(self, order: LegOrder) -> LegFill:
-        """Fill one leg: its first order, then remainders of a partial fill (derived ids)."""
+        """Fill one entry leg: its first order, then remainders of a partial fill (derived
+        ids). A remainder below the market's minimum amount or notional counts as filled."""
         rules = self.rules.get(order.symbol)
         step = rules.amount_step if rules is not None else 0.0
         tol = step * 1e-6 if step else 1e-12
@@ -323,9 +383,10 @@ class Executor:
         error: str | None = None
         unknown = False
         remaining = order.amount
+        price: float | None = None
         for attempt in range(self.max_remainders + 1):
             amount = round_amount(remaining, rules) if rules is not None else remaining
-            if amount <= tol or (rules is not None and amount < rules.min_amount):
+            if amount <= tol or _below_minimum(amount, price, rules):
                 break
             rep = self._submit(replace(order, amount=amount), attempt)
             cids.append(rep.client_id)
@@ -333,7 +394,8 @@ class Executor:
                 filled += rep.filled
                 notional += rep.filled * (rep.average or 0.0)
                 fee += rep.fee
-            if rep.status in ("sent", "unknown", "open"):
+                price = rep.average or price
+            if rep.status in _UNRESOLVED:
                 unknown = True
                 error = rep.error or f"order {rep.client_id} outcome unknown"
                 break
@@ -348,13 +410,112 @@ class Executor:
         left = order.amount - filled
         complete = not unknown and (
             left <= max(tol, step / 2)
-            or (rules is not None and round_amount(left, rules) < max(rules.min_amount, tol))
+            or (rules is not None and (
+                round_amount(left, rules) < max(rules.min_amount, tol)
+                or (filled > 0 and _below_minimum(round_amount(left, rules), price, rules))))
         )
         if not complete and error is None:
             error = f"partial fill: {filled:g} of {order.amount:g} after {len(cids)} orders"
         average = notional / filled if filled > 0 and notional > 0 else None
         return LegFill(order, filled, average, fee, complete, tuple(cids),
                        None if complete else error, unknown)
+
+    def close_leg(self, order: LegOrder) -> LegFill:
+        """Close one leg of a pair to zero with reduce-only orders, retried within the tick.
+
+        The amount to close is the pair's leg amount in the store (``order`` gives the
+        pair, leg, symbol and action; its amount is only what the caller expected). Before
+        each new attempt every earlier order of this tick for the same leg and action is
+        resolved (:meth:`_await_outcome`): a new order is sent only when none may still be
+        booked. Each attempt has its own client id (``-r<k>``). Rejections and failed sends
+        are retried after a backoff, up to :attr:`close_attempts` orders.
+        """
+        rules = self.rules.get(order.symbol)
+        step = rules.amount_step if rules is not None else 0.0
+        tol = step * 1e-6 if step else 1e-12
+        start = abs(self._leg_amount(order))
+        cids: list[str] = []
+        fee, notional = 0.0, 0.0
+        error: str | None = None
+        unknown = False
+        delay = max(self.lookup_delay_s, 0.1)
+        price: float | None = None
+        sent = 0
+        while True:
+            blocked = self._resolve_earlier_attempts(order)
+            if blocked is not None:
+                unknown, error = True, blocked
+                break
+            held = self._leg_amount(order)
+            left = abs(held)
+            if left <= max(tol, step / 2):
+                break
+            side = "sell" if held > 0 else "buy"
+            amount = round_amount(left, rules) if rules is not None else left
+            if amount <= tol or (rules is not None and amount < rules.min_amount):
+                error = f"{left:g} left is below the market's minimum amount: cannot be sent"
+                break
+            if sent >= self.close_attempts:
+                error = (f"{left:g} still open after {sent} reduce-only orders"
+                         + (f" (last: {error})" if error else ""))
+                break
+            if sent:
+                self.sleep(delay)
+                delay = min(delay * 2, self.lookup_max_delay_s)
+            attempt = self._next_attempt(order)
+            rep = self._submit(replace(order, side=side, amount=amount, reduce_only=True),
+                               attempt)
+            sent += 1
+            cids.append(rep.client_id)
+            fee += rep.fee
+            if rep.filled > 0 and rep.average:
+                notional += rep.filled * rep.average
+                price = rep.average
+            if rep.status in _UNRESOLVED:
+                unknown = True
+                error = rep.error or f"order {rep.client_id} outcome unknown"
+                break
+            if rep.error is not None:
+                error = rep.error
+                log.warning("reduce-only %s %s %s attempt %d: %s; retrying", order.action,
+                            order.pair_id, order.symbol, attempt, rep.error)
+        left = abs(self._leg_amount(order))
+        closed = max(start - left, 0.0)
+        complete = not unknown and left <= max(tol, step / 2)
+        average = notional / closed if closed > 0 and notional > 0 else price
+        return LegFill(replace(order, amount=start, reduce_only=True), closed, average, fee,
+                       complete, tuple(cids), None if complete else error, unknown)
+
+    def _leg_amount(self, order: LegOrder) -> float:
+        """The pair's signed amount on this leg, as the store holds it."""
+        st = self.store.pair_state(order.pair_id) or {}
+        return float(st.get(f"amount_{order.leg}") or 0.0)
+
+    def _next_attempt(self, order: LegOrder) -> int:
+        """The first attempt number whose client id this tick has not used."""
+        for k in range(100):
+            cid = client_order_id(self.as_of, order.pair_id, order.leg, order.action, k)
+            if self.store.order(cid) is None:
+                return k
+        raise InvalidOrder(f"{order.pair_id} {order.leg} {order.action}: all 100 "
+                                   "client ids of this tick are used")
+
+    def _resolve_earlier_attempts(self, order: LegOrder) -> str | None:
+        """Resolve this tick's unresolved orders for the same pair, leg and action; returns
+        why a new order may not be sent (one may still be booked), or None."""
+        rows = self.store.orders(tick_as_of=self.as_of, statuses=sorted(_UNRESOLVED))
+        if rows.empty:
+            return None
+        mine = rows[(rows["pair_id"] == order.pair_id) & (rows["leg"] == order.leg)
+                    & (rows["action"] == order.action)]
+        for row in mine.to_dict("records"):
+            cid = str(row["client_id"])
+            earlier = _order_of(row)
+            rep = self._await_outcome(cid, earlier, self.monotonic(),
+                                      f"order {cid} left {row['status']} by an earlier run")
+            if rep.status in _UNRESOLVED:
+                return rep.error or f"order {cid} outcome unknown"
+        return None
 
     # ------------------------------------------------------------------ one order
     def _submit(self, order: LegOrder, attempt: int) -> _Report:
@@ -378,27 +539,28 @@ class Executor:
         if found is not None:
             log.info("order %s found at the venue (%s): not sent again", cid, found.status)
             return self._settle(cid, order, found)
-        if row is not None and row["status"] in ("sent", "unknown", "open"):
-            age = self.clock.now() - parse_time(row["updated_at"])
-            if age < self.unknown_grace:
-                msg = (f"order {cid} was sent {age} ago and the venue does not know it yet: "
-                       "not resent (resolved next tick)")
-                self.store.update_order(cid, "unknown", msg)
-                return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
-                               "unknown", msg)
-            log.warning("order %s unknown to the venue %s after sending: declared lost",
-                        cid, age)
+        if row is not None and row["status"] in _UNRESOLVED:
+            # Left by an earlier run of this tick: it may have been sent at any moment
+            # before now, so it may be booked until a full window from now.
+            rep = self._await_outcome(cid, order, self.monotonic(),
+                                      f"order {cid} left {row['status']} by an earlier run")
+            if rep.status != "failed":
+                return rep
+            log.warning("order %s was never booked: sending it now", cid)
         self._save(cid, order, status="sent")
         log.info("order %s: %s %s %g %s%s", cid, order.action, order.side, order.amount,
                  order.symbol, " reduce-only" if order.reduce_only else "")
+        sent_at = self.monotonic()
         try:
             res = self.exchange.create_order(order.symbol, order.side, order.amount, cid,
                                              reduce_only=order.reduce_only)
         except ExchangeUnavailable as e:
-            return self._resolve_lost(cid, order, f"{type(e).__name__}: {e}")
+            log.warning("order %s: %s: %s; outcome unknown, looking it up by client id", cid,
+                        type(e).__name__, e)
+            return self._await_outcome(cid, order, sent_at, f"{type(e).__name__}: {e}")
         except InvalidOrder as e:
             # A duplicate client id means the order exists after all: look it up.
-            found = self._lookup(order.symbol, cid, attempts=1)
+            found = self._lookup_once(order.symbol, cid)
             if found is not None:
                 return self._settle(cid, order, found)
             return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
@@ -406,29 +568,79 @@ class Executor:
             return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
         return self._settle(cid, order, res)
 
-    def _resolve_lost(self, cid: str, order: LegOrder, error: str) -> _Report:
-        """After a create call failed in transit: look the order up by its client id."""
-        log.warning("order %s: %s; looking it up by client id", cid, error)
-        found = self._lookup(order.symbol, cid, attempts=self.lookup_attempts)
-        if found is not None:
-            log.info("order %s found by client id after %s", cid, error)
-            return self._settle(cid, order, found)
-        msg = f"{error}; the venue does not know client id {cid}: not resent"
+    def _await_outcome(self, cid: str, order: LegOrder, sent_at: float, error: str) -> _Report:
+        """Resolve an order whose outcome is unknown; ``sent_at`` is :attr:`monotonic` at
+        (or after) its signing.
+
+        It is looked up by client id with backoff until ``sent_at + recvWindow`` (plus a
+        clock-skew margin) has passed; a look-up that fails is never read as "not found".
+        Found -> its report is applied. Not found by a look-up made after the window ->
+        ``failed`` (the venue can no longer accept it). Look-ups failing throughout ->
+        the venue's positions decide: the leg's position unchanged proves it was never
+        booked; otherwise (or positions unreadable) it stays ``unknown``.
+        """
+        deadline = sent_at + self.recv_window_s + _CLOCK_SKEW_S
+        give_up = deadline + self.recv_window_s + _CLOCK_SKEW_S
+        delay = max(self.lookup_delay_s, 0.1)
+        waited = 0.0
+        last_failure: str | None = None
+        while True:
+            now = max(self.monotonic(), sent_at + waited)
+            try:
+                found = self.exchange.fetch_order_by_client_id(order.symbol, cid)
+            except ExchangeError as e:
+                last_failure = f"{type(e).__name__}: {e}"
+                log.warning("look-up of %s failed: %s", cid, last_failure)
+            else:
+                if found is not None:
+                    log.info("order %s found by client id after %s", cid, error)
+                    return self._settle(cid, order, found)
+                if now >= deadline:
+                    msg = (f"{error}; not booked: the venue does not know client id {cid} "
+                           "after its recvWindow passed")
+                    return self._fail(cid, order, "failed", msg)
+            if now >= give_up:
+                break
+            pause = min(delay, max(deadline - now, 0.0) or delay)
+            self.sleep(pause)
+            waited += pause
+            delay = min(delay * 2, self.lookup_max_delay_s)
+        if self._position_unchanged(order):
+            msg = (f"{error}; look-ups failed ({last_failure}) but the venue's "
+                   f"{order.symbol} position is unchanged after the recvWindow: not booked")
+            return self._fail(cid, order, "failed", msg)
+        msg = (f"{error}; outcome UNKNOWN: look-ups of client id {cid} failed "
+               f"({last_failure}) and the venue's position does not rule out a fill")
         self.store.update_order(cid, "unknown", msg)
         return _Report(cid, 0.0, None, 0.0, "unknown", msg)
 
-    def _lookup(self, symbol: str, cid: str, attempts: int) -> Any | None:
-        for k in range(max(1, attempts)):
-            try:
-                found = self.exchange.fetch_order_by_client_id(symbol, cid)
-            except ExchangeError as e:
-                log.warning("look-up of %s failed: %s", cid, e)
-                found = None
-            if found is not None:
-                return found
-            if k + 1 < attempts:
-                self.sleep(self.lookup_delay_s)
-        return None
+    def _position_unchanged(self, order: LegOrder) -> bool:
+        """Whether the venue's position in the order's symbol equals what the store expects
+        without the order (False when positions cannot be read)."""
+        from pairlib.reconcile import expected_positions
+
+        fetch = getattr(self.exchange, "fetch_positions", None)
+        if fetch is None:
+            return False
+        try:
+            positions = fetch()
+        except ExchangeError as e:
+            log.warning("positions unavailable while resolving an order: %s", e)
+            return False
+        held = sum(float(p.contracts) for p in positions if p.symbol == order.symbol)
+        expected = expected_positions(self.store.pair_states(),
+                                      self.store.accepted_positions()).get(order.symbol, 0.0)
+        rules = self.rules.get(order.symbol)
+        tol = (rules.amount_step / 2) if rules is not None else 1e-9
+        return abs(held - expected) <= tol
+
+    def _lookup_once(self, symbol: str, cid: str) -> Any | None:
+        """One look-up by client id; None when not found or when the look-up failed."""
+        try:
+            return self.exchange.fetch_order_by_client_id(symbol, cid)
+        except ExchangeError as e:
+            log.warning("look-up of %s failed: %s", cid, e)
+            return None
 
     def _settle(self, cid: str, order: LegOrder, res: Any) -> _Report:
         """Record a venue report; an order still open (a resting remainder of a market
@@ -439,13 +651,13 @@ class Executor:
         try:
             res = self.exchange.cancel_order(order.symbol, str(res.id))
         except OrderNotFound:
-            res = self._lookup(order.symbol, cid, attempts=1) or res
+            res = self._lookup_once(order.symbol, cid) or res
         except ExchangeError as e:
             log.warning("cancelling the rest of %s failed: %s", cid, e)
             rep.error = f"could not cancel the unfilled rest: {e}"
             return rep
         if res.status == "open":  # cancel acknowledged but not yet final
-            res = self._lookup(order.symbol, cid, attempts=1) or res
+            res = self._lookup_once(order.symbol, cid) or res
         return self._record(cid, order, res)
 
     def _record(self, cid: str, order: LegOrder, res: Any) -> _Report:
@@ -531,6 +743,7 @@ class Executor:
             self._save(cid, order, status="skipped", error=why)
 
     def _unwind_all(self, fills: list[LegFill]) -> tuple[LegFill, ...]:
+        """Close, reduce-only, what the given entry legs filled (:meth:`close_leg`)."""
         out = []
         for f in fills:
             if f.filled <= 0:
@@ -538,7 +751,7 @@ class Executor:
             o = f.order
             unwind = LegOrder(o.pair_id, o.leg, "unwind", o.symbol,
                               "sell" if o.side == "buy" else "buy", f.filled, reduce_only=True)
-            out.append(self.fill_leg(unwind))
+            out.append(self.close_leg(unwind))
         return tuple(out)
 
     # ------------------------------------------------------------------ start of tick
@@ -548,9 +761,7 @@ class Executor:
         row = self.store.order(client_id)
         if row is None:
             return False
-        order = LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
-                         str(row["symbol"]), str(row["side"]), float(row["amount"]),
-                         bool(row["reduce_only"]))
+        order = _order_of(row)
         log.warning("own order %s rests at the venue: cancelling the rest", client_id)
         self._settle(client_id, order, venue_order)
         return True
@@ -568,9 +779,7 @@ class Executor:
         notes: list[str] = []
         for row in pending.to_dict("records"):
             cid = str(row["client_id"])
-            order = LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
-                             str(row["symbol"]), str(row["side"]), float(row["amount"]),
-                             bool(row["reduce_only"]))
+            order = _order_of(row)
             mine = row["tick_as_of"] == iso(self.as_of)
             if row["status"] == "planned":
                 if not mine:
@@ -602,6 +811,24 @@ class Executor:
 
     def _save_as(self, row: Mapping[str, Any], status: str, error: str) -> None:
         self.store.update_order(str(row["client_id"]), status, error, self.clock.now())
+
+
+def _order_of(row: Mapping[str, Any]) -> LegOrder:
+    """The intended order of a stored order row."""
+    return LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
+                    str(row["symbol"]), str(row["side"]), float(row["amount"]),
+                    bool(row["reduce_only"]))
+
+
+def _below_minimum(amount: float, price: float | None, rules: MarketRules | None) -> bool:
+    """Whether an order of ``amount`` is below the market's minimum amount or (at
+    ``price``, when known) its minimum notional: the venue would refuse it."""
+    if rules is None:
+        return False
+    if amount < rules.min_amount:
+        return True
+    return bool(price and rules.min_notional
+                and amount * price * rules.contract_size < rules.min_notional)
 
 
 def _unwind_text(unwinds: tuple[LegFill, ...]) -> str:

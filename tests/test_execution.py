@@ -87,6 +87,7 @@ class FakeVenue:
     drop: int = 0  # book, then raise ExchangeUnavailable
     lose: int = 0  # raise ExchangeUnavailable without booking
     lookup_fails: int = 0
+    blind: bool = False  # with ``lose``: every look-up fails from then on
     creates: int = 0
     price: float = 100.0
 
@@ -98,6 +99,8 @@ class FakeVenue:
             raise self.reject.pop(0)("rejected by the fake venue")
         if self.lose:
             self.lose -= 1
+            if self.blind:
+                self.lookup_fails = 10**6
             raise ExchangeUnavailable("connection reset before the venue saw it")
         ratio = self.fill_ratio.pop(0) if self.fill_ratio else 1.0
         filled = round(amount * ratio, 1)
@@ -197,20 +200,91 @@ def test_lost_response_is_resolved_by_client_id(store: Store) -> None:
     assert _amounts(store) == (5.0, 0.0)
 
 
-def test_unknown_outcome_is_never_resent_within_the_grace_period(store: Store) -> None:
+def test_lost_order_is_looked_up_until_its_recv_window_passed_then_not_booked(
+    store: Store,
+) -> None:
     venue = FakeVenue(lose=1)
-    clock = SettableClock(T0)
+    slept: list[float] = []
+    ex = _executor(venue, store)
+    ex.sleep = slept.append
+    out = ex.fill_leg(_legs()[0])
+    # Never read "not found" as final before timestamp + recvWindow (+ skew) has passed.
+    assert sum(slept) >= ex.recv_window_s
+    assert not out.complete and not out.unknown and venue.creates == 1
+    assert store.order(out.client_ids[0])["status"] == "failed"
+    assert "recvWindow" in (out.error or "")
+
+
+def test_order_booked_after_the_timeout_is_found_by_the_backoff(store: Store) -> None:
+    venue = FakeVenue(lose=1)
+    ex = _executor(venue, store)
+    looks = {"n": 0}
     leg = _legs()[0]
-    out = _executor(venue, store, clock=clock).fill_leg(leg)
-    assert not out.complete and out.unknown and venue.creates == 1
-    cid = out.client_ids[0]
-    assert store.order(cid)["status"] == "unknown"
-    clock.set(T0 + timedelta(minutes=5))
-    again = _executor(venue, store, clock=clock).fill_leg(leg)
-    assert not again.complete and venue.creates == 1  # still not resent
-    clock.set(T0 + timedelta(minutes=11))
-    late = _executor(venue, store, clock=clock).fill_leg(leg)
-    assert late.complete and venue.creates == 2 and len(venue.orders) == 1
+    cid = client_order_id(T0, PAIR, "y", "enter_long")
+
+    def late_booking(symbol: str, client_id: str) -> OrderResult | None:
+        looks["n"] += 1
+        if looks["n"] == 6:  # the venue books it a few seconds after the client gave up
+            venue.orders[cid] = OrderResult("55", cid, leg.symbol, "buy", "market", 5.0, 5.0,
+                                            100.0, "closed", 0.0, 1, False)
+        return venue.orders.get(client_id)
+
+    venue.fetch_order_by_client_id = late_booking  # type: ignore[method-assign]
+    out = ex.fill_leg(leg)
+    assert out.complete and out.filled == 5.0 and venue.creates == 1
+    assert _amounts(store) == (5.0, 0.0)
+
+
+def test_failed_lookups_are_never_read_as_not_found(store: Store) -> None:
+    venue = FakeVenue(lose=1, blind=True)
+    out = _executor(venue, store).fill_leg(_legs()[0])  # no positions to consult either
+    assert out.unknown and not out.complete and venue.creates == 1
+    assert store.order(out.client_ids[0])["status"] == "unknown"
+
+
+def test_unchanged_position_after_the_window_proves_not_booked(store: Store) -> None:
+    venue = FakeVenue(lose=1, blind=True)
+    venue.fetch_positions = lambda: []  # type: ignore[attr-defined]
+    out = _executor(venue, store).fill_leg(_legs()[0])
+    assert not out.unknown and store.order(out.client_ids[0])["status"] == "failed"
+    # A position that moved by the order means it may have filled: still unknown.
+    venue2 = FakeVenue(lose=1, blind=True)
+    venue2.fetch_positions = lambda: [  # type: ignore[attr-defined]
+        PositionInfo("BBB/USDT:USDT", -3.0, 100.0, 0.0, -300.0)]
+    out2 = _executor(venue2, store).fill_leg(_legs()[1])
+    assert out2.unknown and store.order(out2.client_ids[0])["status"] == "unknown"
+
+
+def test_unknown_second_leg_keeps_the_first_and_records_an_incident(store: Store) -> None:
+    venue = FakeVenue()
+    ex = _executor(venue, store)
+    real = venue.create_order
+
+    def lose_second(*a: Any, **kw: Any) -> OrderResult:
+        if venue.creates == 1:
+            venue.lookup_fails = 1000
+            venue.creates += 1
+            raise ExchangeUnavailable("read timed out")
+        return real(*a, **kw)
+
+    venue.create_order = lose_second  # type: ignore[method-assign]
+    out = ex.enter(PAIR, "enter_long", _legs())  # type: ignore[arg-type]
+    assert not out.ok and out.unknown and out.unwinds == ()
+    assert venue.net("AAA/USDT:USDT") == 5.0  # the first leg is not unwound blindly
+    assert [i["kind"] for i in ex.incidents] == ["order_unknown"]
+
+
+def test_second_leg_is_sized_from_the_first_legs_fill(store: Store) -> None:
+    rules = {**RULES, "AAA/USDT:USDT": MarketRules("AAA/USDT:USDT", 0.1, 0.1, 5.0)}
+    venue = FakeVenue(fill_ratio=[0.98])  # 4.9 of 5.0; the 0.1 rest is $10 < ... see below
+    ex = Executor(venue, store, T0, SettableClock(T0), rules, lookup_delay_s=0.0,
+                  sleep=lambda s: None)
+    venue.price = 40.0  # 0.1 x 40 = $4 < the $5 minimum notional: the rest is complete
+    out = ex.enter(PAIR, "enter_long", _legs(ay=5.0, ax=3.0))  # type: ignore[arg-type]
+    assert out.ok and venue.creates == 2  # no remainder, no unwind
+    assert out.legs[0].filled == pytest.approx(4.9)
+    assert out.legs[1].filled == pytest.approx(2.9)  # 3.0 x 4.9 / 5.0 = 2.94, floored
+    assert _amounts(store) == (pytest.approx(4.9), pytest.approx(-2.9))
 
 
 def test_failed_lookup_sends_nothing(store: Store) -> None:
@@ -302,23 +376,42 @@ def test_resumed_entry_keeps_the_planned_amounts(store: Store) -> None:
     assert _amounts(store) == (5.0, -3.0)
 
 
-def test_close_tries_every_leg_and_leaves_a_residual(store: Store) -> None:
+def test_close_retries_within_the_tick_with_new_ids(store: Store) -> None:
     venue = FakeVenue()
     ex = _executor(venue, store)
     assert ex.enter(PAIR, "enter_long", _legs()).ok  # type: ignore[arg-type]
-    venue.reject = [InsufficientFunds]
+    venue.reject = [InsufficientFunds, InvalidOrder]
+    venue.fill_ratio = [1.0, 1.0, 0.1]  # y fills, then x fills 10%, then the rest
     legs = [LegOrder(PAIR, "y", "exit", "AAA/USDT:USDT", "sell", 5.0, True),
             LegOrder(PAIR, "x", "exit", "BBB/USDT:USDT", "buy", 3.0, True)]
     out = _executor(venue, store, T0 + timedelta(hours=4)).close(PAIR, "exit", legs)
-    assert not out.ok and [f.complete for f in out.legs] == [False, True]
-    assert _amounts(store) == (5.0, 0.0)
+    assert out.ok and _amounts(store) == (0.0, 0.0)
+    cid = client_order_id(T0 + timedelta(hours=4), PAIR, "y", "exit")
+    assert out.legs[0].client_ids == (cid, cid + "-r1", cid + "-r2")
+    assert venue.net("AAA/USDT:USDT") == 0.0 and venue.net("BBB/USDT:USDT") == 0.0
+
+
+def test_close_that_keeps_failing_is_an_incident_and_leaves_the_legs(store: Store) -> None:
+    venue = FakeVenue()
+    ex = _executor(venue, store)
+    assert ex.enter(PAIR, "enter_long", _legs()).ok  # type: ignore[arg-type]
+    venue.reject = [InsufficientFunds] * 20
+    legs = [LegOrder(PAIR, "y", "exit", "AAA/USDT:USDT", "sell", 5.0, True),
+            LegOrder(PAIR, "x", "exit", "BBB/USDT:USDT", "buy", 3.0, True)]
+    closer = _executor(venue, store, T0 + timedelta(hours=4))
+    out = closer.close(PAIR, "exit", legs)
+    assert not out.ok and [f.complete for f in out.legs] == [False, False]
+    assert len(out.legs[0].client_ids) == closer.close_attempts
+    assert _amounts(store) == (5.0, -3.0)
+    assert [i["kind"] for i in closer.incidents] == ["exit_incomplete"]
 
 
 def test_resolve_pending_applies_late_fills_and_expires_the_rest(store: Store) -> None:
-    venue = FakeVenue(lose=1)
+    venue = FakeVenue(lose=1, blind=True)
     clock = SettableClock(T0)
     out = _executor(venue, store, clock=clock).fill_leg(_legs()[0])
     assert out.unknown
+    venue.lookup_fails = 0
     cid = out.client_ids[0]
     # The order did reach the venue after all (e.g. a slow gateway).
     venue.orders[cid] = OrderResult("77", cid, "AAA/USDT:USDT", "buy", "market", 5.0, 5.0,
@@ -333,8 +426,9 @@ def test_resolve_pending_applies_late_fills_and_expires_the_rest(store: Store) -
     assert _amounts(store) == (5.0, 0.0)
     assert [i["kind"] for i in ex.incidents] == ["late_fill"]
     # A lost one (never reached the venue) expires after the grace period.
-    venue2 = FakeVenue(lose=1)
+    venue2 = FakeVenue(lose=1, blind=True)
     out2 = _executor(venue2, store, later, clock).fill_leg(_legs()[1])
+    venue2.lookup_fails = 0
     clock.set(later + timedelta(hours=4))
     _executor(venue2, store, later + timedelta(hours=4), clock).resolve_pending()
     assert store.order(out2.client_ids[0])["status"] == "failed"

@@ -208,7 +208,7 @@ def test_partial_fill_is_completed(env: TickEnv) -> None:
     assert len(y) == 2
     first, rest = y.iloc[0], y.iloc[1]
     assert rest["client_id"] == first["client_id"] + "-r1"
-    assert first["status"] == "canceled" and 0 < first["filled"] < first["amount"]
+    assert first["status"] == "expired" and 0 < first["filled"] < first["amount"]
     assert first["filled"] + rest["filled"] == pytest.approx(first["amount"])
     assert not env.server.account.open_orders()
     state = env.store.pair_state(GRT_RUNE)
