@@ -1,9 +1,11 @@
 """Frozen, validated params: what analysts edit in ``params/*.yaml``.
 
 Each file loads into a frozen pydantic model that forbids unknown keys. Any problem --
-an unknown key, a wrong type, an inverted threshold, a non-positive lookback, a risk
-fraction outside (0, 0.1], an unknown timeframe -- raises one :class:`ConfigError`
-naming the file, the key, the value and what is allowed, before any network call or order.
+an unknown or repeated key, a wrong type, a non-finite number (``.inf``, ``-.inf``,
+``.nan``), an inverted threshold, a non-positive lookback, a risk fraction outside
+(0, 0.1], an unknown or sub-minute timeframe, an empty or malformed universe -- raises one
+:class:`ConfigError` naming the file, the key, the value and what is allowed, before any
+network call or order.
 
 Secrets never live here: API keys come from the environment (``PAIRLIB_API_KEY``,
 ``PAIRLIB_API_SECRET``) or a git-ignored ``.env`` file, via :func:`load_secrets`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -67,6 +70,14 @@ TIMEFRAMES: dict[str, int] = {
 }
 
 
+# Params refuse timeframes below one minute: client order ids carry the tick's minute.
+_MIN_TIMEFRAME_MS = 60_000
+
+# A universe entry: a unified symbol (BASE/QUOTE:SETTLE, optionally with a -suffix such as
+# a delivery date) or a venue id (no slash, colon or space).
+_SYMBOL_FORM = re.compile(r"[^\s/:]+/[^\s/:]+:[^\s/:]+|[^\s/:]+")
+
+
 def timeframe_ms(timeframe: str) -> int:
     """Length of one candle in milliseconds.
 
@@ -84,7 +95,15 @@ def timeframe_ms(timeframe: str) -> int:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    """Base of every params model: frozen, no unknown keys, and every number finite.
+
+    ``allow_inf_nan=False`` covers every float field of every model: YAML reads ``.inf``
+    and ``.nan`` as floats, and a bound such as ``gt=0`` lets ``.inf`` through.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 class VenueParams(_Frozen):
@@ -111,13 +130,10 @@ class VenueParams(_Frozen):
     @field_validator("sim_url")
     @classmethod
     def _loopback_only(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not v.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-            raise ValueError(
-                f"must be a loopback URL such as http://127.0.0.1:8765, got {v!r}"
-            )
-        return v.rstrip("/")
+        """The parsed loopback check of :func:`pairlib.checks.loopback_url` (canonical URL)."""
+        from pairlib.checks import loopback_url
+
+        return None if v is None else loopback_url("sim_url", v)
 
 
 class DataParams(_Frozen):
@@ -135,8 +151,37 @@ class DataParams(_Frozen):
     @field_validator("timeframe")
     @classmethod
     def _known_timeframe(cls, v: str) -> str:
+        """A timeframe ccxt knows, of one minute or more: client order ids are stamped to
+        the minute, so two ticks within one minute would reuse each other's ids."""
+        allowed = ", ".join(tf for tf, ms in TIMEFRAMES.items() if ms >= _MIN_TIMEFRAME_MS)
         if v not in TIMEFRAMES:
-            raise ValueError(f"unknown timeframe; allowed: {', '.join(TIMEFRAMES)}")
+            raise ValueError(f"unknown timeframe; allowed: {allowed}")
+        if TIMEFRAMES[v] < _MIN_TIMEFRAME_MS:
+            raise ValueError(
+                "shorter than one minute (client order ids are stamped to the minute); "
+                f"allowed: {allowed}"
+            )
+        return v
+
+    @field_validator("universe")
+    @classmethod
+    def _usable_universe(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """``null`` (top ``universe_size`` by volume) or at least two well-formed symbols."""
+        if v is None:
+            return v
+        if len(v) < 2:
+            raise ValueError(
+                "a pair needs at least two symbols; list two or more (e.g. "
+                "[BTC/USDT:USDT, ETH/USDT:USDT]) or use null for the top universe_size "
+                "by 24 h quote volume"
+            )
+        bad = [s for s in v if not _SYMBOL_FORM.fullmatch(s)]
+        if bad:
+            raise ValueError(
+                f"malformed symbol(s) {', '.join(repr(s) for s in bad)}; expected a unified "
+                "perpetual symbol BASE/QUOTE:SETTLE such as 'BTC/USDT:USDT', or a venue id "
+                "such as 'BTCUSDT'"
+            )
         return v
 
 
@@ -174,12 +219,17 @@ class RiskParams(_Frozen):
     -----
     Each new pair is sized so that a move of the spread from the entry z to the stop z
     loses ``risk_per_trade`` of current equity; legs are beta-weighted in notional.
+
+    ``unevaluable_exit_bars``: how many consecutive ticks an open pair may be held while it
+    cannot be evaluated (a leg's data unusable, a leg delisted); on the next such tick it is
+    closed reduce-only (exit reason ``exit_no_data``). 0 closes it at once.
     """
 
     risk_per_trade: float = Field(default=0.02, gt=0.0, le=0.1)
     max_positions: int = Field(default=5, ge=1, le=100)
     max_gross_leverage: float = Field(default=2.0, gt=0.0, le=20.0)
     max_leg_notional: float = Field(default=50_000.0, gt=0.0)
+    unevaluable_exit_bars: int = Field(default=1, ge=0, le=1000)
     kill_switch: bool = False
     kill_switch_file: Path | None = Path(".state/KILL")
 
@@ -265,6 +315,8 @@ def _allowed_hint(err: Mapping[str, Any]) -> str:
         return "unknown key; remove it or check its spelling"
     if kind == "literal_error":
         return f"allowed: {ctx.get('expected', '?')}"
+    if kind == "finite_number":
+        return "must be a finite number; .inf, -.inf and .nan are not allowed"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return str(err.get("msg", ""))
     if kind == "value_error":
@@ -282,6 +334,60 @@ def _resolve_allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         current = fields[part].annotation
     fields = getattr(current, "model_fields", None)
     return ", ".join(fields) if fields else ""
+
+
+class _DuplicateKeys(yaml.YAMLError):
+    """Keys repeated within one mapping; ``lines`` has one ``  key: line a and line b`` each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("duplicate keys")
+        self.lines = lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A :class:`yaml.SafeLoader` that refuses a key repeated in the same mapping, at any
+    depth (plain YAML loading keeps the last value silently). Merge keys (``<<``) may still
+    be overridden, as YAML intends."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        dups = _duplicate_keys(node)
+        if dups:
+            raise _DuplicateKeys(dups)
+        return self.construct_document(node)
+
+
+def _duplicate_keys(root: yaml.Node) -> list[str]:
+    """``  <dotted key>: line <first> and line <repeat>`` for each repeated mapping key."""
+    out: list[str] = []
+    seen: set[int] = set()  # nodes already walked (aliases share nodes; cycles are possible)
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    line = key.start_mark.line + 1
+                    ident = (key.tag, str(key.value))
+                    if ident in first:
+                        dotted = ".".join((*path, str(key.value)))
+                        out.append(f"  {dotted}: line {first[ident]} and line {line}")
+                    else:
+                        first[ident] = line
+                    walk(value, (*path, str(key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, str(i)))
+
+    walk(root, ())
+    return out
 
 
 def load_params(path: str | Path, model: type[M]) -> M:
@@ -302,14 +408,20 @@ def load_params(path: str | Path, model: type[M]) -> M:
     Raises
     ------
     ConfigError
-        Missing file, invalid YAML, or any validation problem. The message names the file,
-        each offending key, its value and what is allowed.
+        Missing file, invalid YAML, a key repeated in one mapping (named with both line
+        numbers), or any validation problem. The message names the file, each offending
+        key, its value and what is allowed.
     """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: params file not found")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKeys as e:
+        raise ConfigError(
+            f"{p}: duplicate keys (each key may appear only once in a mapping; YAML would "
+            "silently keep the last): remove the repeats\n" + "\n".join(e.lines)
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):

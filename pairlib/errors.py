@@ -5,7 +5,7 @@ Every error the library raises on purpose derives from :class:`PairlibError`::
     PairlibError
     ├── ConfigError              bad params file: names file, key, value and what is allowed
     ├── DataError                unusable market data (too short, no symbols left, ...)
-    ├── StoreError               state store problems (schema too new, ...)
+    ├── StoreError               state database unusable: corrupt, locked, read-only, disk full, ...
     ├── LiveTradingRefused       live venue requested without every required flag and key
     └── ExchangeError            anything that went wrong talking to a venue
         ├── ExchangeUnavailable  network failure, timeout, 5xx, maintenance (retryable)
@@ -50,7 +50,9 @@ class DataError(PairlibError):
 
 
 class StoreError(PairlibError):
-    """The state store cannot be opened or migrated."""
+    """The state database cannot be opened, migrated, read or written (corrupt or truncated
+    file, locked by another process, read-only, disk full, schema too new, ...) or a store
+    call was given inconsistent data; the message names the file and what to do."""
 
 
 class LiveTradingRefused(PairlibError):

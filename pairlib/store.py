@@ -5,14 +5,20 @@ fills, funding, ticks, decisions, incidents and equity.
   (:data:`MIGRATIONS`); opening a database written by a newer pairlib fails clearly.
 * One transaction per state change: every public mutator runs inside :meth:`Store.tx`.
 * The store is passed in (no module-level connection). Times are ISO-8601 UTC strings.
+* Every SQLite failure -- when opening, migrating, reading or writing -- surfaces as one
+  :class:`~pairlib.errors.StoreError` whose one-line message names the database file and
+  what to do (corrupt or truncated file, locked by another process, read-only, disk full),
+  never as a bare :mod:`sqlite3` error: the connection itself translates (:class:`_Connection`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -159,6 +165,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX accepted_positions_symbol ON accepted_positions(symbol, id);
     """,
+    # 3: a close (exit, stop, flatten, exit_no_data) begun and not completed: the pair keeps
+    # its position until the venue holds none of its legs.
+    """
+    ALTER TABLE pair_state ADD COLUMN closing TEXT;
+    """,
 )
 
 
@@ -187,23 +198,65 @@ class Store:
     ----------
     path : str or Path
         Database file; its folder is created. ``":memory:"`` for tests.
+    busy_timeout_s : float
+        How long a statement waits for another process's lock before failing with
+        :class:`StoreError` ("locked by another process").
+
+    Raises
+    ------
+    StoreError
+        The file cannot be opened or migrated: not a SQLite database, corrupt or truncated,
+        locked, read-only while a migration is due, its folder cannot be created, or its
+        schema is newer than this pairlib. Every later method raises it too on any SQLite
+        failure.
+
+    Notes
+    -----
+    A database file that exists but is not writable -- by permission, or because its owner
+    write bit is clear (``chmod 0444``), which is honoured even for root, who could write it
+    anyway -- is opened read-only (``mode=ro``): reads work and the first write raises
+    :class:`StoreError` ("is read-only"). :attr:`read_only` tells which.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
         self.path = str(path)
+        self.busy_timeout_s = float(busy_timeout_s)
+        self.read_only = False
+        target = self.path
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+            file = Path(self.path)
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot create the folder of {self.path} ({e.strerror}): create it, or "
+                    "point state_dir at a writable folder"
+                ) from e
+            self.read_only = _not_writable(file)
+            if self.read_only:
+                target = f"{file.resolve().as_uri()}?mode=ro"
+        with _translated(self.path, self.busy_timeout_s):
+            conn = sqlite3.connect(
+                target, isolation_level=None, timeout=self.busy_timeout_s,
+                uri=self.read_only, factory=_Connection,
+            )
+        assert isinstance(conn, _Connection)
+        conn.db_path, conn.busy_timeout_s = self.path, self.busy_timeout_s
+        self._conn: _Connection = conn
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
 
     @classmethod
-    def at(cls, state_dir: str | Path) -> Store:
+    def at(cls, state_dir: str | Path, busy_timeout_s: float = 30.0) -> Store:
         """Open the project's database, ``<state_dir>/pairlib.db`` (created on first use)."""
-        return cls(Path(state_dir) / DB_NAME)
+        return cls(Path(state_dir) / DB_NAME, busy_timeout_s=busy_timeout_s)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
@@ -246,14 +299,22 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed on success, rolled back on any exception."""
+        """One transaction: committed on success, rolled back on any exception.
+
+        A failed ``COMMIT`` (disk full, I/O error) is rolled back too, so a
+        :class:`StoreError` from here always means none of the transaction was committed.
+        SQLite may already have rolled back on its own (it does on a full disk): the explicit
+        rollback then is skipped, so the original error is the one raised.
+        """
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                with suppress(StoreError):  # the error that got us here is the one to report
+                    self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     # -- generic reads -------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
@@ -704,7 +765,8 @@ def _jsonable(v: Any) -> Any:
 
 
 _PAIR_STATE_COLUMNS = (
-    "pair_id", "y", "x", "beta", "alpha", "position", "locked_out", "amount_y", "amount_x",
+    "pair_id", "y", "x", "beta", "alpha", "position", "locked_out", "closing", "amount_y",
+    "amount_x",
     "entry_z", "entry_time", "entry_price_y", "entry_price_x", "spread_std", "pair_set_id",
     "updated_tick",
 )
@@ -741,3 +803,127 @@ def _upsert_order(c: sqlite3.Connection, order: Mapping[str, Any]) -> None:
         f" ON CONFLICT(client_id) DO UPDATE SET {updates}",
         values,
     )
+
+
+# -- SQLite errors -> StoreError ------------------------------------------------------------
+
+
+def _not_writable(file: Path) -> bool:
+    """True when ``file`` exists and this process may not, or should not, write it.
+
+    ``os.access`` is always true for root, so a clear owner write bit (``chmod 0444``)
+    also counts: whoever cleared it froze the file on purpose.
+    """
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return False
+    return not (mode & stat.S_IWUSR) or not os.access(file, os.W_OK)
+
+
+def _explain(path: str, e: sqlite3.Error, busy_timeout_s: float) -> str:
+    """One line naming the database file, what is wrong with it and what to do."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_NOTADB:
+        return (f"{path} is not a SQLite database (corrupt or truncated): restore it from a "
+                "backup or move it aside to start fresh")
+    if primary == sqlite3.SQLITE_CORRUPT:
+        return (f"{path} is corrupt or truncated ({e}): restore it from a backup or move it "
+                "aside to start fresh")
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (f"{path} is locked by another process (waited {busy_timeout_s:g} s): let the "
+                "other pairlib command finish (or stop it) and rerun; nothing was committed")
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+        return (f"{path} is read-only: make the file and its folder writable by this user "
+                "(e.g. chmod u+w), or point state_dir at a writable copy; nothing was committed")
+    if primary == sqlite3.SQLITE_FULL:
+        return (f"disk full while writing {path}: free space and rerun the tick (the failed "
+                "change was not committed)")
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        return (f"cannot open {path}: it must be a file, and it and its folder must be "
+                "readable and writable by this user")
+    if primary == sqlite3.SQLITE_IOERR:
+        return f"disk I/O error on {path} ({e}): check the disk, then rerun"
+    return f"{path}: SQLite error: {e}"
+
+
+@contextmanager
+def _translated(path: str, busy_timeout_s: float) -> Iterator[None]:
+    """Re-raise any :class:`sqlite3.Error` as :class:`StoreError` (original attached)."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise StoreError(_explain(path, e, busy_timeout_s)) from e
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: every SQLite error it or its cursors raise, on a statement or
+    a fetch, becomes a :class:`StoreError` naming the file (the one place errors are
+    translated, so no store method needs its own handling)."""
+
+    db_path: str = "?"
+    busy_timeout_s: float = 0.0
+
+    def _guard(self) -> AbstractContextManager[None]:
+        return _translated(self.db_path, self.busy_timeout_s)
+
+    def cursor(self, factory: Any = None) -> Any:
+        with self._guard():
+            return super().cursor(factory or _Cursor)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        with self._guard():
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        with self._guard():
+            return super().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        with self._guard():
+            return super().executescript(sql_script)
+
+    def commit(self) -> None:
+        with self._guard():
+            super().commit()
+
+    def rollback(self) -> None:
+        with self._guard():
+            super().rollback()
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor of :class:`_Connection` whose statements and fetches translate errors too."""
+
+    def _guard(self) -> AbstractContextManager[None]:
+        conn = self.connection
+        return _translated(getattr(conn, "db_path", "?"), getattr(conn, "busy_timeout_s", 0.0))
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        with self._guard():
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _Cursor:
+        with self._guard():
+            return super().executemany(sql, seq_of_parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        with self._guard():
+            return super().executescript(sql_script)
+
+    def fetchone(self) -> Any:
+        with self._guard():
+            return super().fetchone()
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        with self._guard():
+            return super().fetchmany(size)
+
+    def fetchall(self) -> list[Any]:
+        with self._guard():
+            return super().fetchall()
+
+    def __next__(self) -> Any:
+        with self._guard():
+            return super().__next__()
