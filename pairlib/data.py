@@ -17,8 +17,15 @@ Conventions
 * **Window.** :func:`load_market_data` returns the last ``bars`` closed candles on a regular
   grid, one column per kept symbol (unified symbols). A symbol listed inside the window has
   NaN before its first candle; a kept symbol lagging by at most ``stale_bars`` candles has its
-  last close carried forward over the missing tail (``quality.lag_bars`` shows it). Kept
-  symbols have no other NaN.
+  last close carried forward over the missing tail (``quality.lag_bars`` shows it).
+* **Decision window.** With ``decision_bars=k`` only the last ``k`` candles of the window are
+  gated: a defect there (missing, duplicated, NaN, infinite or <= 0 candle) drops the symbol,
+  while an older defect keeps it, is counted in ``quality.masked`` and described in
+  ``quality.notes``, and leaves the close (and quote volume) of that bar NaN, so a rolling
+  statistic over the trailing ``k`` bars is computed exactly as on clean data (and a window
+  that holds the NaN bar yields NaN, never a value built on a bad price). With
+  ``decision_bars=None`` the whole window is gated, and kept symbols have no NaN other than
+  before their listing.
 * **quote_volume** per candle is ``volume * (high + low + close) / 3`` (ccxt's unified OHLCV
   carries base volume only); the universe ranking uses the venue's exact 24 h quote volume.
 
@@ -40,16 +47,40 @@ Quality (one row per symbol, :func:`quality_report`)
 ----------------------------------------------------
 ``rows`` distinct candles in the window, ``first``/``last`` open times, ``gaps`` (missing
 candles between first and last), ``duplicates`` (repeated open times), ``nans`` and
-``nonpositive`` (candles with a NaN or a price <= 0 in open/high/low/close), ``lag_bars``
-(closed candles missing at the end), ``stale`` (``lag_bars > stale_bars``), ``too_short``
-(``rows < min_history_bars``), ``ok`` (none of the defects) and ``reason`` (why not ok,
-empty when ok). Any defect drops the symbol; the reason reaches ``MarketData.dropped``.
+``nonpositive`` (candles with a NaN or infinite price, or a price <= 0, in open/high/low/close),
+``masked`` (bars older than the decision window that are missing or defective; their close is
+NaN; always 0 without a decision window), ``jumps`` (one-bar close-to-close moves between two
+clean adjacent candles with ``|log return| >`` :data:`JUMP_LOG_RETURN`) and
+``max_abs_log_return`` (the largest such move, NaN with fewer than two adjacent clean
+candles), ``lag_bars`` (closed candles missing at the end), ``stale`` (``lag_bars >
+stale_bars``), ``too_short`` (``rows < min_history_bars``), ``ok`` (no gating defect),
+``reason`` (why not ok, empty when ok) and ``notes`` (what was found but does not drop the
+symbol: masked bars and jumps; empty when there is nothing to say). The counts cover the
+whole window; a symbol is dropped for a gap, duplicate, NaN or price <= 0 inside the gated
+range (the decision window, or the whole window without one), for being stale, too short or
+failing to fetch, and the reason reaches ``MarketData.dropped``. A jump never drops a symbol:
+a large move the venue serves on an otherwise valid candle may be real, so it is reported
+for the operator rather than silently kept or silently removed.
+
+Cache checks
+------------
+A cache file is checked on every read, because a file that is trusted as it is would freeze
+a bad candle forever (a closed candle is fetched once). A file that cannot be read, or whose
+open times are out of order or off the timeframe's grid, is discarded and the window is
+fetched again. Rows that repeat an open time, or hold a NaN, infinite or <= 0 price or a NaN,
+infinite or negative volume, are dropped; those and the holes between the file's first row
+and its recorded end inside the window are fetched again (one range from the earliest to
+the latest). The recorded ``covered_to_ms`` is clamped to the last valid row the file holds,
+so metadata that claims candles the file lacks (for instance a range pushed past the venue's
+clock) cannot stop them from being fetched. Every such finding is logged as a warning.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
+import math
 import os
 import re
 import threading
@@ -65,7 +96,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pairlib.clock import to_ms
+from pairlib.clock import from_ms, to_ms
 from pairlib.config import DataParams, timeframe_ms
 from pairlib.errors import DataError, ExchangeError
 from pairlib.exchange import Exchange
@@ -75,6 +106,7 @@ __all__ = [
     "OHLCV_COLUMNS",
     "QUALITY_COLUMNS",
     "CandleCache",
+    "JUMP_LOG_RETURN",
     "MarketData",
     "closed_candles",
     "load_market_data",
@@ -86,16 +118,27 @@ OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 """Columns of a candle frame (index: ``open_time``)."""
 
 QUALITY_COLUMNS: tuple[str, ...] = (
-    "rows", "first", "last", "gaps", "duplicates", "nans", "nonpositive", "lag_bars",
-    "stale", "too_short", "ok", "reason",
+    "rows", "first", "last", "gaps", "duplicates", "nans", "nonpositive", "masked", "jumps",
+    "max_abs_log_return", "lag_bars", "stale", "too_short", "ok", "reason", "notes",
 )
 """Columns of the quality report (index: ``symbol``)."""
+
+JUMP_LOG_RETURN = 0.2
+"""A one-bar close-to-close move with ``|log return|`` above this is a jump (+22 % / -18 %).
+
+Calibrated for the 4h candles the strategy trades: about ten typical 4h standard deviations
+of a liquid perpetual, so it flags venue glitches, fat-finger prints and real shocks alike.
+Jumps are reported (``quality.jumps``, ``quality.notes``), never dropped: the venue served
+them on otherwise valid candles, and only the operator can tell a glitch from a crash.
+"""
 
 _PRICE_COLUMNS = ["open", "high", "low", "close"]
 _META_KEY = b"pairlib.ohlcv"
 _MAX_FOLLOW_UP_ROUNDS = 64
 _WRITERS = 4  # cache files written in parallel (file-system latency, not CPU, dominates)
 _TMP_SEQ = itertools.count()
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- records
@@ -109,9 +152,11 @@ class MarketData:
     ----------
     closes : DataFrame
         Close prices; index ``open_time`` (UTC candle open times, regular grid), columns
-        the kept unified symbols.
+        the kept unified symbols. NaN before a symbol's listing and, with a decision
+        window, at bars older than it that are missing or defective (``quality.masked``);
+        the last ``decision_bars`` rows of a kept symbol are clean.
     quote_volume : DataFrame
-        Quote-currency volume per candle, same shape as ``closes``.
+        Quote-currency volume per candle, same shape as ``closes`` (NaN where the close is).
     quality : DataFrame
         One row per requested symbol (index ``symbol``), columns :data:`QUALITY_COLUMNS`.
     dropped : dict
@@ -122,6 +167,8 @@ class MarketData:
         The Parquet cache root.
     requests : int
         HTTP requests made for candles (retries included); 0 when all came from the cache.
+    decision_bars : int or None
+        The trailing candles that were gated (None: the whole window).
     """
 
     closes: pd.DataFrame
@@ -131,6 +178,7 @@ class MarketData:
     as_of: datetime
     cache_dir: Path
     requests: int = 0
+    decision_bars: int | None = None
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -199,6 +247,77 @@ def _last_closed_open_ms(now_ms: int, tf: int) -> int:
     return (now_ms // tf) * tf - tf
 
 
+@dataclass(frozen=True)
+class _Defects:
+    """Where the candles of one symbol are missing or defective (open times in ms).
+
+    ``bad_times`` are distinct open times whose candle is duplicated or has a NaN, infinite
+    or <= 0 price; ``gap_times`` are grid times between the first and the last candle that
+    have none. Row-level flags (``nan_row``, ``nonpos_row``) follow the input rows.
+    """
+
+    uniq: np.ndarray
+    counts: np.ndarray
+    row_of: np.ndarray  # per distinct open time: the index of (the last) row holding it
+    bad: np.ndarray  # per distinct open time
+    nan_row: np.ndarray
+    nonpos_row: np.ndarray
+    gap_times: np.ndarray
+
+    @property
+    def bad_times(self) -> np.ndarray:
+        return self.uniq[self.bad]
+
+
+def _defects(open_ms: np.ndarray, prices: np.ndarray, tf: int) -> _Defects:
+    """Defects of candles given as open times (any order, repeats allowed) and (n, 4) OHLC."""
+    open_ms = np.asarray(open_ms, dtype=np.int64)
+    uniq, inv, counts = np.unique(open_ms, return_inverse=True, return_counts=True)
+    if prices.size:
+        finite = np.isfinite(prices)
+        nan_row = (~finite).any(axis=1)
+        with np.errstate(invalid="ignore"):
+            nonpos_row = ((prices <= 0) & finite).any(axis=1)
+    else:
+        nan_row = nonpos_row = np.zeros(open_ms.size, dtype=bool)
+    bad = counts > 1
+    np.logical_or.at(bad, inv, nan_row | nonpos_row)
+    row_of = np.empty(uniq.size, dtype=np.int64)
+    row_of[inv] = np.arange(open_ms.size)
+    if uniq.size:
+        grid = np.arange(int(uniq[0]), int(uniq[-1]) + tf, tf, dtype=np.int64)
+        gap_times = np.setdiff1d(grid, uniq, assume_unique=True)
+    else:
+        gap_times = np.empty(0, dtype=np.int64)
+    return _Defects(uniq, counts, row_of, bad, nan_row, nonpos_row, gap_times)
+
+
+def _jumps(d: _Defects, close: np.ndarray, tf: int) -> tuple[int, float, int | None]:
+    """Jumps between clean adjacent candles: count, largest ``|log return|``, and the open
+    time of the candle that ends the largest move (None without a move)."""
+    if not d.uniq.size:
+        return 0, math.nan, None
+    good_t = d.uniq[~d.bad]
+    if good_t.size < 2:
+        return 0, math.nan, None
+    c = close[d.row_of[~d.bad]]  # a clean open time has exactly one row
+    adjacent = np.diff(good_t) == tf
+    if not adjacent.any():
+        return 0, math.nan, None
+    r = np.abs(np.diff(np.log(c)))[adjacent]
+    ends = good_t[1:][adjacent]
+    k = int(np.argmax(r))
+    return int((r > JUMP_LOG_RETURN).sum()), float(r[k]), int(ends[k])
+
+
+def _plural(k: int, what: str) -> str:
+    return f"{k} {what}{'s' if k != 1 else ''}"
+
+
+def _iso(open_ms: int) -> str:
+    return from_ms(int(open_ms)).strftime("%Y-%m-%dT%H:%MZ")
+
+
 def _quality_record(
     symbol: str,
     open_ms: np.ndarray,
@@ -207,47 +326,73 @@ def _quality_record(
     expected_last: int,
     min_bars: int,
     stale_bars: int,
+    decision_bars: int | None = None,
 ) -> dict[str, Any]:
-    """One row of the quality report from open times and (n, 4) OHLC prices."""
-    uniq = np.unique(open_ms)
-    rows = int(uniq.size)
-    duplicates = int(open_ms.size - uniq.size)
-    if prices.size:
-        nan = np.isnan(prices)
-        nans = int(nan.any(axis=1).sum())
-        with np.errstate(invalid="ignore"):
-            nonpos = int(((prices <= 0) & ~nan).any(axis=1).sum())
-    else:
-        nans = nonpos = 0
+    """One row of the quality report from open times and (n, 4) OHLC prices.
+
+    With ``decision_bars`` only defects of candles opening in the last ``decision_bars``
+    bars up to ``expected_last`` gate the symbol; older ones are counted in ``masked``.
+    """
+    d = _defects(open_ms, prices, tf)
+    rows = int(d.uniq.size)
+    duplicates = int(np.asarray(open_ms).size - rows)
+    nans = int(d.nan_row.sum())
+    nonpos = int(d.nonpos_row.sum())
+    gaps = int(d.gap_times.size)
     if rows:
-        first_ms, last_ms = int(uniq[0]), int(uniq[-1])
-        gaps = int((last_ms - first_ms) // tf + 1 - rows)
+        first_ms, last_ms = int(d.uniq[0]), int(d.uniq[-1])
         lag = max(0, (expected_last - last_ms) // tf)
     else:
         first_ms = last_ms = 0
-        gaps = 0
         lag = -1
     stale = rows == 0 or lag > stale_bars
     too_short = rows < min_bars
 
-    def n(k: int, what: str) -> str:
-        return f"{k} {what}{'s' if k != 1 else ''}"
+    # The gated range: the decision window, or everything without one.
+    if decision_bars is None:
+        lo = np.iinfo(np.int64).min
+        where = ""
+    else:
+        lo = expected_last - (int(decision_bars) - 1) * tf
+        where = f" in the decision window (last {_plural(int(decision_bars), 'candle')})"
+    row_in = np.asarray(open_ms, dtype=np.int64) >= lo
+    gaps_in = int((d.gap_times >= lo).sum())
+    dup_in = int((d.counts[d.uniq >= lo] - 1).sum())
+    nans_in = int(d.nan_row[row_in].sum())
+    nonpos_in = int(d.nonpos_row[row_in].sum())
+    masked = int((d.bad & (d.uniq < lo)).sum() + (d.gap_times < lo).sum())
 
     reasons: list[str] = []
     if rows == 0:
         reasons.append("no closed candles")
-    if gaps:
-        reasons.append(f"{n(gaps, 'missing candle')} (gaps)")
-    if duplicates:
-        reasons.append(n(duplicates, "duplicated open time"))
-    if nans:
-        reasons.append(f"{n(nans, 'candle')} with NaN prices")
-    if nonpos:
-        reasons.append(f"{n(nonpos, 'candle')} with prices <= 0")
+    if gaps_in:
+        reasons.append(f"{_plural(gaps_in, 'missing candle')} (gaps){where}")
+    if dup_in:
+        reasons.append(f"{_plural(dup_in, 'duplicated open time')}{where}")
+    if nans_in:
+        reasons.append(f"{_plural(nans_in, 'candle')} with NaN or infinite prices{where}")
+    if nonpos_in:
+        reasons.append(f"{_plural(nonpos_in, 'candle')} with prices <= 0{where}")
     if rows and stale:
         reasons.append(f"stale: last closed candle {lag} bars behind (allowed {stale_bars})")
     if rows and too_short:
         reasons.append(f"too short: {rows} < {min_bars} bars")
+
+    notes: list[str] = []
+    if masked:
+        notes.append(
+            f"{_plural(masked, 'candle')} older than the decision window (last "
+            f"{decision_bars}) missing or defective (gaps, duplicated, NaN or <= 0): "
+            "close left NaN"
+        )
+    close = prices[:, 3] if prices.size else np.empty(0)
+    jumps, max_move, max_at = _jumps(d, close, tf)
+    if jumps and max_at is not None:
+        notes.append(
+            f"{_plural(jumps, 'one-bar move')} with |log return| > {JUMP_LOG_RETURN} "
+            f"(largest {max_move:.3f}, candle opening {_iso(max_at)}): served by the venue, "
+            "kept; check it"
+        )
     return {
         "symbol": symbol,
         "rows": rows,
@@ -257,11 +402,15 @@ def _quality_record(
         "duplicates": duplicates,
         "nans": nans,
         "nonpositive": nonpos,
+        "masked": masked,
+        "jumps": jumps,
+        "max_abs_log_return": max_move,
         "lag_bars": int(lag),
         "stale": bool(stale),
         "too_short": bool(too_short),
         "ok": not reasons,
         "reason": "; ".join(reasons),
+        "notes": "; ".join(notes),
     }
 
 
@@ -271,10 +420,24 @@ def _quality_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         out[col] = pd.to_datetime(out[col].astype("float64"), unit="ms", utc=True)
     out = out.astype(
         {"rows": "int64", "gaps": "int64", "duplicates": "int64", "nans": "int64",
-         "nonpositive": "int64", "lag_bars": "int64", "stale": "bool", "too_short": "bool",
-         "ok": "bool", "reason": "str"}
+         "nonpositive": "int64", "masked": "int64", "jumps": "int64",
+         "max_abs_log_return": "float64", "lag_bars": "int64", "stale": "bool",
+         "too_short": "bool", "ok": "bool", "reason": "str", "notes": "str"}
     )
     return out.set_index("symbol")
+
+
+def _check_decision_bars(decision_bars: int | None, n_bars: int | None) -> int | None:
+    """``decision_bars`` as an int (or None); an integer in ``[1, n_bars]`` is allowed."""
+    if decision_bars is None:
+        return None
+    upper = "" if n_bars is None else f", at most the window's {n_bars} bars"
+    if isinstance(decision_bars, bool) or not isinstance(decision_bars, int | np.integer) \
+            or decision_bars < 1 or (n_bars is not None and decision_bars > n_bars):
+        raise DataError(
+            f"decision_bars must be None or a positive integer{upper}; got {decision_bars!r}"
+        )
+    return int(decision_bars)
 
 
 def quality_report(
@@ -283,6 +446,7 @@ def quality_report(
     now: datetime,
     min_bars: int,
     stale_bars: int,
+    decision_bars: int | None = None,
 ) -> pd.DataFrame:
     """Per-symbol data-quality checks of closed-candle frames (pure).
 
@@ -299,22 +463,32 @@ def quality_report(
         Fewer distinct candles than this is ``too_short``.
     stale_bars : int
         More missing candles at the end than this is ``stale``.
+    decision_bars : int, optional
+        Gate only the candles opening in the last ``decision_bars`` bars up to the last
+        closed candle; older defects are counted in ``masked``. None gates every candle.
 
     Returns
     -------
     DataFrame
         Index ``symbol`` (in the order of ``frames``), columns :data:`QUALITY_COLUMNS`; see
-        the module docstring. ``ok`` is False on any defect, and ``reason`` says which.
-        ``first``/``last`` are NaT and ``lag_bars`` is -1 for a symbol without candles.
+        the module docstring. ``ok`` is False on a gating defect, and ``reason`` says which;
+        ``notes`` describes masked bars and jumps. ``first``/``last`` are NaT and
+        ``lag_bars`` is -1 for a symbol without candles.
+
+    Raises
+    ------
+    DataError
+        ``decision_bars`` is not None and not a positive integer.
     """
     tf = int(timeframe_ms)
+    decision_bars = _check_decision_bars(decision_bars, None)
     expected_last = _last_closed_open_ms(to_ms(now), tf)
     records = [
         _quality_record(
             sym,
             _index_ms(df.index) if len(df) else np.empty(0, dtype=np.int64),
             df[_PRICE_COLUMNS].to_numpy(dtype=np.float64),
-            tf, expected_last, min_bars, stale_bars,
+            tf, expected_last, min_bars, stale_bars, decision_bars,
         )
         for sym, df in frames.items()
     ]
@@ -373,7 +547,9 @@ class CandleCache:
             return _Cached(
                 open_ms, values, int(meta["covered_from_ms"]), int(meta["covered_to_ms"])
             )
-        except (OSError, KeyError, ValueError, pa.ArrowException):
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as e:
+            log.warning("cache file %s cannot be read (%s: %s); its candles are fetched "
+                        "again", p, type(e).__name__, e)
             return None  # a damaged cache file is refetched, never trusted
 
     def write(self, symbol: str, cached: _Cached) -> None:
@@ -410,6 +586,90 @@ def _merge(
     v = np.concatenate([new_v, old_v]) if len(old_v) else new_v
     uniq, first = np.unique(ms, return_index=True)  # first occurrence: new before old
     return uniq, v[first]
+
+
+def _vet_cached(
+    symbol: str, c: _Cached, tf: int, window_lo: int, last_open: int
+) -> tuple[_Cached | None, list[tuple[int, int]]]:
+    """Check cached candles before they are used (see "Cache checks" in the module doc).
+
+    Returns
+    -------
+    cached : _Cached or None
+        The valid rows, with ``covered_to_ms`` clamped to the last of them; None when the
+        file is not usable at all (rows out of order or off the grid): fetch the window.
+    repair : list of (int, int)
+        At most one range of open times inside ``[window_lo, last_open]`` to fetch again
+        (defective rows dropped here, and holes the file has inside its covered range).
+    """
+    ms, v = c.open_ms, c.values
+    if v.shape != (ms.size, len(OHLCV_COLUMNS)):
+        log.warning("cache %s: %d open times but values of shape %s; fetching its window "
+                    "again", symbol, ms.size, v.shape)
+        return None, []
+    if ms.size and (np.any(np.diff(ms) < 0) or np.any((ms - last_open) % tf)):
+        log.warning("cache %s: open times out of order or off the %d ms grid; fetching its "
+                    "window again", symbol, tf)
+        return None, []
+    problems: list[str] = []
+    repeated = np.zeros(ms.size, dtype=bool)
+    same = np.diff(ms) == 0
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    if repeated.any():
+        problems.append(f"{_plural(int(same.sum()), 'repeated open time')}")
+    prices, volume = v[:, :4], v[:, 4]
+    with np.errstate(invalid="ignore"):
+        bad_price = ~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1)
+        bad_volume = ~np.isfinite(volume) | (volume < 0)
+    if bad_price.any():
+        problems.append(f"{_plural(int(bad_price.sum()), 'row')} with a NaN, infinite or "
+                        "<= 0 price")
+    if bad_volume.any():
+        problems.append(f"{_plural(int(bad_volume.sum()), 'row')} with a NaN, infinite or "
+                        "negative volume")
+    bad = repeated | bad_price | bad_volume
+    held = ms[~bad]
+    last_held = int(held[-1]) if held.size else c.covered_from_ms - tf
+    covered_to = min(c.covered_to_ms, last_held)
+    if c.covered_to_ms > last_held:
+        problems.append(
+            f"metadata says candles up to {_iso(c.covered_to_ms)} are held, the last valid "
+            f"row opens {_iso(last_held) if held.size else 'nowhere (no valid row)'}"
+        )
+    redo = ms[bad]
+    if ms.size:  # holes between the file's first row and its (clamped) end
+        lo, hi = max(window_lo, int(ms[0])), min(last_open, covered_to)
+        if hi >= lo:
+            grid = np.arange(lo, hi + tf, tf, dtype=np.int64)
+            holes = np.setdiff1d(grid, held, assume_unique=True)
+            holes = np.setdiff1d(holes, redo)
+            if holes.size:
+                problems.append(f"{_plural(int(holes.size), 'missing candle')} inside its "
+                                "covered range")
+                redo = np.concatenate([redo, holes])
+    redo = redo[(redo >= window_lo) & (redo <= last_open)]
+    repair = [(int(redo.min()), int(redo.max()))] if redo.size else []
+    if problems:
+        log.warning(
+            "cache %s: %s; %s", symbol, "; ".join(problems),
+            f"fetching {_iso(repair[0][0])} .. {_iso(repair[0][1])} again" if repair
+            else "nothing of it is in the window"
+        )
+    vetted = _Cached(held, v[~bad], c.covered_from_ms, covered_to)
+    return vetted, repair
+
+
+def _coalesce(ranges: Sequence[tuple[int, int]], tf: int) -> list[tuple[int, int]]:
+    """Sorted ranges of open times with overlapping or adjacent ones merged (so no candle
+    is asked for twice)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + tf:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 # --------------------------------------------------------------------------- universe
@@ -519,18 +779,21 @@ def _merge_and_check(
     window_lo: int,
     last_open: int,
     params: DataParams,
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict[str, Any]]]:
+    decision_bars: int | None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[dict[str, Any]]]:
     """Merge fetched candles into the cache (writes via ``submit``), cut each symbol's window
-    and check its quality. Returns the windows ``(open_ms, values)`` and quality records."""
+    and check its quality. Returns the windows ``(open_ms, values, bad_times)`` (the open
+    times of the window's duplicated or defective candles) and the quality records."""
     n_fields = len(OHLCV_COLUMNS)
     expected_last = last_open
-    windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    windows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     records: list[dict[str, Any]] = []
     for sym in universe:
         if sym in failed:
-            windows[sym] = (np.empty(0, np.int64), np.empty((0, n_fields)))
+            windows[sym] = (np.empty(0, np.int64), np.empty((0, n_fields)),
+                            np.empty(0, np.int64))
             rec = _quality_record(sym, windows[sym][0], np.empty((0, 4)), tf, expected_last,
-                                  params.min_history_bars, params.stale_bars)
+                                  params.min_history_bars, params.stale_bars, decision_bars)
             records.append({**rec, "reason": failed[sym]})
             continue
         c = cached[sym]
@@ -553,7 +816,6 @@ def _merge_and_check(
         lo = int(np.searchsorted(c.open_ms, window_lo, side="left"))
         hi = int(np.searchsorted(c.open_ms, last_open, side="right"))
         win_ms, win_v = c.open_ms[lo:hi], c.values[lo:hi]
-        windows[sym] = (win_ms, win_v)
         # The cache is unique by open time, so repeated candles can only come from this
         # fetch: count them in the quality report.
         if len(new_ms) and len(np.unique(new_ms)) < len(new_ms):
@@ -564,8 +826,11 @@ def _merge_and_check(
             q_v = np.concatenate([win_v, new_v[extra]])
         else:
             q_ms, q_v = win_ms, win_v
+        bad_times = _defects(q_ms, q_v[:, :4], tf).bad_times
+        windows[sym] = (win_ms, win_v, bad_times)
         records.append(_quality_record(sym, q_ms, q_v[:, :4], tf, expected_last,
-                                       params.min_history_bars, params.stale_bars))
+                                       params.min_history_bars, params.stale_bars,
+                                       decision_bars))
     return windows, records
 
 
@@ -579,6 +844,8 @@ def load_market_data(
     now: datetime,
     bars: int | None = None,
     max_concurrency: int = 8,
+    *,
+    decision_bars: int | None = None,
 ) -> MarketData:
     """Closed candles of a universe as of ``now``: cached, refreshed, checked, aligned.
 
@@ -597,6 +864,11 @@ def load_market_data(
         Window length in candles; default ``params.history_bars``.
     max_concurrency : int
         Requests in flight at once (ccxt's rate limiter still applies).
+    decision_bars : int, optional
+        How many trailing candles (ending at the last closed one) a decision uses and must
+        therefore be clean. A missing, duplicated, NaN or <= 0 candle among them drops the
+        symbol; an older one keeps it, its close (and quote volume) is NaN and it is counted
+        in ``quality.masked``. None (pair generation) gates the whole window.
 
     Returns
     -------
@@ -607,7 +879,9 @@ def load_market_data(
     Raises
     ------
     DataError
-        When no symbol survives the checks (the message lists the reasons).
+        When no symbol survives the checks (the message lists the reasons), or when
+        ``bars`` is not positive or ``decision_bars`` is not None or an integer in
+        ``[1, bars]``.
     ExchangeError
         When the venue cannot list its markets or volumes (per-symbol candle failures drop
         the symbol instead).
@@ -619,6 +893,7 @@ def load_market_data(
     n_bars = int(bars if bars is not None else params.history_bars)
     if n_bars <= 0:
         raise DataError(f"bars must be positive, got {n_bars}")
+    gate = _check_decision_bars(decision_bars, n_bars)
     tf = timeframe_ms(params.timeframe)
     now_ms = to_ms(now)
     last_open = _last_closed_open_ms(now_ms, tf)
@@ -626,9 +901,15 @@ def load_market_data(
     cache = CandleCache(Path(params.cache_dir), exchange.venue_key, params.timeframe)
 
     universe, unknown = select_universe(exchange, symbols, params)
-    cached: dict[str, _Cached | None] = {sym: cache.read(sym) for sym in universe}
+    cached: dict[str, _Cached | None] = {}
+    repairs: dict[str, list[tuple[int, int]]] = {}
+    for sym in universe:
+        raw = cache.read(sym)
+        cached[sym], repairs[sym] = (
+            _vet_cached(sym, raw, tf, window_lo, last_open) if raw is not None else (None, [])
+        )
 
-    # What to ask the venue for, per symbol: the window minus what the cache already covers.
+    # What to ask the venue for, per symbol: the window minus what the cache validly covers.
     ranges: dict[str, list[tuple[int, int]]] = {}
     for sym in universe:
         c = cached[sym]
@@ -641,8 +922,9 @@ def load_market_data(
                 rs.append((window_lo, c.covered_from_ms - tf))
             if c.covered_to_ms < last_open:
                 rs.append((c.covered_to_ms + tf, last_open))
+            rs.extend(repairs[sym])
         if rs:
-            ranges[sym] = rs
+            ranges[sym] = _coalesce(rs, tf)
 
     fetched, failed, sent = _fetch_ranges(exchange, ranges, params.timeframe, tf, max_concurrency)
 
@@ -651,10 +933,11 @@ def load_market_data(
         windows, records = _merge_and_check(
             universe, cached, ranges, fetched, failed, cache, writers.submit,
             tf=tf, now_ms=now_ms, window_lo=window_lo, last_open=last_open, params=params,
+            decision_bars=gate,
         )  # leaving the block waits for every cache write (and re-raises a failed one)
     for sym, reason in unknown.items():
         rec = _quality_record(sym, np.empty(0, np.int64), np.empty((0, 4)), tf,
-                              last_open, params.min_history_bars, params.stale_bars)
+                              last_open, params.min_history_bars, params.stale_bars, gate)
         records.append({**rec, "reason": reason})
 
     quality = _quality_frame(records)
@@ -664,17 +947,22 @@ def load_market_data(
         detail = "; ".join(f"{s}: {r}" for s, r in list(dropped.items())[:10])
         raise DataError(f"no symbol has usable {params.timeframe} data as of {now}: {detail}")
 
-    # Align: one regular grid of open times; kept symbols have no gaps or duplicates.
+    # Align: one regular grid of open times. Kept symbols have no defect in the gated range;
+    # a defective bar older than it is left NaN (a missing one is NaN already).
     n_grid = n_bars
     close = np.full((n_grid, len(kept)), np.nan)
     qvol = np.full((n_grid, len(kept)), np.nan)
     for j, sym in enumerate(kept):
-        ms, v = windows[sym]
+        ms, v, bad_times = windows[sym]
         pos = (ms - window_lo) // tf
         close[pos, j] = v[:, 3]
         qvol[pos, j] = v[:, 4] * (v[:, 1] + v[:, 2] + v[:, 3]) / 3.0
+        if bad_times.size:
+            bad_pos = (bad_times - window_lo) // tf
+            close[bad_pos, j] = np.nan
+            qvol[bad_pos, j] = np.nan
         if len(pos) and pos[-1] < n_grid - 1:  # lagging within stale_bars: carry forward
-            close[pos[-1] + 1:, j] = v[-1, 3]
+            close[pos[-1] + 1:, j] = close[pos[-1], j]
     grid = _index(window_lo + tf * np.arange(n_grid, dtype=np.int64))
     return MarketData(
         closes=pd.DataFrame(close, index=grid, columns=kept),
@@ -684,4 +972,5 @@ def load_market_data(
         as_of=now,
         cache_dir=Path(params.cache_dir),
         requests=sent,
+        decision_bars=gate,
     )
