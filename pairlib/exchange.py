@@ -16,7 +16,9 @@ What the adapter guarantees
   id (:meth:`Exchange.fetch_order_by_client_id`).
 * Every ccxt exception is translated into pairlib's tree (:mod:`pairlib.errors`) here, with
   ``raise ... from e`` so the original stays attached.
-* API keys never appear in ``repr``, log records or error messages (messages are scrubbed).
+* API keys never appear in ``repr``, log records or error messages, and neither does a
+  signed request's query (``timestamp``, ``recvWindow``, ``signature``): translated errors,
+  the exceptions chained to them, and the DEBUG logs of ccxt and urllib3 are scrubbed.
 * Returned records are frozen dataclasses with floats, millisecond ints and unified symbols
   (``"BTC/USDT:USDT"``).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import random
@@ -39,6 +42,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -46,6 +50,7 @@ from urllib.parse import urlsplit
 import ccxt
 
 from pairlib import errors
+from pairlib.checks import loopback_url
 from pairlib.config import SIM_API_KEY, SIM_API_SECRET, Secrets, VenueParams, timeframe_ms
 from pairlib.ratelimit import RetryPolicy, RollingWeightLimiter
 from pairlib.records import (
@@ -73,12 +78,33 @@ _WEIGHT_PER_MINUTE: dict[str, float] = {"binanceusdm": 2400.0}
 # Weight is the same per candle (1000 -> 5, 1500 -> 10).
 _OHLCV_PAGE_LIMIT: dict[str, int] = {"binanceusdm": 1000}
 _DEFAULT_OHLCV_PAGE_LIMIT = 500
+# Largest income-history (funding payment) page per request: Binance USDⓈ-M /fapi/v1/income
+# serves up to 1000 (default 100). Elsewhere 100, the common default, so that a venue never
+# clamps the page below what was asked (a clamped page would look like the last one).
+_FUNDING_PAGE_LIMIT: dict[str, int] = {"binanceusdm": 1000}
+_DEFAULT_FUNDING_PAGE_LIMIT = 100
 # Binance's newClientOrderId rule.
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 # Transient ccxt errors that make a read worth retrying (InvalidNonce is a NetworkError in
 # ccxt but means "clock outside recvWindow": retrying with the same clock will not help).
 _RETRYABLE: tuple[type[BaseException], ...] = (ccxt.NetworkError,)
 _NOT_RETRYABLE: tuple[type[BaseException], ...] = (ccxt.InvalidNonce,)
+# The query of a URL or path quoted in an error message (see _scrub), and a signing
+# parameter standing on its own.
+_URL_QUERY = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?#\"'<>]*)\?[^\s\"'<>#,]+")
+_SIGNING_PARAM = re.compile(
+    r"\b(?:signature|timestamp|recvWindow)=[^&\s\"'<>]*", re.IGNORECASE
+)
+# A credential header in a quoted headers mapping, as ccxt's debug log prints it
+# ({'X-MBX-APIKEY': '...'}).
+_SECRET_HEADER = re.compile(
+    r"""(['"])([^'"]*(?:key|secret|sign|passphrase|token)[^'"]*)\1(\s*:\s*)(['"])[^'"]*\4""",
+    re.IGNORECASE,
+)
+_MAX_CHAIN = 32  # chained exceptions scrubbed at most (a chain is a handful deep)
+# Loggers of the HTTP stack under the adapter that print request URLs, headers and bodies
+# at DEBUG level (ccxt's request/response log, urllib3's connection and retry logs).
+_HTTP_LOGGERS = ("ccxt.base.exchange", "urllib3.connectionpool", "urllib3.util.retry")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -100,11 +126,67 @@ def rewrite_api_urls(api: Any, base_url: str) -> Any:
     return api
 
 
-def _scrub(text: str, secrets: Sequence[str | None]) -> str:
+def _scrub(text: str, secrets: Sequence[str | None] = ()) -> str:
+    """``text`` fit for a message or log: no key, no signed query.
+
+    Each of ``secrets`` becomes ``***``. A signed request's query (``timestamp``,
+    ``recvWindow``, ``signature`` and the order's parameters) is dropped from every URL or
+    path quoting one, as ccxt does (``GET https://fapi.binance.com/fapi/v1/order?...``) and
+    urllib3 does (``Max retries exceeded with url: /fapi/v2/balance?...``); a signing
+    parameter standing anywhere else (a form body quoted in a message) is removed too. A
+    signature is a replayable credential until its recvWindow ends, and the query names the
+    account's orders: neither belongs in logs or incident records.
+    """
     for s in secrets:
         if s:
             text = text.replace(s, "***")
-    return text
+    text = _URL_QUERY.sub(r"\1?<query removed>", text)
+    text = _SECRET_HEADER.sub(r"\1\2\1\3\4***\4", text)
+    return _SIGNING_PARAM.sub("<signed parameter removed>", text)
+
+
+class _ScrubLogs(logging.Filter):
+    """Scrub (:func:`_scrub`) every record of the HTTP stack's loggers before any handler
+    sees it: at DEBUG level ccxt logs each request's full signed URL, its headers (the API
+    key among them) and its form body, and urllib3 logs the signed path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record is left to logging's own error handling
+            return True
+        clean = _scrub(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+_LOG_SCRUBBER = _ScrubLogs()
+for _name in _HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
+
+
+def _scrub_chain(e: BaseException, secrets: Sequence[str | None]) -> None:
+    """Scrub (:func:`_scrub`) the string arguments of ``e`` and of every exception chained
+    to it (``__cause__``, ``__context__``, exceptions among the arguments), in place.
+
+    A traceback of a translated error prints its cause, and ccxt's cause in turn prints the
+    ``requests``/``urllib3`` error it was raised from, each quoting the signed URL.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo and len(seen) < _MAX_CHAIN:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        args = x.args
+        clean = tuple(_scrub(a, secrets) if isinstance(a, str) else a for a in args)
+        if clean != args:
+            with contextlib.suppress(AttributeError, TypeError):  # args it refuses to take
+                x.args = clean
+        todo.extend([x.__cause__, x.__context__])
+        todo.extend(a for a in args if isinstance(a, BaseException))
 
 
 def translate_error(
@@ -121,12 +203,20 @@ def translate_error(
     secrets : sequence of str
         Strings scrubbed from the message (API key and secret).
 
+    Returns
+    -------
+    PairlibError
+        Its message is scrubbed (:func:`_scrub`): no key, secret, or signed query. ``e``
+        and the exceptions chained to it are scrubbed in place as well, so the traceback
+        of ``raise translated from e`` quotes none of them either.
+
     Notes
     -----
     Order matters: ccxt's ``OrderNotFound`` is an ``InvalidOrder``, ``RateLimitExceeded`` and
     ``DDoSProtection`` are ``NetworkError``\\ s, and ``InvalidNonce`` (timestamp outside
     recvWindow) is a ``NetworkError`` in ccxt but an authentication problem here.
     """
+    _scrub_chain(e, secrets)
     msg = _scrub(f"{context}: {type(e).__name__}: {e}", secrets)
     kind: type[errors.PairlibError]
     if isinstance(e, ccxt.InvalidNonce | ccxt.AuthenticationError):
@@ -330,10 +420,15 @@ class Exchange:
         venue : VenueParams
             ``kind``, ``exchange_id``, ``sim_url``, ``timeout_ms``, ``max_retries``.
         secrets : Secrets, optional
-            API keys. Required for ``demo`` and ``live``; ignored for ``paper`` (public data
-            only); for ``sim`` the simulator's default keys are used when absent.
+            API keys. Required for ``demo`` and ``live``. Never used for a simulated venue:
+            ``paper`` reads public data without keys, and ``sim`` always signs with the
+            simulator's fixed local pair (:data:`~pairlib.config.SIM_API_KEY`), so keys
+            loaded from the environment cannot reach a simulator URL whatever the caller
+            passes.
         sim_url : str, optional
-            The simulator's base URL (overrides ``venue.sim_url``); ``sim`` only.
+            The simulator's base URL (overrides ``venue.sim_url``); ``sim`` only. It must
+            pass :func:`pairlib.checks.loopback_url` (http, a loopback IP or ``localhost``,
+            no user info).
         retry_base_delay : float
             First backoff in seconds for retried reads (tests use a few ms).
         weight_per_minute : float, optional
@@ -343,35 +438,39 @@ class Exchange:
         Raises
         ------
         ConfigError
-            ``sim`` without a URL, ``demo`` without keys, unknown exchange id, exchange
-            without a sandbox for ``demo``.
+            ``sim`` without a URL or with one that is not loopback, ``demo`` without keys,
+            unknown exchange id, exchange without a sandbox for ``demo``.
         LiveTradingRefused
             ``live`` without keys.
         """
         if retry_base_delay < 0:
             raise errors.ConfigError(f"retry_base_delay must be >= 0, got {retry_base_delay}")
         kind = venue.kind
-        key: str | None = secrets.api_key if secrets is not None else None
-        secret: str | None = secrets.api_secret if secrets is not None else None
+        key: str | None = None
+        secret: str | None = None
         has_keys = secrets is not None and secrets.present
+        if kind in ("demo", "live") and secrets is not None:
+            key, secret = secrets.api_key, secrets.api_secret
         api_url: str | None = None
         sandbox = False
         exchange_id = venue.exchange_id
         if kind == "sim":
-            api_url = sim_url or venue.sim_url
-            if not api_url:
+            url = sim_url or venue.sim_url
+            if not url:
                 raise errors.ConfigError(
                     "venue.kind = 'sim' needs the simulator's URL: start it "
                     "(pairlib.sim.server.SimServer) and pass sim_url, or set venue.sim_url"
                 )
-            if not api_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-                raise errors.ConfigError(f"sim_url must be a loopback URL, got {api_url!r}")
+            try:
+                api_url = loopback_url("sim_url", url)
+            except ValueError as e:
+                raise errors.ConfigError(str(e)) from None
             exchange_id = "binanceusdm"
-            if not has_keys:
-
-                key, secret = SIM_API_KEY, SIM_API_SECRET
+            # The simulator's own fixed pair, never the caller's: whatever reaches a
+            # simulator URL is not a real credential.
+            key, secret = SIM_API_KEY, SIM_API_SECRET
         elif kind == "paper":
-            key = secret = None
+            pass  # public endpoints only: no keys
         elif kind == "demo":
             if not has_keys:
                 raise errors.ConfigError(
@@ -985,20 +1084,90 @@ class Exchange:
                 out[round(ts / 60_000) * 60_000] = rate
         return out
 
+    @property
+    def funding_page_limit(self) -> int:
+        """Most funding payments one income-history request returns on this venue."""
+        return _FUNDING_PAGE_LIMIT.get(self._recipe.exchange_id, _DEFAULT_FUNDING_PAGE_LIMIT)
+
     def fetch_funding_history(
         self, symbol: str | None = None, since_ms: int | None = None
     ) -> list[FundingPayment]:
-        """Funding payments received (+) or paid (−) (retried read)."""
+        """Every funding payment received (+) or paid (−) since ``since_ms``, oldest first.
+
+        Pages through the venue's income history (each page a retried read) with the
+        venue's largest page (:attr:`funding_page_limit`; Binance ``/fapi/v1/income``:
+        1,000) until a page comes back short, so no payment is cut off however many there
+        are.
+
+        Parameters
+        ----------
+        symbol : str, optional
+            One unified symbol; default all.
+        since_ms : int, optional
+            Earliest payment time (inclusive). Without it the first page is what the venue
+            returns without a start time (Binance: the last 7 days), paged forward from
+            there.
+
+        Returns
+        -------
+        list of FundingPayment
+            Each payment once, sorted by time.
+
+        Raises
+        ------
+        ExchangeError
+            A full page that cannot be paged past by time: its payments are all at one
+            millisecond and all already read (more than a page of symbols paid funding at
+            the same instant), or none carries a time. The rest would be lost otherwise.
+            Also any failed page read (retried first, as every read).
+
+        Notes
+        -----
+        Each next page starts *at* the last time read (Binance's ``startTime`` is
+        inclusive), not after it: several payments share a funding time (one per symbol
+        held), and a page may end in the middle of them. Payments already read are
+        recognized by their id (Binance ``tranId``, unique per income type; without an id:
+        symbol, time and amount) and dropped, so each is returned exactly once.
+        """
         self._account_ready("fetch_funding_history")
-        raw = self._read(
-            f"fetch_funding_history {symbol or '(all)'}",
-            lambda: self._client.fetch_funding_history(symbol, since_ms),
-        )
-        return [
-            FundingPayment(
-                symbol=str(f.get("symbol")),
-                amount=_f(f.get("amount")),
-                timestamp=_opt_i(f.get("timestamp")),
+        limit = self.funding_page_limit
+        context = f"fetch_funding_history {symbol or '(all)'}"
+        out: list[FundingPayment] = []
+        seen: set[tuple[Any, ...]] = set()
+        cursor = since_ms
+        while True:
+            page = self._read(
+                context if cursor is None else f"{context} since {cursor}",
+                partial(self._client.fetch_funding_history, symbol, cursor, limit),
             )
-            for f in raw
-        ]
+            fresh = 0
+            last: int | None = None
+            for f in page:
+                ts = _opt_i(f.get("timestamp"))
+                if ts is not None:
+                    last = ts if last is None else max(last, ts)
+                fid = f.get("id")
+                key = ("id", str(fid)) if fid not in (None, "") else (
+                    "row", f.get("symbol"), ts, f.get("amount"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                fresh += 1
+                out.append(FundingPayment(
+                    symbol=str(f.get("symbol")), amount=_f(f.get("amount")), timestamp=ts
+                ))
+            if len(page) < limit:
+                break
+            if last is None:
+                raise errors.ExchangeError(
+                    f"{context}: a full page of {limit} funding payments carries no times; "
+                    "the venue's history cannot be paged, so later payments would be lost"
+                )
+            if not fresh:
+                raise errors.ExchangeError(
+                    f"{context}: a full page of {limit} funding payments at {last} ms were all "
+                    "read already; the venue's history cannot be paged past that time, so "
+                    "later payments would be lost"
+                )
+            cursor = last
+        return sorted(out, key=lambda p: (p.timestamp is None, p.timestamp or 0))

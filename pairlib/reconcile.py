@@ -291,7 +291,9 @@ def snapshot(
     """Read the venue's positions, open orders and amount steps (no order is sent).
 
     Opens the venue with :func:`pairlib.venue.open_exchange` (the tick's live guard:
-    :class:`~pairlib.errors.LiveTradingRefused` before any network call).
+    :class:`~pairlib.errors.LiveTradingRefused` before any network call). ``secrets`` (by
+    default the environment's) are used for ``demo`` and ``live`` only: a simulated venue,
+    including a simulator at ``venue.sim_url``, is read with the simulator's own keys.
     """
     from pairlib.execution import is_own_client_id
     from pairlib.venue import open_exchange

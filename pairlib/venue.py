@@ -11,6 +11,14 @@ and ``live`` go to the ccxt exchange named by ``venue.exchange_id``.
 Live trading needs all three of: ``venue.kind: live`` in params, keys in the environment,
 and ``live=True`` (``--live`` on the command line). Anything less is refused with
 :class:`~pairlib.errors.LiveTradingRefused` before any network call.
+
+Keys are for the real exchange only. A simulated venue (``sim``, in-process or at
+``sim_url``, and ``paper``) never gets them: the environment is not even read for it, and
+:meth:`~pairlib.exchange.Exchange.from_params` ignores any keys passed for it (the
+simulator signs with its fixed local pair, ``paper`` reads public data keyless). Every
+command (tick, reconcile, data, pairs, demo) opens its venue here, so none can send a real
+key to a simulator URL. Loopback-only URLs are checked by parsing them
+(:func:`pairlib.checks.loopback_url`), never by prefix.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
+from pairlib.checks import loopback_url
 from pairlib.config import Secrets, VenueParams, load_secrets
 from pairlib.errors import ConfigError, LiveTradingRefused
 
@@ -29,6 +38,8 @@ if TYPE_CHECKING:
     from pairlib.sim.source import MarketSource
 
 __all__ = ["check_live", "open_exchange"]
+
+_KEYED = ("demo", "live")  # the venue kinds that talk to the real exchange with keys
 
 
 def check_live(venue: VenueParams, live: bool, secrets: Secrets) -> None:
@@ -77,19 +88,29 @@ def open_exchange(
     live : bool
         ``--live`` from the command line.
     secrets : Secrets, optional
-        Credentials; default: :func:`pairlib.config.load_secrets`.
+        Credentials for ``demo`` and ``live``; default: :func:`pairlib.config.load_secrets`.
+        Never read, loaded or passed on for ``sim`` and ``paper``.
     public_url : str, optional
         ``paper`` only, **tests only**: read the public data from this loopback
-        Binance-compatible venue (a second simulator) instead of the real exchange. Must be
-        a loopback URL (:class:`~pairlib.errors.ConfigError` otherwise). Not a params key
-        on purpose: a paper venue configured from params always reads the real exchange.
+        Binance-compatible venue (a second simulator) instead of the real exchange. Must
+        pass :func:`pairlib.checks.loopback_url` (:class:`~pairlib.errors.ConfigError`
+        otherwise). Not a params key on purpose: a paper venue configured from params always
+        reads the real exchange.
     """
     from pairlib.exchange import Exchange
 
-    secrets = secrets if secrets is not None else load_secrets()
+    if venue.kind in _KEYED:
+        secrets = secrets if secrets is not None else load_secrets()
+    else:
+        secrets = Secrets()  # a simulated venue: real keys are never loaded nor passed on
     check_live(venue, live, secrets)
-    if public_url is not None and venue.kind != "paper":
-        raise ConfigError(f"public_url is for venue.kind: paper only, not {venue.kind}")
+    if public_url is not None:
+        if venue.kind != "paper":
+            raise ConfigError(f"public_url is for venue.kind: paper only, not {venue.kind}")
+        try:
+            public_url = loopback_url("public_url", public_url)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     with ExitStack() as stack:
         if venue.kind == "paper":
             # Public prices from the real venue (keyless), account on the simulator.

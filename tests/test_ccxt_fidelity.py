@@ -200,7 +200,7 @@ def test_fault_types_through_ccxt(ex: ccxt.binanceusdm, sim_server: SimServer) -
     amount = _amount(ex, ETH, 1000)
     faults.partial_fill_next(1, ratio=0.5)
     part = ex.create_order(ETH, "market", "buy", amount, params={"clientOrderId": "fid-part"})
-    assert part["status"] == "open" and part["info"]["status"] == "PARTIALLY_FILLED"
+    assert part["status"] == "expired" and part["info"]["status"] == "EXPIRED"
     assert 0 < part["filled"] < amount and part["remaining"] > 0
     faults.drop_response_next_orders(1)
     with pytest.raises(ccxt.NetworkError):
@@ -246,7 +246,7 @@ def test_funding_payments_are_charged(ex: ccxt.binanceusdm, sim_server: SimServe
     start = sim_server.now_ms
     sim_server.advance(timedelta(days=2))
     m = sim_server.market
-    expected = sum(-amount * m.price("BTCUSDT", t) * m.funding_rate("BTCUSDT", t)
+    expected = sum(-amount * m.mark_price("BTCUSDT", t) * m.funding_rate("BTCUSDT", t)
                    for t in m.funding_times(start + 1, sim_server.now_ms))
     history = ex.fetch_funding_history(BTC)
     assert len(history) == 6

@@ -208,19 +208,8 @@ def test_fetch_ohlcv_and_prices(ex: Exchange, market: Market) -> None:
 # --------------------------------------------------------------------------- error translation
 
 
-@pytest.mark.parametrize("bad", ["key", "secret"])
-def test_bad_credentials_raise_authentication_failed(sim: Any, bad: str) -> None:
-    from pairlib.sim.server import DEFAULT_API_KEY, DEFAULT_API_SECRET
-
-    secrets = Secrets(
-        api_key=KEY if bad == "key" else DEFAULT_API_KEY,
-        api_secret=SECRET if bad == "secret" else DEFAULT_API_SECRET,
-    )
-    e = Exchange.from_params(_venue(), secrets, sim_url=sim.url, retry_base_delay=0.001)
-    with e, pytest.raises(errors.AuthenticationFailed) as info:
-        e.fetch_balance()
-    assert isinstance(info.value.__cause__, ccxt.AuthenticationError)
-    assert KEY not in str(info.value) and SECRET not in str(info.value)
+# Bad credentials against a simulator: tests/test_secrets_venue.py (a sim venue never sends
+# keys other than the simulator's own).
 
 
 def test_insufficient_margin_is_translated(ex: Exchange, sim: Any) -> None:

@@ -8,23 +8,29 @@ Model
   an open order is ``notional / leverage``. A new order that would increase exposure needs
   ``increase_notional / leverage + taker fee <= available`` where ``available = wallet +
   unrealised PnL - position margin - open-order margin``; otherwise Binance error -2019.
-  There is no liquidation engine.
-* MARKET orders fill at once at the current simulated price moved against the taker by
-  ``slippage_bps`` (rounded to the tick, away from the taker). LIMIT orders that are
-  marketable fill at once as taker at the better of that price and the limit; others rest
-  and fill in full as maker at their limit price when the clock advances and the traded
-  price range crosses them (see :meth:`Market.price_range`).
+  Unrealised PnL and position notional use the *mark* price (:meth:`Market.mark_price`), as
+  Binance does. There is no liquidation engine.
+* MARKET orders fill at once at the current simulated last price moved against the taker by
+  ``slippage_bps`` (rounded to the tick, away from the taker). A MARKET order that fills
+  only in part (the ``partial_fill_next`` fault: the book ran out of liquidity) ends
+  ``EXPIRED`` with its filled part, as on Binance; market orders never rest. LIMIT orders
+  that are marketable fill at once as taker at the better of that price and the limit;
+  others rest and fill in full as maker at their limit price when the clock advances and
+  the traded price range crosses them (see :meth:`Market.price_range`).
 * ``reduceOnly`` orders never increase a position: they are cut to the position size and
   rejected (-2022) when there is nothing to reduce; a resting one expires when the position
   is gone.
 * Fees: ``notional * fee`` charged to the wallet at each fill. Realised PnL is credited at
   each reducing fill. Funding: at each 8h funding time the clock passes, every open
-  position pays ``amount * mark * rate`` (longs pay positive rates), recorded as income.
+  position pays ``amount * mark * rate`` (the position's notional at the mark price; longs
+  pay positive rates), recorded as income.
 * State is one JSON document written atomically (temp file, fsync, ``os.replace``) after
   every change, so a server restarted on the same file continues where it stopped. Events
   (resting fills, funding) are processed once: the account keeps a high-water mark of the
   clock, so rewinding the clock never settles anything twice.
-* ``newClientOrderId`` must be unique among *open* orders (as on Binance); -4116 otherwise.
+* ``newClientOrderId`` must match ``^[.A-Z:/a-z0-9_-]{1,36}$`` (ASCII only; -1100 otherwise,
+  checked before anything else) and be unique among *open* orders (as on Binance); -4116
+  otherwise.
   Reusing the id of a filled order is accepted, as Binance does: do not rely on -4116 for
   idempotency, look the order up first.
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -57,6 +64,10 @@ to InsufficientFunds only for URLs under ``https://fapi.binance.com``, so agains
 URL it would raise a bare ExchangeError. This Binance message is in ccxt's host-independent
 table (-> InsufficientFunds), so a plain ccxt client behaves as it does against Binance."""
 MAX_LEVERAGE = 125
+CLIENT_ID_RE = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
+"""Binance's legal ``newClientOrderId`` (matched in full; ASCII letters and digits only)."""
+_CLIENT_ID_MSG = ("Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                  "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
 _STATE_VERSION = 1
 _OPEN = ("NEW", "PARTIALLY_FILLED")
 
@@ -259,7 +270,7 @@ class Account:
             for s, p in self._s["positions"].items():
                 if p["amt"] == 0:
                     continue
-                mark = self.market.price(s, now_ms)
+                mark = self.market.mark_price(s, now_ms)
                 upnl += p["amt"] * (mark - p["entry"])
                 notional = abs(p["amt"]) * mark
                 pos_im += notional / self.leverage(s)
@@ -308,6 +319,8 @@ class Account:
         ExchangeReject
             With the Binance code Binance would send.
         """
+        if client_id is not None and not CLIENT_ID_RE.fullmatch(client_id):
+            raise ExchangeReject(-1100, _CLIENT_ID_MSG)
         rules = self.market.rules(symbol)
         step, tick = rules["stepSize"], rules["tickSize"]
         qdec, pdec = rules["quantityPrecision"], rules["pricePrecision"]
@@ -337,22 +350,16 @@ class Account:
             if tif not in ("GTC", "IOC", "FOK", "GTX"):
                 raise ExchangeReject(-1115, "Invalid timeInForce.")
             price = round(price, pdec)
-        if client_id is not None and not (1 <= len(client_id) <= 36) or (
-            client_id is not None and not all(c.isalnum() or c in ".:/_-" for c in client_id)
-        ):
-            raise ExchangeReject(-1100, "Illegal characters found in parameter "
-                                        "'newClientOrderId'; legal range is "
-                                        "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         with self._lock:
             if client_id is not None and any(
                 o["clientOrderId"] == client_id and o["status"] in _OPEN
                 for o in self._s["orders"].values()
             ):
                 raise ExchangeReject(-4116, "ClientOrderId is duplicated.")
-            mark = self.market.price(symbol, now_ms)
-            taker_px = self._taker_price(side, mark, tick, pdec)
+            last = self.market.price(symbol, now_ms)
+            taker_px = self._taker_price(side, last, tick, pdec)
             marketable = order_type == "MARKET" or (
-                price is not None and (price >= mark if side == "BUY" else price <= mark)
+                price is not None and (price >= last if side == "BUY" else price <= last)
             )
             if marketable and tif == "GTX":
                 raise ExchangeReject(-5022, "Due to the order could not be executed as maker, "
@@ -363,7 +370,7 @@ class Account:
                 if pos == 0 or (pos > 0) == (signed > 0):
                     raise ExchangeReject(-2022, "ReduceOnly Order is rejected.")
             else:
-                ref = taker_px if order_type == "MARKET" else float(price or mark)
+                ref = taker_px if order_type == "MARKET" else float(price or last)
                 if marketable and order_type == "LIMIT":
                     ref = min(ref, taker_px) if side == "BUY" else max(ref, taker_px)
                 if quantity * ref < rules["minNotional"]:
@@ -395,8 +402,8 @@ class Account:
                     assert price is not None
                     fill_px = min(price, taker_px) if side == "BUY" else max(price, taker_px)
                 self._fill(order, qty, fill_px, maker=False, now_ms=now_ms)
-                if order["status"] in _OPEN and tif in ("IOC", "FOK"):
-                    order["status"] = "EXPIRED"
+                if order["status"] in _OPEN and (order_type == "MARKET" or tif in ("IOC", "FOK")):
+                    order["status"] = "EXPIRED"  # the unfilled rest never rests
             elif tif in ("IOC", "FOK"):
                 order["status"] = "EXPIRED"
             self._save()
@@ -443,12 +450,12 @@ class Account:
             self._save()
 
     # ------------------------------------------------------------------ internals
-    def _taker_price(self, side: str, mark: float, tick: float, pdec: int) -> float:
+    def _taker_price(self, side: str, last: float, tick: float, pdec: int) -> float:
         slip = self.slippage_bps / 1e4
         if side == "BUY":
-            px = math.ceil(round(mark * (1 + slip) / tick, 6)) * tick
+            px = math.ceil(round(last * (1 + slip) / tick, 6)) * tick
         else:
-            px = math.floor(round(mark * (1 - slip) / tick, 6)) * tick
+            px = math.floor(round(last * (1 - slip) / tick, 6)) * tick
         return round(max(px, tick), pdec)
 
     def _fill_resting(self, t0: int, t1: int) -> None:
@@ -529,7 +536,7 @@ class Account:
         for sym, pos in self._s["positions"].items():
             if pos["amt"] == 0:
                 continue
-            mark = self.market.price(sym, funding_ms)
+            mark = self.market.mark_price(sym, funding_ms)
             rate = self.market.funding_rate(sym, funding_ms)
             payment = -pos["amt"] * mark * rate
             self._s["wallet"] = round(self._s["wallet"] + payment, 10)

@@ -16,9 +16,12 @@ from typing import Any
 from pairlib.sim.account import Account, ExchangeReject
 from pairlib.sim.market import FUNDING_MS, INTERVALS, Market
 
-__all__ = ["ROUTES", "Route", "Venue"]
+__all__ = ["INCOME_DEFAULT_WINDOW_MS", "ROUTES", "Route", "Venue"]
 
 Params = dict[str, str]
+
+INCOME_DEFAULT_WINDOW_MS = 7 * 86_400_000
+"""What ``/fapi/v1/income`` covers without ``startTime``: the last 7 days (Binance)."""
 
 
 @dataclass
@@ -111,6 +114,11 @@ def _qty(v: Venue, sym: str, x: float) -> str:
 
 
 def _usd(x: float) -> str:
+    return f"{x:.8f}"
+
+
+def _mark(x: float) -> str:
+    """A mark price as Binance sends it: 8 decimals, not rounded to the tick."""
     return f"{x:.8f}"
 
 
@@ -224,15 +232,20 @@ def ticker_24hr(p: Params, v: Venue) -> Any:
 
 
 def premium_index(p: Params, v: Venue) -> Any:
-    """``GET /fapi/v1/premiumIndex``: mark price and the predicted funding rate."""
+    """``GET /fapi/v1/premiumIndex``: mark price and the predicted funding rate.
+
+    ``markPrice`` is the market's own mark series; ``indexPrice`` (the spot index, not
+    modelled separately) is the last price.
+    """
     sym = _symbol(p, v, required=False)
     nxt = (v.now_ms // FUNDING_MS + 1) * FUNDING_MS
     rows = []
     for s in [sym] if sym else v.market.symbols:
-        mark = v.market.price(s, v.now_ms)
+        mark = v.market.mark_price(s, v.now_ms)
         rows.append({
-            "symbol": s, "markPrice": _px(v, s, mark), "indexPrice": _px(v, s, mark),
-            "estimatedSettlePrice": _px(v, s, mark),
+            "symbol": s, "markPrice": _mark(mark),
+            "indexPrice": _mark(v.market.price(s, v.now_ms)),
+            "estimatedSettlePrice": _mark(mark),
             "lastFundingRate": f"{v.market.predicted_funding_rate(s, v.now_ms):.8f}",
             "interestRate": "0.00010000", "nextFundingTime": nxt, "time": v.now_ms,
         })
@@ -252,7 +265,7 @@ def funding_rate_history(p: Params, v: Venue) -> list:
         for s in [sym] if sym else v.market.symbols:
             out.append({"symbol": s, "fundingTime": t,
                         "fundingRate": f"{v.market.funding_rate(s, t):.8f}",
-                        "markPrice": _px(v, s, v.market.price(s, t))})
+                        "markPrice": _mark(v.market.mark_price(s, t))})
     return out[:limit] if start is not None else out[-limit:]
 
 
@@ -292,13 +305,13 @@ def _position_rows(v: Venue, symbol: str | None, version: int) -> list[dict]:
         pos = acct.position(s)
         if version == 3 and symbol is None and pos.amount == 0:
             continue
-        mark = v.market.price(s, v.now_ms)
+        mark = v.market.mark_price(s, v.now_ms)
         notional = pos.amount * mark
         im = abs(notional) / pos.leverage
         row = {
             "symbol": s, "positionSide": "BOTH", "positionAmt": _qty(v, s, pos.amount),
             "entryPrice": f"{pos.entry_price:.8f}", "breakEvenPrice": f"{pos.entry_price:.8f}",
-            "markPrice": _px(v, s, mark),
+            "markPrice": _mark(mark),
             "unRealizedProfit": _usd(pos.amount * (mark - pos.entry_price)),
             "liquidationPrice": "0", "isolatedMargin": "0", "notional": _usd(notional),
             "marginAsset": "USDT", "isolatedWallet": "0", "initialMargin": _usd(im),
@@ -498,14 +511,22 @@ def user_trades(p: Params, v: Venue) -> list:
 
 
 def income(p: Params, v: Venue) -> list:
-    """``GET /fapi/v1/income`` (REALIZED_PNL, COMMISSION, FUNDING_FEE)."""
+    """``GET /fapi/v1/income`` (REALIZED_PNL, COMMISSION, FUNDING_FEE).
+
+    Without ``startTime`` only the last 7 days (by the sim clock) are covered, as on
+    Binance: records from ``now - 7 days`` on (and up to ``endTime`` if sent), the newest
+    ``limit`` of them. With ``startTime`` the first ``limit`` records from it.
+    """
     sym = _symbol(p, v, required=False)
     kind = p.get("incomeType") or None
     limit = _limit(p, 100, 1000)
     start, end = _int(p, "startTime"), _int(p, "endTime")
+    if start is not None and end is not None and start > end:
+        raise ExchangeReject(-1023, "Start time is greater than end time.")
+    lo = start if start is not None else v.now_ms - INCOME_DEFAULT_WINDOW_MS
     rows = [i for i in v.account.income(kind)
             if (sym is None or i["symbol"] == sym)
-            and (start is None or i["time"] >= start) and (end is None or i["time"] <= end)]
+            and i["time"] >= lo and (end is None or i["time"] <= end)]
     rows = rows[:limit] if start is not None else rows[-limit:]
     return [{**i, "income": _usd(i["income"])} for i in rows]
 

@@ -4,31 +4,86 @@ A :class:`Faults` object is shared by the server's request threads. Tests arm it
 (``server.faults.fail_next(2)``) or over HTTP (``POST /sim/faults`` with the JSON produced by
 :meth:`Faults.to_dict`). Each armed fault is consumed by the requests it hits:
 
-=====================  ====================================================================
-``latency_ms``         added to every exchange request (not ``/sim/`` admin calls)
-``fail_next``          the next N matching requests answer HTTP ``status`` (5xx) with a text
-                       body, so ccxt maps it by status (503 -> ExchangeNotAvailable)
-``rate_limit_next``    the next N matching requests answer HTTP 429 with code -1003
-``timeout_next``       the next N matching requests sleep ``seconds`` before being handled
-                       (longer than the client's timeout -> ccxt RequestTimeout)
-``reject_next_orders`` the next N new orders are rejected with a Binance error ``code``
-``partial_fill_next``  the next N new orders fill only ``ratio`` of their quantity; the rest
-                       stays open as PARTIALLY_FILLED
-``drop_response_next`` the next N new orders are booked, then the connection is closed
-``_orders``            without a response (``mode="close"``) or answered 503 (``"5xx"``)
-=====================  ====================================================================
+=========================  ================================================================
+``latency_ms``             added to every exchange request (not ``/sim/`` admin calls)
+``fail_next``              the next N matching requests answer HTTP ``status`` (5xx) with a
+                           text body, so ccxt maps it by status (503 -> ExchangeNotAvailable)
+``rate_limit_next``        the next N matching requests answer HTTP 429 with code -1003
+``timeout_next``           the next N matching requests sleep ``seconds`` before being
+                           handled (longer than the client's timeout -> ccxt RequestTimeout)
+``reject_next_orders``     the next N new orders are rejected with a Binance error ``code``
+``partial_fill_next``      the next N new orders fill only ``ratio`` of their quantity; the
+                           rest of a MARKET order expires at once (EXPIRED, as Binance does
+                           when a market order runs out of liquidity), the rest of a
+                           marketable GTC LIMIT order stays open as PARTIALLY_FILLED
+``drop_response_next``     the next N new orders are booked, then the connection is closed
+``_orders``                without a response (``mode="close"``) or answered 503 (``"5xx"``)
+``book_late_next_orders``  the next N new orders are *not* booked when they arrive: the
+                           request is answered late (``mode="timeout"``: held ``hold_s``
+                           seconds, then the connection is closed), not at all (``"close"``)
+                           or with 503 (``"5xx"``); the order is booked ``delay_s`` seconds
+                           (wall clock) later in the background, at the then-current sim
+                           price, unless that moment is past the request's ``timestamp +
+                           recvWindow`` (then it is never booked)
+=========================  ================================================================
 
 ``path`` filters match when the request path starts with them (e.g. ``/fapi/v1/klines``).
+Every argument is validated (counts are whole numbers >= 1, durations finite and bounded),
+so a bad ``POST /sim/faults`` answers 400 naming the argument instead of arming a fault
+that breaks the server.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Faults", "HttpFault"]
+__all__ = ["Faults", "HttpFault", "LateBooking"]
+
+MAX_COUNT = 1_000_000
+"""Largest ``n`` a fault accepts."""
+MAX_SECONDS = 3_600.0
+"""Longest delay (``seconds``, ``delay_s``, ``hold_s``) a fault accepts."""
+MAX_LATENCY_MS = 60_000.0
+"""Largest ``latency_ms`` accepted."""
+LATE_MODES = ("timeout", "close", "5xx")
+"""How a late-booked order's request is answered (see :meth:`Faults.book_late_next_orders`)."""
+
+
+def _number(value: Any, name: str, lo: float, hi: float) -> float:
+    """``value`` as a finite float in ``[lo, hi]``; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+    return x
+
+
+def _count(value: Any, name: str = "n") -> int:
+    """A fault's repeat count: a whole number in ``[1, MAX_COUNT]``."""
+    x = _number(value, name, 1, MAX_COUNT)
+    if x != math.floor(x):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(x)
+
+
+def _seconds(value: Any, name: str) -> float:
+    return _number(value, name, 0.0, MAX_SECONDS)
+
+
+def _path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"path must be None or a string starting with '/', got {value!r}")
+    return value
 
 
 @dataclass
@@ -52,66 +107,129 @@ class HttpFault:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class LateBooking:
+    """How one new order is booked late: ``delay_s`` after arrival (wall clock), its request
+    answered per ``mode`` (``"timeout"`` holds it ``hold_s`` seconds, then closes)."""
+
+    delay_s: float
+    mode: str
+    hold_s: float
+
+
 class Faults:
     """Armed faults; every method is thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.latency_ms: float = 0.0
+        self._latency_ms: float = 0.0
         self._fail: list[_Counted] = []
         self._rate: list[_Counted] = []
         self._timeout: list[_Counted] = []
         self._reject: list[tuple[int, int, str | None]] = []  # [n, code, msg]
         self._partial: list[tuple[int, float]] = []
         self._drop: list[tuple[int, str]] = []
+        self._late: list[tuple[int, LateBooking]] = []
 
     # ------------------------------------------------------------------ arming
+    @property
+    def latency_ms(self) -> float:
+        """Delay added to every exchange request, in ms (0 to :data:`MAX_LATENCY_MS`)."""
+        return self._latency_ms
+
+    @latency_ms.setter
+    def latency_ms(self, value: float) -> None:
+        self._latency_ms = _number(value, "latency_ms", 0.0, MAX_LATENCY_MS)
+
     def fail_next(self, n: int = 1, status: int = 503, path: str | None = None) -> None:
         """Answer the next ``n`` requests (matching ``path``) with HTTP ``status``."""
-        if not 500 <= status <= 599:
-            raise ValueError(f"fail_next needs a 5xx status, got {status}")
+        st = _number(status, "status", 500, 599)
+        if st != math.floor(st):
+            raise ValueError(f"fail_next needs a 5xx status, got {status!r}")
+        item = _Counted(_count(n), _path(path), status=int(st))
         with self._lock:
-            self._fail.append(_Counted(int(n), path, status=int(status)))
+            self._fail.append(item)
 
     def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
         """Answer the next ``n`` requests with HTTP 429 (code -1003)."""
+        item = _Counted(_count(n), _path(path))
         with self._lock:
-            self._rate.append(_Counted(int(n), path))
+            self._rate.append(item)
 
     def timeout_next(self, n: int = 1, seconds: float = 5.0, path: str | None = None) -> None:
         """Delay the next ``n`` requests by ``seconds`` (then handle them normally)."""
+        item = _Counted(_count(n), _path(path), seconds=_seconds(seconds, "seconds"))
         with self._lock:
-            self._timeout.append(_Counted(int(n), path, seconds=float(seconds)))
+            self._timeout.append(item)
 
     def reject_next_orders(self, n: int = 1, code: int = -2019, msg: str | None = None) -> None:
         """Reject the next ``n`` new orders with Binance error ``code``."""
+        c = _number(code, "code", -99_999, 99_999)
+        if c != math.floor(c):
+            raise ValueError(f"code must be a whole number, got {code!r}")
+        if msg is not None and not isinstance(msg, str):
+            raise ValueError(f"msg must be None or a string, got {msg!r}")
+        item = (_count(n), int(c), msg)
         with self._lock:
-            self._reject.append((int(n), int(code), msg))
+            self._reject.append(item)
 
     def partial_fill_next(self, n: int = 1, ratio: float = 0.5) -> None:
         """Fill only ``ratio`` (0 < ratio < 1) of the next ``n`` orders' quantity."""
-        if not 0.0 < ratio < 1.0:
-            raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+        r = _number(ratio, "ratio", 0.0, 1.0)
+        if not 0.0 < r < 1.0:
+            raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
+        item = (_count(n), r)
         with self._lock:
-            self._partial.append((int(n), float(ratio)))
+            self._partial.append(item)
 
     def drop_response_next_orders(self, n: int = 1, mode: str = "close") -> None:
         """Book the next ``n`` orders but lose the response (``"close"`` or ``"5xx"``)."""
         if mode not in ("close", "5xx"):
             raise ValueError(f"mode must be 'close' or '5xx', got {mode!r}")
+        item = (_count(n), mode)
         with self._lock:
-            self._drop.append((int(n), mode))
+            self._drop.append(item)
+
+    def book_late_next_orders(
+        self, n: int = 1, delay_s: float = 2.0, mode: str = "timeout", hold_s: float = 30.0
+    ) -> None:
+        """Book the next ``n`` new orders ``delay_s`` seconds late, answering them per ``mode``.
+
+        The order is not booked when its request arrives (a lookup by client id answers
+        -2013 until then). ``delay_s`` seconds later (wall clock) it is booked in the
+        background exactly as if the matching engine accepted it then: validated and filled
+        at the then-current sim price like any new order. If that moment is past the
+        request's ``timestamp + recvWindow`` (checked against the server's wall clock, as
+        Binance does), it is never booked. The request itself is answered by ``mode``:
+
+        * ``"timeout"``: held ``hold_s`` seconds (longer than the client's timeout), then
+          the connection is closed without a response;
+        * ``"close"``: the connection is closed at once without a response;
+        * ``"5xx"``: HTTP 503 with a text body (ccxt: ExchangeNotAvailable).
+
+        Raises
+        ------
+        ValueError
+            Bad ``n``, ``delay_s``/``hold_s`` (finite, 0..3600 s) or ``mode``.
+        """
+        if mode not in LATE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(LATE_MODES)}, got {mode!r}")
+        item = (_count(n), LateBooking(_seconds(delay_s, "delay_s"), mode,
+                                       _seconds(hold_s, "hold_s")))
+        with self._lock:
+            self._late.append(item)
 
     def clear(self) -> None:
-        """Disarm everything, including latency."""
+        """Disarm everything, including latency (late bookings already scheduled stay)."""
         with self._lock:
-            self.latency_ms = 0.0
+            self._latency_ms = 0.0
             self._fail.clear()
             self._rate.clear()
             self._timeout.clear()
             self._reject.clear()
             self._partial.clear()
             self._drop.clear()
+            self._late.clear()
 
     # ------------------------------------------------------------------ consuming
     @staticmethod
@@ -123,6 +241,17 @@ class Faults:
                     items.remove(item)
                 return item
         return None
+
+    @staticmethod
+    def _take_first(items: list[Any]) -> Any:
+        """The payload of the first ``(n, *payload)`` entry, consuming one use of it."""
+        if not items:
+            return None
+        n, *rest = items[0]
+        items[0] = (n - 1, *rest)
+        if n - 1 <= 0:
+            items.pop(0)
+        return rest[0] if len(rest) == 1 else tuple(rest)
 
     def take_http(self, path: str) -> HttpFault | None:
         """The HTTP-level fault for a request to ``path``, if one is armed (consumes it)."""
@@ -138,42 +267,33 @@ class Faults:
     def take_rejection(self) -> tuple[int, str | None] | None:
         """``(code, msg)`` for the next new order if a rejection is armed."""
         with self._lock:
-            if not self._reject:
-                return None
-            n, code, msg = self._reject[0]
-            self._reject[0] = (n - 1, code, msg)
-            if n - 1 <= 0:
-                self._reject.pop(0)
-            return code, msg
+            got: tuple[int, str | None] | None = self._take_first(self._reject)
+            return got
 
     def take_partial(self) -> float | None:
         """Fill ratio for the next new order if a partial fill is armed."""
         with self._lock:
-            if not self._partial:
-                return None
-            n, ratio = self._partial[0]
-            self._partial[0] = (n - 1, ratio)
-            if n - 1 <= 0:
-                self._partial.pop(0)
-            return ratio
+            got: float | None = self._take_first(self._partial)
+            return got
 
     def take_drop(self) -> str | None:
         """Drop mode for the next new order's response if armed."""
         with self._lock:
-            if not self._drop:
-                return None
-            n, mode = self._drop[0]
-            self._drop[0] = (n - 1, mode)
-            if n - 1 <= 0:
-                self._drop.pop(0)
-            return mode
+            got: str | None = self._take_first(self._drop)
+            return got
+
+    def take_late(self) -> LateBooking | None:
+        """How to book the next new order late, if a late booking is armed."""
+        with self._lock:
+            got: LateBooking | None = self._take_first(self._late)
+            return got
 
     # ------------------------------------------------------------------ JSON control
     def to_dict(self) -> dict[str, Any]:
         """The armed faults as JSON-ready data (the shape :meth:`apply` accepts)."""
         with self._lock:
             return {
-                "latency_ms": self.latency_ms,
+                "latency_ms": self._latency_ms,
                 "fail_next": [{"n": f.n, "status": f.status, "path": f.path} for f in self._fail],
                 "rate_limit_next": [{"n": f.n, "path": f.path} for f in self._rate],
                 "timeout_next": [
@@ -184,17 +304,25 @@ class Faults:
                 ],
                 "partial_fill_next": [{"n": n, "ratio": r} for n, r in self._partial],
                 "drop_response_next_orders": [{"n": n, "mode": m} for n, m in self._drop],
+                "book_late_next_orders": [
+                    {"n": n, "delay_s": b.delay_s, "mode": b.mode, "hold_s": b.hold_s}
+                    for n, b in self._late
+                ],
             }
 
     def apply(self, spec: dict[str, Any]) -> None:
         """Arm faults from JSON, e.g. ``{"clear": true, "latency_ms": 20, "fail_next":
         {"n": 2, "status": 503}}``; each fault key takes an object or a list of objects.
 
+        Everything is validated before anything is armed, so a bad spec changes nothing.
+
         Raises
         ------
         ValueError
-            On an unknown key or bad arguments.
+            On an unknown key or bad arguments (naming them and what is allowed).
         """
+        if not isinstance(spec, dict):
+            raise ValueError(f"faults must be a JSON object, got {spec!r}")
         arms: dict[str, Callable[..., None]] = {
             "fail_next": self.fail_next,
             "rate_limit_next": self.rate_limit_next,
@@ -202,6 +330,7 @@ class Faults:
             "reject_next_orders": self.reject_next_orders,
             "partial_fill_next": self.partial_fill_next,
             "drop_response_next_orders": self.drop_response_next_orders,
+            "book_late_next_orders": self.book_late_next_orders,
         }
         unknown = set(spec) - set(arms) - {"clear", "latency_ms"}
         if unknown:
@@ -209,14 +338,11 @@ class Faults:
                 f"unknown fault keys {sorted(unknown)}; allowed: clear, latency_ms, "
                 + ", ".join(arms)
             )
-        if spec.get("clear"):
-            self.clear()
-        if "latency_ms" in spec:
-            latency = float(spec["latency_ms"])
-            if latency < 0:
-                raise ValueError(f"latency_ms must be >= 0, got {latency}")
-            self.latency_ms = latency
-        for key, arm in arms.items():
+        latency = (_number(spec["latency_ms"], "latency_ms", 0.0, MAX_LATENCY_MS)
+                   if "latency_ms" in spec else None)
+        staged = Faults()  # validate every entry on a scratch object first
+        calls: list[tuple[str, dict[str, Any]]] = []
+        for key in arms:
             if key not in spec:
                 continue
             value = spec[key]
@@ -224,6 +350,15 @@ class Faults:
                 if not isinstance(kwargs, dict):
                     raise ValueError(f"{key} takes an object of arguments, got {kwargs!r}")
                 try:
-                    arm(**kwargs)
+                    getattr(staged, key)(**kwargs)
                 except TypeError as e:
                     raise ValueError(f"bad arguments for {key}: {e}") from None
+                except ValueError as e:
+                    raise ValueError(f"{key}: {e}") from None
+                calls.append((key, kwargs))
+        if spec.get("clear"):
+            self.clear()
+        if latency is not None:
+            self.latency_ms = latency
+        for key, kwargs in calls:
+            arms[key](**kwargs)

@@ -17,6 +17,8 @@ Conventions
   at or after it are the public venue's last price (cached ``ticker_ttl_s`` seconds);
   earlier prices (funding settlements, the 24 h ticker, resting-order ranges) are the open
   of the public 1h candle containing that time.
+* The mark price is the last price (the adapter has no public mark-price read): positions,
+  unrealised PnL and funding are valued at it.
 * Candles are the public venue's, cut at the sim time (nothing opening after it). The
   public OHLCV carries no quote volume, trade count or taker volumes: quote volume is
   estimated as ``volume * (o + h + l + c) / 4``, the others are 0.
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from pairlib import errors
+from pairlib.checks import loopback_url
 from pairlib.config import Secrets, VenueParams
 from pairlib.exchange import Exchange
 from pairlib.records import MarketInfo
@@ -66,7 +69,6 @@ PUBLIC_GENESIS = datetime(2019, 1, 1, tzinfo=UTC)
 _HORIZON_END = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_QTY = 1e12  # the adapter's MarketInfo carries no maximum: effectively unlimited
 _CACHE_PAGES = 512
-_LOOPBACK = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 
 FundingRates = Callable[[str, int, int], Mapping[int, float]]
 """``(unified_symbol, start_ms, end_ms) -> {funding_time_ms: rate}``."""
@@ -275,6 +277,11 @@ class PublicMarket:
                 return p
         return self._open_at(symbol, min(now_ms, self._present_ms))
 
+    def mark_price(self, symbol: str, now_ms: int) -> float:
+        """The mark price: the public last price of :meth:`price` (the adapter has no public
+        mark-price read, so a paper venue values positions and funding at the last price)."""
+        return self.price(symbol, now_ms)
+
     def price_range(self, symbol: str, start_ms: int, end_ms: int) -> tuple[float, float]:
         """Lowest and highest price in ``[start_ms, end_ms]`` from the prices at both ends
         and the public 1h candles lying wholly inside (no look-ahead)."""
@@ -353,8 +360,10 @@ def public_exchange(venue: VenueParams, public_url: str | None = None) -> Exchan
     """
     if public_url is None:
         return Exchange.from_params(venue.model_copy(update={"kind": "paper"}), Secrets())
-    if not public_url.startswith(_LOOPBACK):
-        raise errors.ConfigError(f"public_url must be a loopback URL, got {public_url!r}")
+    try:
+        public_url = loopback_url("public_url", public_url)
+    except ValueError as e:
+        raise errors.ConfigError(str(e)) from None
     return Exchange.from_params(
         venue.model_copy(update={"kind": "sim", "sim_url": public_url.rstrip("/")}),
         Secrets(),

@@ -26,6 +26,11 @@ Model (hourly base path, every coarser candle aggregated from it)
 * Funding: every 8 h (00:00, 08:00, 16:00 UTC), ``rate = 0.0001 + 0.01 * log(p_T / p_{T-8h})
   + noise``, clipped to +-0.3 % and rounded to 8 decimals. The predicted rate at ``now`` uses
   the same formula with ``T = now`` (no look-ahead); at a funding time both agree.
+* Mark price: its own series, ``last * (1 + basis)`` where the basis is a seeded AR(1) per
+  symbol on the hourly grid (stationary sd 3 bp, half-life 2 h, clipped to +-15 bp), linear
+  within the hour, rounded to 8 decimals as Binance sends it (not to the tick). So the mark
+  is close to but not equal to the last price; the account values positions, unrealised
+  PnL and funding payments at the mark, as Binance does.
 """
 
 from __future__ import annotations
@@ -78,6 +83,10 @@ Unix epoch, as Binance does for these intervals)."""
 _FACTOR_VOL = 0.55
 _MAX_HOURLY_CACHE = 48
 _FUNDING_CLIP = 0.003
+_BASIS_SD = 3e-4
+_BASIS_HALF_LIFE_H = 2.0
+_BASIS_CLIP = 1.5e-3
+_MARK_DECIMALS = 8
 
 # (base asset, price on 2024-01-01, typical daily quote volume in USDT)
 _UNIVERSE: tuple[tuple[str, float, float], ...] = (
@@ -239,6 +248,7 @@ class Market:
         self._hourly: OrderedDict[int, _Hourly] = OrderedDict()
         self._aggs: dict[tuple[int, int], _Agg] = {}
         self._funding_noise: dict[int, np.ndarray] = {}
+        self._basis: dict[int, np.ndarray] = {}
         self._infos = self._make_infos()
         self.symbols: tuple[str, ...] = tuple(i.name for i in self._infos)
         self._index = {s: i for i, s in enumerate(self.symbols)}
@@ -534,10 +544,40 @@ class Market:
         return pd.DataFrame(cols, index=idx, columns=list(self.symbols), dtype=np.float64)
 
     def price(self, symbol: str, now_ms: int) -> float:
-        """Last (and mark) price at ``now_ms``; equals the forming candle's close."""
+        """Last price at ``now_ms``; equals the forming candle's close (see
+        :meth:`mark_price` for the mark)."""
         i = self._idx(symbol)
         self._check_now(now_ms)
         return self._price_at(i, now_ms)
+
+    def mark_price(self, symbol: str, now_ms: int) -> float:
+        """Mark price at ``now_ms``: the last price times ``1 + basis`` (a seeded,
+        mean-reverting basis of a few bp), rounded to 8 decimals.
+
+        Deterministic like every other series (a function of the seed and the time only);
+        used for unrealised PnL, position notional and funding payments.
+        """
+        i = self._idx(symbol)
+        self._check_now(now_ms)
+        return round(self._price_at(i, now_ms) * (1.0 + self._basis_at(i, now_ms)),
+                     _MARK_DECIMALS)
+
+    def _basis_at(self, i: int, now_ms: int) -> float:
+        path = self._basis.get(i)
+        if path is None:
+            with self._lock:
+                path = self._basis.get(i)
+                if path is None:
+                    rng = np.random.default_rng([self.spec.seed, 7, i])
+                    phi = 0.5 ** (1.0 / _BASIS_HALF_LIFE_H)
+                    path = np.clip(ou_path(rng, self._hours, phi, _BASIS_SD),
+                                   -_BASIS_CLIP, _BASIS_CLIP)
+                    self._basis[i] = path
+        h, rem = divmod(now_ms - self._genesis_ms, HOUR_MS)
+        if rem == 0:
+            return float(path[h])
+        frac = rem / HOUR_MS
+        return float(path[h] + frac * (path[h + 1] - path[h]))
 
     def _price_at(self, i: int, now_ms: int) -> float:
         closes = self._close_path(i)

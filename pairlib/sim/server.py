@@ -36,7 +36,26 @@ exactly as against Binance.
 
 Admin endpoints (loopback clients only, unsigned, JSON): ``GET|POST /sim/clock``
 (``{"now": ISO or ms}`` or ``{"advance_ms": n}``), ``GET|POST /sim/faults`` (see
-:meth:`Faults.apply`), ``GET /sim/truth``, ``GET /sim/account``.
+:meth:`Faults.apply`), ``GET /sim/truth``, ``GET /sim/account``. Their inputs are validated
+(finite numbers, times inside the market's history, known fault arguments): a bad one answers
+400 with ``{"error": "..."}`` naming it, and changes nothing.
+
+Late booking
+------------
+``faults.book_late_next_orders`` makes the matching engine accept an order after its request
+was answered with a timeout, a closed connection or a 503: a background thread books it
+``delay_s`` seconds (wall clock) later at the then-current sim time, unless the wall clock is
+then past the request's ``timestamp + recvWindow`` (Binance refuses it then). Pending bookings
+live in memory only (:meth:`SimServer.late_bookings`, :meth:`SimServer.wait_late_bookings`);
+stopping the server abandons them.
+
+HTTP limits
+-----------
+A request body is at most ``max_body_bytes`` (64 KiB; HTTP 413 above); a non-numeric or
+negative ``Content-Length`` or a chunked body answers 400 and closes the connection. Every
+read and write on a connection times out after ``idle_timeout_s`` (30 s), so an idle
+keep-alive connection, or a client that connects and sends nothing, is closed by the server
+instead of holding a thread.
 """
 
 from __future__ import annotations
@@ -45,9 +64,11 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import socket
 import sys
 import threading
+import time
 import traceback
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,8 +85,8 @@ from pairlib.sim.account import (
     Account,
     ExchangeReject,
 )
-from pairlib.sim.endpoints import ROUTES, Venue
-from pairlib.sim.faults import Faults
+from pairlib.sim.endpoints import ROUTES, Route, Venue
+from pairlib.sim.faults import Faults, LateBooking
 from pairlib.sim.market import Market
 from pairlib.sim.source import MarketSource
 
@@ -85,6 +106,19 @@ _REJECT_MESSAGES = {
     -4116: "ClientOrderId is duplicated.",
     -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
 }
+
+
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+"""Seconds a connection may stay idle (or stall mid-request) before the server closes it."""
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""Largest request body accepted (HTTP 413 above)."""
+_DEFAULT_RECV_WINDOW_MS = 5_000
+
+
+def _deadline(params: dict[str, str]) -> int:
+    """``timestamp + recvWindow`` of an authenticated request: the last wall-clock ms at
+    which Binance still accepts it."""
+    return int(params["timestamp"]) + int(params.get("recvWindow") or _DEFAULT_RECV_WINDOW_MS)
 
 
 def ccxt_urls(base_url: str) -> dict[str, str]:
@@ -166,6 +200,13 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _HTTPServer
 
+    def setup(self) -> None:
+        # Every read and write on the connection times out after the server's idle timeout:
+        # http.server then closes the connection, so an idle keep-alive client or one that
+        # connects and sends nothing does not hold a thread forever.
+        super().setup()
+        self.connection.settimeout(self.server.sim.idle_timeout_s)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self.server.sim._handle(self, "GET")
 
@@ -211,6 +252,11 @@ class SimServer:
         Wall clock for recvWindow and rate limits (default: the system clock).
     allow_remote : bool
         Permit a non-loopback ``host``.
+    idle_timeout_s : float
+        A connection idle this long (no request, or a request stalled mid-way) is closed by
+        the server (keep-alive clients reconnect transparently).
+    max_body_bytes : int
+        Largest request body accepted; a longer ``Content-Length`` answers HTTP 413.
 
     Examples
     --------
@@ -238,10 +284,18 @@ class SimServer:
         default_leverage: int = DEFAULT_LEVERAGE,
         wall_clock: Clock | None = None,
         allow_remote: bool = False,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ValueError(f"refusing to listen on non-loopback host {host!r} "
                              "(pass allow_remote=True to override)")
+        if not (math.isfinite(idle_timeout_s) and 0 < idle_timeout_s <= 3600):
+            raise ValueError(f"idle_timeout_s must be in (0, 3600] seconds, got {idle_timeout_s}")
+        if not 1 <= max_body_bytes <= 64 * 1024 * 1024:
+            raise ValueError(f"max_body_bytes must be in [1, 67108864], got {max_body_bytes}")
+        self.idle_timeout_s = float(idle_timeout_s)
+        self.max_body_bytes = int(max_body_bytes)
         self.market = market
         self.host = host
         self.port = port
@@ -263,6 +317,9 @@ class SimServer:
         self.account.advance(now_ms)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._late_lock = threading.Lock()
+        self._late: list[dict[str, Any]] = []
+        self._late_threads: list[threading.Thread] = []
         self.url = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -295,6 +352,10 @@ class SimServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        with self._late_lock:
+            pending, self._late_threads = self._late_threads, []
+        for t in pending:
+            t.join(timeout=5)
 
     def __enter__(self) -> SimServer:
         self.start()
@@ -368,9 +429,11 @@ class SimServer:
     def _handle(self, h: _Handler, method: str) -> None:
         try:
             parts = urlsplit(h.path)
-            length = int(h.headers.get("Content-Length") or 0)
-            body = h.rfile.read(length).decode() if length else ""
-            if parts.path.startswith("/sim/"):
+            admin = parts.path.startswith("/sim/")
+            body = self._read_body(h, admin)
+            if body is None:
+                return
+            if admin:
                 self._admin(h, method, parts.path, body)
             else:
                 self._exchange(h, method, parts.path, parts.query, body)
@@ -378,6 +441,47 @@ class SimServer:
             traceback.print_exc(file=sys.stderr)
             self._json(h, 500, {"code": -1000, "msg": "An unknown error occurred while "
                                                       "processing the request."})
+
+    def _refuse(self, h: _Handler, admin: bool, status: int, msg: str) -> None:
+        """Answer a malformed HTTP request and close the connection (its body is unread,
+        so the stream cannot be resynchronised)."""
+        h.close_connection = True
+        payload = {"error": msg} if admin else {"code": -1000 if status == 413 else -1102,
+                                                "msg": msg}
+        self._json(h, status, payload, {"Connection": "close"})
+
+    def _read_body(self, h: _Handler, admin: bool) -> str | None:
+        """The request body, or None after refusing the request: a chunked or
+        non-numeric/negative ``Content-Length`` body (400), or one over
+        :attr:`max_body_bytes` (413)."""
+        if h.headers.get("Transfer-Encoding"):
+            self._refuse(h, admin, 400, "Transfer-Encoding is not supported; send the body "
+                                        "with a Content-Length")
+            return None
+        raw = (h.headers.get("Content-Length") or "").strip()
+        if not raw:
+            return ""
+        if not raw.isdigit():
+            self._refuse(h, admin, 400, f"Content-Length must be a non-negative whole "
+                                        f"number of bytes, got {raw[:40]!r}")
+            return None
+        length = int(raw)
+        if length > self.max_body_bytes:
+            self._refuse(h, admin, 413, f"request body of {length} bytes is over the "
+                                        f"{self.max_body_bytes}-byte limit")
+            return None
+        try:
+            data = h.rfile.read(length) if length else b""
+        except (TimeoutError, ConnectionError):  # stalled past the idle timeout, or gone
+            data = b""
+        if len(data) < length:
+            h.close_connection = True
+            return None
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            self._refuse(h, admin, 400, "request body is not valid UTF-8")
+            return None
 
     def _exchange(self, h: _Handler, method: str, path: str, query: str, body: str) -> None:
         if self.faults.latency_ms > 0 and self._stopping.wait(self.faults.latency_ms / 1000):
@@ -415,6 +519,10 @@ class SimServer:
             if route.signed:
                 self._authenticate(h, params, query, body, wall_ms)
             if route.is_order:
+                late = self.faults.take_late()
+                if late is not None:
+                    self._answer_late(h, route, params, late, wall_ms)
+                    return
                 rejection = self.faults.take_rejection()
                 if rejection is not None:
                     code, msg = rejection
@@ -441,6 +549,87 @@ class SimServer:
                 return
         self._json(h, 200, payload, headers)
 
+    # ------------------------------------------------------------------ late booking
+    def _answer_late(self, h: _Handler, route: Route, params: dict[str, str],
+                     late: LateBooking, wall_ms: int) -> None:
+        """Schedule a new order to be booked ``late.delay_s`` from now and answer its
+        request per ``late.mode`` (without booking anything now)."""
+        record: dict[str, Any] = {
+            "clientOrderId": params.get("newClientOrderId") or None,
+            "symbol": params.get("symbol"), "received_wall_ms": wall_ms,
+            "due_wall_ms": wall_ms + round(late.delay_s * 1000),
+            "expires_wall_ms": _deadline(params), "status": "PENDING", "detail": "",
+            "orderId": None,
+        }
+        thread = threading.Thread(
+            target=self._book_late, args=(route, dict(params), late.delay_s, record),
+            name=f"sim-late-booking-{self.port}", daemon=True,
+        )
+        with self._late_lock:
+            self._late.append(record)
+            self._late_threads.append(thread)
+        thread.start()
+        if late.mode == "5xx":
+            self._send(h, 503, b"Service Unavailable", ctype="text/plain")
+            return
+        if late.mode == "timeout":
+            self._stopping.wait(late.hold_s)
+        h.close_connection = True
+
+    def _book_late(self, route: Route, params: dict[str, str], delay_s: float,
+                   record: dict[str, Any]) -> None:
+        """The matching engine accepting an order late: after ``delay_s`` (wall clock),
+        book it at the current sim time unless its ``timestamp + recvWindow`` has passed."""
+        outcome: tuple[str, str, int | None]
+        if self._stopping.wait(delay_s):
+            outcome = ("ABANDONED", "the server stopped before the booking moment", None)
+        else:
+            wall_ms = to_ms(self.wall_clock.now())
+            if wall_ms > record["expires_wall_ms"]:
+                outcome = ("EXPIRED", f"booking moment {wall_ms} is past timestamp + "
+                                      f"recvWindow = {record['expires_wall_ms']}", None)
+            else:
+                venue = Venue(_book(self.market), self.account, self._now_ms, wall_ms,
+                              self._weights.limit)
+                try:
+                    order = route.handler(params, venue)
+                    outcome = ("BOOKED", str(order.get("status")), int(order["orderId"]))
+                except ExchangeReject as e:
+                    outcome = ("REJECTED", f"{e.code}: {e.msg}", None)
+                except (KeyError, ValueError) as e:
+                    outcome = ("REJECTED", str(e), None)
+        with self._late_lock:
+            record["status"], record["detail"], record["orderId"] = outcome
+            record["booked_wall_ms"] = to_ms(self.wall_clock.now())
+            me = threading.current_thread()
+            self._late_threads = [t for t in self._late_threads if t is not me]
+
+    def late_bookings(self) -> list[dict[str, Any]]:
+        """Every late booking so far (copies), oldest first.
+
+        Each has ``clientOrderId``, ``symbol``, ``received_wall_ms``, ``due_wall_ms``,
+        ``expires_wall_ms`` (the request's ``timestamp + recvWindow``), ``status``
+        (``PENDING``, ``BOOKED``, ``EXPIRED`` past recvWindow, ``REJECTED`` by the account
+        at booking time, ``ABANDONED`` when the server stopped first), ``detail``,
+        ``orderId`` (once booked) and ``booked_wall_ms`` (when resolved).
+        """
+        with self._late_lock:
+            return [dict(r) for r in self._late]
+
+    def wait_late_bookings(self, timeout_s: float = 10.0) -> bool:
+        """Block until no late booking is pending (or ``timeout_s`` passed); True if none
+        is pending. Lets a test wait for the booking moment instead of sleeping."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._late_lock:
+                pending = list(self._late_threads)
+            if not pending:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            pending[0].join(timeout=remaining)
+
     def _authenticate(self, h: _Handler, params: dict[str, str], query: str, body: str,
                       wall_ms: int) -> None:
         key = h.headers.get("X-MBX-APIKEY")
@@ -459,7 +648,7 @@ class SimServer:
             raise ExchangeReject(-1022, "Signature for this request is not valid.")
         try:
             ts = int(params.get("timestamp") or "")
-            recv = int(params.get("recvWindow") or 5000)
+            recv = int(params.get("recvWindow") or _DEFAULT_RECV_WINDOW_MS)
         except ValueError:
             raise ExchangeReject(-1102, "Mandatory parameter 'timestamp' was not sent, was "
                                         "empty/null, or malformed.") from None
@@ -480,11 +669,9 @@ class SimServer:
                 raise ValueError("expected a JSON object")
             if path == "/sim/clock" and method == "POST":
                 if "now" in data:
-                    when = data["now"]
-                    self.set_now(from_ms(int(when)) if isinstance(when, int | float)
-                                 else parse_time(str(when)))
+                    self.set_now(self._admin_time(data["now"]))
                 elif "advance_ms" in data:
-                    self.advance(timedelta(milliseconds=int(data["advance_ms"])))
+                    self.advance(timedelta(milliseconds=self._admin_advance(data["advance_ms"])))
                 else:
                     raise ValueError("POST /sim/clock needs 'now' (ISO-8601 or ms) or "
                                      "'advance_ms'")
@@ -502,8 +689,38 @@ class SimServer:
                 self._json(h, 200, self._account_json())
             else:
                 self._json(h, 404, {"error": f"no admin endpoint {method} {path}"})
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:
             self._json(h, 400, {"error": str(e)})
+        except RecursionError:
+            self._json(h, 400, {"error": "JSON nested too deeply"})
+
+    def _admin_time(self, when: Any) -> datetime:
+        """A ``/sim/clock`` ``now``: ms since the epoch (a finite number) or ISO-8601 text,
+        within the market's history."""
+        genesis, end = self.market.spec.genesis, self.market.horizon_end
+        allowed = f"allowed: ms since the epoch or ISO-8601 within [{genesis.isoformat()}, " \
+                  f"{end.isoformat()}]"
+        if isinstance(when, bool) or not isinstance(when, int | float | str):
+            raise ValueError(f"'now' must be a number or a string; {allowed}; got {when!r}")
+        if isinstance(when, str):
+            try:
+                return parse_time(when)
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"'now' is not a time: {when[:60]!r}; {allowed}") from None
+        lo, hi = to_ms(genesis), to_ms(end)
+        if not (math.isfinite(when) and lo <= when <= hi):
+            raise ValueError(f"'now' = {when!r} is outside the market's history; {allowed}")
+        return from_ms(int(when))
+
+    def _admin_advance(self, value: Any) -> int:
+        """A ``/sim/clock`` ``advance_ms``: a finite whole number of ms, 0 up to the rest of
+        the market's history."""
+        room = to_ms(self.market.horizon_end) - self._now_ms
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                math.isfinite(value) and value == math.floor(value) and 0 <= value <= room):
+            raise ValueError(f"'advance_ms' must be a whole number of ms in [0, {room}] (the "
+                             f"rest of the market's history), got {value!r}")
+        return int(value)
 
     def _clock_json(self) -> dict[str, Any]:
         return {"now": self.now.isoformat(), "now_ms": self._now_ms,
