@@ -809,6 +809,19 @@ class Executor:
                 notes.append(f"{cid}: unknown to the venue after {age} -> failed")
         return notes
 
+    def recheck_unresolved(self) -> list[str]:
+        """Before the tick ends: look up once more every order of this tick whose outcome
+        is still unknown (:meth:`_await_outcome`, its window long passed). Returns one
+        line per order looked at."""
+        rows = self.store.orders(tick_as_of=self.as_of, statuses=sorted(_UNRESOLVED))
+        notes: list[str] = []
+        for row in rows.to_dict("records") if len(rows) else []:
+            cid = str(row["client_id"])
+            past = self.monotonic() - self.recv_window_s - _CLOCK_SKEW_S
+            rep = self._await_outcome(cid, _order_of(row), past, f"re-check of {cid}")
+            notes.append(f"{cid}: {rep.status}, filled {rep.filled:g}")
+        return notes
+
     def _save_as(self, row: Mapping[str, Any], status: str, error: str) -> None:
         self.store.update_order(str(row["client_id"]), status, error, self.clock.now())
 

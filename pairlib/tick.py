@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,13 @@ from pairlib.clock import (
     to_ms,
 )
 from pairlib.config import Secrets, TradingParams, load_params, load_secrets, timeframe_ms
-from pairlib.errors import ConfigError, ExchangeError, LiveTradingRefused, PairlibError
+from pairlib.errors import (
+    ConfigError,
+    ExchangeError,
+    ExchangeUnavailable,
+    LiveTradingRefused,
+    PairlibError,
+)
 from pairlib.execution import Executor, LegOrder, is_own_client_id
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.risk import Candidate, MarketRules, allocate_slots, kill_switch_active, size_pair
@@ -90,6 +96,7 @@ log = logging.getLogger(__name__)
 _LOCK_TIMEOUT_S = 600.0
 _FUNDING_MS = 8 * 3_600_000
 _DUST = 1e-9  # leg amounts below this are float dust, not positions
+_CLOSING_ACTIONS = ("exit", "stop", "flatten", "exit_no_data")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -137,13 +144,19 @@ def run(
     try:
         p = params if isinstance(params, TradingParams) else load_params(params, TradingParams)
         if clock is None:
-            if p.venue.kind == "sim" and as_of is not None:
-                clock = SettableClock(parse_time(as_of))  # the simulated present
+            if p.venue.kind == "sim" and p.venue.sim_url is not None:
+                clock = SettableClock(_simulator_now(p.venue.sim_url, p.venue.timeout_ms))
+            elif p.venue.kind == "sim" and as_of is not None:
+                clock = SettableClock(parse_time(as_of))  # the in-process simulator's present
             else:
                 clock = SystemClock()
         when, missed = _resolve_as_of(as_of, clock.now(), p.data.timeframe)
         secrets = load_secrets() if p.venue.kind in ("live", "demo") else Secrets()
         check_live(p.venue, live, secrets)
+    except ExchangeError as e:
+        log.error("tick not run: %s", e)
+        return empty_result(p, None, "failed", "normal", f"{type(e).__name__}: {e}",
+                            time.perf_counter() - t0, notebook_path)
     except (ConfigError, LiveTradingRefused, ValueError) as e:
         log.error("tick refused: %s", e)
         return _refused(p, when, store, clock, f"{type(e).__name__}: {e}",
@@ -152,7 +165,12 @@ def run(
     entries_when_missed = (allow_missed_entries if allow_missed_entries is not None
                            else p.missed_tick_entries)
     own = store is None
-    db = store if store is not None else Store.at(p.state_dir)
+    try:
+        db = store if store is not None else Store.at(p.state_dir)
+    except PairlibError as e:  # StoreError: corrupt, locked or read-only database
+        log.error("tick %s not run: %s", iso(when), e)
+        return empty_result(p, when, "failed", "normal", f"{type(e).__name__}: {e}",
+                            time.perf_counter() - t0, notebook_path)
     try:
         from filelock import FileLock, Timeout
 
@@ -167,6 +185,10 @@ def run(
                 tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
                              missed=missed, missed_entries=bool(entries_when_missed), t0=t0)
                 return tick.run()
+        except PairlibError as e:  # the store failed before or after the tick's own guard
+            log.error("tick %s failed: %s", iso(when), e)
+            return empty_result(p, when, "failed", "normal", f"{type(e).__name__}: {e}",
+                                time.perf_counter() - t0, notebook_path)
         except Timeout:
             msg = f"another tick holds {lock.lock_file} (waited {_LOCK_TIMEOUT_S:.0f} s)"
             log.error("tick %s not run: %s", iso(when), msg)
@@ -200,6 +222,31 @@ def _resolve_as_of(
             "the clock: that candle has not closed yet"
         )
     return when, when < last
+
+
+def _simulator_now(sim_url: str, timeout_ms: int) -> datetime:
+    """The present of a running simulator (``GET /sim/clock``): a tick against it is late,
+    and acts on exits only, exactly when it would be against a real venue."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{sim_url}/sim/clock", timeout=timeout_ms / 1000) as r:
+            return parse_time(json.loads(r.read())["now"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ExchangeUnavailable(f"cannot read the simulator's clock at {sim_url}/sim/clock: "
+                                  f"{e}") from None
+
+
+def _side_of(amounts: tuple[float, float]) -> int:
+    """The spread side that leg amounts (y, x) belong to: +1 long y / short x, -1 the
+    reverse, 0 none."""
+    ay, ax = amounts
+    if abs(ay) > _DUST:
+        return 1 if ay > 0 else -1
+    if abs(ax) > _DUST:
+        return -1 if ax > 0 else 1
+    return 0
 
 
 def _refused(
@@ -242,6 +289,7 @@ class _Pair:
     z: float = math.nan
     spread_std: float = math.nan
     problem: str | None = None
+    data_note: str | None = None  # unusual data the venue served (jumps, masked old bars)
     z_series: pd.Series | None = None
 
     @property
@@ -255,9 +303,15 @@ class _Pair:
         return float(self.state["amount_y"] or 0.0), float(self.state["amount_x"] or 0.0)
 
     @property
+    def closing(self) -> str | None:
+        """The close (exit, stop, flatten, exit_no_data) begun and not yet completed."""
+        return str(self.state["closing"]) if self.state and self.state.get("closing") else None
+
+    @property
     def residual(self) -> bool:
         """Flat by the strategy but with leg amounts left (an incomplete order)."""
-        return self.position == 0 and any(abs(a) > _DUST for a in self.amounts)
+        return (self.position == 0 and not self.closing
+                and any(abs(a) > _DUST for a in self.amounts))
 
     @property
     def strategy_state(self) -> PairState:
@@ -313,6 +367,7 @@ class _Tick:
         self.last_close: dict[str, float] = {}
         self.held_at_start = False
         self.venue_positions: list[Any] = []
+        self.unevaluable: dict[str, str] = {}  # open pairs this tick could not evaluate
 
     # ------------------------------------------------------------------ run
     def run(self) -> TickResult:
@@ -323,7 +378,11 @@ class _Tick:
         status, error = "ok", None
         try:
             with open_exchange(p.venue, when, live=self.live, secrets=self.secrets) as ex:
-                self._body(ex)
+                exposed = self._body(ex)
+            if exposed:
+                status = "degraded"
+                error = "EXPOSED: " + "; ".join(exposed)
+                log.error("tick %s degraded: %s", iso(when), error)
         except PairlibError as e:
             status, error = "failed", f"{type(e).__name__}: {e}"
             log.error("tick %s failed: %s", iso(when), error)
@@ -331,8 +390,14 @@ class _Tick:
             status, error = "failed", f"unexpected {type(e).__name__}: {e}"
             log.exception("tick %s failed unexpectedly", iso(when))
         duration = time.perf_counter() - self.t0
-        db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode, message=error,
-                       notebook_path=self.notebook_path)
+        try:
+            db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode,
+                           message=error, notebook_path=self.notebook_path)
+        except PairlibError as e:  # the store itself failed: say so, never raise
+            status, error = "failed", f"{error + '; ' if error else ''}{type(e).__name__}: {e}"
+            log.error("tick %s could not be recorded: %s", iso(when), e)
+            return empty_result(p, when, status, self.mode, error, duration,
+                                self.notebook_path)
         log.info("tick %s %s in %.2f s", iso(when), status, duration)
         return self._result(status, error, duration)
 
@@ -355,7 +420,9 @@ class _Tick:
         )
 
     # ------------------------------------------------------------------ body
-    def _body(self, ex: Any) -> None:
+    def _body(self, ex: Any) -> list[str]:
+        """Gather, decide, act, account; returns what is left exposed (empty when the book
+        is hedged and matches the venue)."""
         from pairlib.data import load_market_data
 
         p, db, when = self.p, self.db, self.when
@@ -365,7 +432,8 @@ class _Tick:
             for s, m in markets.items()
         }
         self.ex = ex
-        self.executor = Executor(ex, db, when, self.clock, self.rules)
+        self.executor = Executor(ex, db, when, self.clock, self.rules,
+                                 recv_window_s=float(getattr(ex, "recv_window_ms", 5000)) / 1000)
         for note in self.executor.resolve_pending():
             log.info("pending order: %s", note)
 
@@ -375,17 +443,24 @@ class _Tick:
         symbols = sorted({s for pr in pairs for s in (pr.y, pr.x)})
         if symbols:
             bars = max(p.data.min_history_bars, p.strategy.lookback + Z_HISTORY_BARS)
-            md = load_market_data(ex, symbols, p.data, now=when, bars=bars)
+            # Only the bars a decision uses gate a symbol: an older defect cannot freeze
+            # an open pair.
+            md = load_market_data(ex, symbols, p.data, now=when, bars=bars,
+                                  decision_bars=p.strategy.lookback)
             self._signals(pairs, md)
 
         decisions = {pr.pair_id: self._decide(pr) for pr in pairs}
         by_id = {pr.pair_id: pr for pr in pairs}
 
-        # 1. exits and stops (every symbol, mismatched or not: reduce-only)
+        # 1. exits, stops and closes begun earlier (every symbol, mismatched or not:
+        #    reduce-only), then open pairs that cannot be evaluated
         for pid in sorted(decisions):
             d = decisions[pid]
-            if d is not None and d.action in ("exit", "stop"):
+            if d is not None and d.action in _CLOSING_ACTIONS:
                 self._exit(by_id[pid], d)
+        for pid in sorted(decisions):
+            if pid not in self.touched:
+                self._unevaluable(by_id[pid], decisions[pid])
         # 2. residual legs of earlier incomplete orders
         for pr in pairs:
             if pr.pair_id not in self.touched:
@@ -398,7 +473,9 @@ class _Tick:
             if d is not None and pid not in self.touched:
                 self._persist(by_id[pid], d.state, d, d.action, d.reason)
 
+        self._finish(by_id)
         self._account(ex)
+        return self._exposure(ex, by_id)
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, ex: Any) -> set[str]:
@@ -500,14 +577,28 @@ class _Tick:
                 zs = pd.Series(z, index=closes.index + self.tf)
                 history[pr.pair_id] = zs.iloc[-Z_HISTORY_BARS:]
             pr.problem = problem
+            notes = [f"{leg}: {quality.loc[leg, 'notes']}" for leg in (pr.y, pr.x)
+                     if leg in quality.index and "notes" in quality.columns
+                     and str(quality.loc[leg, "notes"] or "")]
+            pr.data_note = "; ".join(notes) or None
         if history:
             self.z_history = pd.DataFrame(history)
             self.z_history.index.name = "close_time"
 
     # ------------------------------------------------------------------ decisions
     def _decide(self, pr: _Pair) -> Decision | None:
-        """The strategy's decision for one pair, or None when this tick already did it."""
+        """The strategy's decision for one pair, or None when this tick already did it.
+
+        A pair whose close (exit, stop, ...) began earlier and left legs open is closed,
+        whatever its z: the close is completed before anything else happens to it.
+        """
         st = pr.state
+        if pr.closing is not None:
+            since = (st or {}).get("updated_tick")
+            action = cast(Any, pr.closing)
+            return Decision(0, action, f"completing the {pr.closing} begun at tick {since}: "
+                            "its legs are still open at the venue",
+                            PairState(0, locked_out=pr.closing == "stop"))
         if st is not None and st.get("updated_tick") == iso(self.when):
             prev = self.db.decisions(self.when)
             row = prev.loc[prev["pair_id"] == pr.pair_id]
@@ -523,6 +614,8 @@ class _Tick:
         d = step(pr.strategy_state, z, s.entry, s.exit, s.stop)
         if pr.problem is not None:
             d = Decision(d.position, d.action, f"{pr.problem}: no order; {d.reason}", d.state)
+        elif pr.data_note:
+            d = Decision(d.position, d.action, f"{d.reason} (data: {pr.data_note})", d.state)
         return d
 
     def _signal_row(self, pr: _Pair, z: Any, signal: Any, action: str, reason: str,
@@ -576,16 +669,25 @@ class _Tick:
 
     # ------------------------------------------------------------------ actions
     def _exit(self, pr: _Pair, d: Decision) -> None:
+        """Close both legs reduce-only (exit, stop, closing an unevaluable pair, or
+        completing an earlier close).
+
+        The pair is recorded as *closing* before any order (a crash leaves a close that the
+        next run completes) and as flat only once the venue holds none of its legs; a close
+        that stays incomplete after the executor's retries keeps the pair open and closing.
+        """
         self._ensure_state_row(pr)
-        # The decision is persisted first: if the run dies mid-way, what is left is a
-        # residual that the next run flattens, never a phantom open position.
-        self._persist(pr, d.state, d, d.action, d.reason)
+        opened = pr.position if pr.position != 0 else _side_of(pr.amounts)
+        closing = PairState(opened) if opened != 0 else PairState()
+        self._persist(pr, closing, d, d.action, d.reason, extra={"closing": d.action})
         legs = self._close_legs(pr, d.action)
-        if not legs:
-            return
-        out = self.executor.close(pr.pair_id, d.action, legs)
-        if not out.ok:
-            self._persist(pr, d.state, d, d.action, f"{d.reason}; {out.message}")
+        out = self.executor.close(pr.pair_id, d.action, legs) if legs else None
+        if out is None or out.ok:
+            self._persist(pr, d.state, d, d.action, d.reason, extra={"closing": None})
+        else:
+            self._persist(pr, closing, d, d.action,
+                          f"{d.reason}; {out.message}: the pair stays open and its close is "
+                          "retried next tick", extra={"closing": d.action})
 
     def _flatten_if_residual(self, pr: _Pair, d: Decision | None) -> None:
         """Close a flat pair's leftover legs (reduce-only), unless its entry is being
@@ -599,17 +701,90 @@ class _Tick:
         why = ("flat with residual legs " + ", ".join(f"{lg.symbol} {lg.side} {lg.amount:g}"
                                                       for lg in legs)
                + " left by an incomplete order: flattening reduce-only")
-        if d is None:  # decided by an earlier run of this tick: keep that decision's record
-            log.info("tick %s %s: %s", iso(self.when), pr.pair_id, why)
-            out = self.executor.close(pr.pair_id, "flatten", legs)
-        else:
-            # No entry on top of residual legs: a flat pair stays flat this tick.
-            state = d.state if d.position == 0 else pr.strategy_state
-            self._persist(pr, state, d, "flatten", f"{d.reason}; {why}")
-            out = self.executor.close(pr.pair_id, "flatten", legs)
-            if not out.ok:
-                self._persist(pr, state, d, "flatten", f"{d.reason}; {why}; {out.message}")
-        self.touched.add(pr.pair_id)
+        # No entry on top of residual legs: a flat pair stays flat this tick.
+        state = d.state if d is not None and d.position == 0 else pr.strategy_state
+        reason = why if d is None else f"{d.reason}; {why}"
+        self._exit(pr, Decision(0, cast(Any, "flatten"), reason, state))
+
+    def _unevaluable(self, pr: _Pair, d: Decision | None) -> None:
+        """An open pair this tick cannot evaluate (no usable data for a leg): an incident
+        at once, held for ``risk.unevaluable_exit_bars`` ticks, then closed reduce-only."""
+        if pr.problem is None or pr.position == 0 or pr.closing is not None or d is None:
+            return
+        limit = self.p.risk.unevaluable_exit_bars
+        earlier = self.db.query(
+            "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
+            "ORDER BY tick_as_of DESC LIMIT ?", (pr.pair_id, iso(self.when), limit + 1))
+        streak = 1
+        for z in earlier["z"] if len(earlier) else []:
+            if z is not None and z == z:
+                break
+            streak += 1
+        if streak > limit:
+            reason = (f"{pr.problem}: the open pair could not be evaluated for {streak} "
+                      f"tick(s) (risk.unevaluable_exit_bars: {limit}): closed reduce-only")
+            self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {reason}")
+            self._exit(pr, Decision(0, cast(Any, "exit_no_data"), reason, PairState()))
+            return
+        self._incident("pair_unevaluable", pr.y,
+                       f"{pr.pair_id}: open but cannot be evaluated ({pr.problem}); held with no "
+                       f"exit or stop ({streak} of {limit} tick(s)), closed after that")
+        self.unevaluable[pr.pair_id] = pr.problem
+
+    def _finish(self, by_id: Mapping[str, _Pair]) -> None:
+        """Before the tick ends: re-check every order whose outcome is unknown, then close
+        the legs an incomplete entry left (now that nothing may still fill) or mark them
+        for closing next tick."""
+        for note in self.executor.recheck_unresolved():
+            log.info("re-check: %s", note)
+        pending = self.db.orders(statuses=["sent", "unknown", "open"])
+        waiting = set(pending["pair_id"]) if len(pending) else set()
+        for pid, pr in by_id.items():
+            pr.state = self.db.pair_state(pid)
+            if pid not in self.touched or not pr.residual:
+                continue
+            prior = self.signals.get(pid, {}).get("reason") or ""
+            if pid in waiting:
+                d = Decision(0, cast(Any, "flatten"), prior, PairState())
+                self._persist(pr, PairState(_side_of(pr.amounts)), d, "flatten",
+                              f"{prior}; legs left while an order's outcome is unknown: "
+                              "closed once it is known", extra={"closing": "flatten"})
+                continue
+            self._exit(pr, Decision(0, cast(Any, "flatten"),
+                                    f"{prior}; closing the legs an incomplete entry left",
+                                    pr.strategy_state if pr.position == 0 else PairState()))
+
+    def _exposure(self, ex: Any, by_id: Mapping[str, _Pair]) -> list[str]:
+        """What the book has exposed at the end of the tick: orders of unknown outcome,
+        pairs with a leg missing or a close incomplete, open pairs not evaluated, and any
+        difference between the store and the venue's positions (re-read now)."""
+        out: list[str] = []
+        pending = self.db.orders(statuses=["sent", "unknown", "open"])
+        for r in pending.to_dict("records") if len(pending) else []:
+            out.append(f"order {r['client_id']} ({r['action']} {r['side']} {r['amount']:g} "
+                       f"{r['symbol']}) outcome unknown")
+        states = self.db.pair_states()
+        for r in states.to_dict("records") if len(states) else []:
+            ay, ax = float(r["amount_y"] or 0.0), float(r["amount_x"] or 0.0)
+            legs = f"{r['y']} {ay:+g}, {r['x']} {ax:+g}"
+            if r.get("closing"):
+                out.append(f"{r['pair_id']}: {r['closing']} incomplete, legs open ({legs})")
+            elif (abs(ay) > _DUST) != (abs(ax) > _DUST):
+                out.append(f"{r['pair_id']}: one leg only, NAKED ({legs})")
+            elif int(r["position"]) == 0 and (abs(ay) > _DUST or abs(ax) > _DUST):
+                out.append(f"{r['pair_id']}: flat with legs still open ({legs})")
+        for pid, why in sorted(self.unevaluable.items()):
+            out.append(f"{pid}: open but not evaluated ({why})")
+        try:
+            positions = ex.fetch_positions()
+        except ExchangeError as e:
+            out.append(f"the venue's positions could not be re-read: {e}")
+            return out
+        steps = {s: r.amount_step for s, r in self.rules.items()}
+        found = reconcile(expected_positions(states, self.db.accepted_positions()), positions,
+                          (), steps)
+        out.extend(f"{m.symbol}: store and venue differ ({m.detail})" for m in found)
+        return out
 
     def _entry_started_this_tick(self, pr: _Pair, action: str) -> bool:
         orders = self.db.orders(tick_as_of=self.when)
@@ -677,9 +852,11 @@ class _Tick:
                 self._not_entered(pr, d, "no current price or market rules for a leg")
                 continue
             stop_z = s.stop if pr.z > 0 else -s.stop
+            # A resumed entry's filled leg is part of this entry, not other exposure.
+            own = abs(pr.amounts[0]) * py + abs(pr.amounts[1]) * px if pr.residual else 0.0
             try:
                 sizing = size_pair(equity, pr.z, stop_z, pr.spread_std, pr.beta, py, px, ry, rx,
-                                   self.p.risk, gross)
+                                   self.p.risk, max(gross - own, 0.0))
             except ValueError as e:
                 self._not_entered(pr, d, f"cannot size: {e}")
                 continue
@@ -694,8 +871,23 @@ class _Tick:
         return not self.db.orders(tick_as_of=self.when).empty
 
     def _not_entered(self, pr: _Pair, d: Decision, why: str) -> None:
+        """Record an entry not taken. If an earlier run of this tick began it (a leg
+        filled, then the run died) this run will not complete it: the leftover legs are
+        flattened now, reduce-only, with an incident."""
         keep = pr.strategy_state
-        self._persist(pr, keep, d, "none", f"{d.reason}; not entered: {why}")
+        if not (pr.residual and self._entry_started_this_tick(pr, d.action)):
+            self._persist(pr, keep, d, "none", f"{d.reason}; not entered: {why}")
+            return
+        legs = self._close_legs(pr, "flatten")
+        held = ", ".join(f"{lg.symbol} {lg.amount:g}" for lg in legs)
+        self._persist(pr, keep, d, "flatten", f"{d.reason}; not entered: {why}; the interrupted "
+                      f"entry's leftover legs ({held}) are flattened now")
+        out = self.executor.close(pr.pair_id, "flatten", legs)
+        self._incident("resumed_entry_abandoned", pr.y,
+                       f"{pr.pair_id} {d.action}: an earlier run of this tick filled part of "
+                       f"the entry ({held}); this run does not complete it ({why}); "
+                       + ("flattened reduce-only" if out.ok
+                          else f"flattening INCOMPLETE: {out.message}"))
 
     def _enter(self, pr: _Pair, d: Decision, amount_y: float, amount_x: float,
                sizing: Any) -> None:

@@ -34,7 +34,7 @@ Z_HISTORY_BARS = 120
 SIGNAL_COLUMNS = ("pair_id", "y", "x", "z", "signal", "action", "reason", "position",
                   "entry_time", "entry_z")
 """Columns of :attr:`TickResult.signals`."""
-POSITION_COLUMNS = ("pair_id", "y", "x", "position", "amount_y", "amount_x", "entry_z",
+POSITION_COLUMNS = ("pair_id", "y", "x", "position", "closing", "amount_y", "amount_x", "entry_z",
                     "entry_time", "entry_price_y", "entry_price_x", "beta", "updated_tick")
 """Columns of :attr:`TickResult.positions`."""
 

@@ -1,0 +1,260 @@
+"""The tick never ends ``ok`` with a naked leg, an unknown order or an open pair it could not
+evaluate or exit: scenarios from the audit, each against the simulated exchange over the real
+ccxt client (``pairlib.tick``, ``pairlib.execution``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tick_fixtures import BAR, GRT_RUNE, START, TickEnv, make_env
+
+from pairlib import data as data_mod
+from pairlib import tick
+from pairlib.exchange import Exchange
+from pairlib.sim import Market
+
+GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
+ENTRY = START + 7 * BAR  # GRT~RUNE enters short here
+EXIT = START + 13 * BAR  # ... and exits here
+
+
+@pytest.fixture
+def env(sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TickEnv]:
+    # A short client timeout and signed-request window keep the unknown-outcome waits short.
+    yield from make_env(sim_market, tmp_path, monkeypatch,
+                        venue={"timeout_ms": 1500, "recv_window_ms": 2000})
+
+
+def _signal(result: tick.TickResult, pid: str) -> dict[str, Any]:
+    rows = result.signals.loc[result.signals["pair_id"] == pid]
+    assert len(rows) == 1, result.signals
+    return rows.iloc[0].to_dict()
+
+
+def _hedged_and_matching(env: TickEnv) -> None:
+    """The store equals the venue per symbol, and no pair holds one leg only."""
+    expected: dict[str, float] = {}
+    for r in env.store.pair_states().to_dict("records"):
+        assert (r["amount_y"] == 0) == (r["amount_x"] == 0), f"naked leg: {r}"
+        expected[r["y"]] = expected.get(r["y"], 0.0) + r["amount_y"]
+        expected[r["x"]] = expected.get(r["x"], 0.0) + r["amount_x"]
+    for sym, amt in expected.items():
+        assert env.venue_position(sym) == pytest.approx(amt, abs=1e-9), sym
+
+
+def _after_orders(monkeypatch: pytest.MonkeyPatch, n: int, arm: Any) -> None:
+    """Arm a simulator fault right after the ``n``-th create_order call returned or failed."""
+    original = Exchange.create_order
+    calls = {"n": 0}
+
+    def wrapped(self: Exchange, *args: Any, **kw: Any) -> Any:
+        try:
+            return original(self, *args, **kw)
+        finally:
+            calls["n"] += 1
+            if calls["n"] == n:
+                arm()
+
+    monkeypatch.setattr(Exchange, "create_order", wrapped)
+
+
+# ----------------------------------------------------------------------------- A1
+
+
+def test_second_leg_booked_after_the_client_timed_out_completes_the_entry(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    _after_orders(monkeypatch, 1, lambda: env.server.faults.book_late_next_orders(
+        1, delay_s=1.0, mode="timeout", hold_s=2.0))
+    r = env.run(ENTRY)
+    assert r.status == "ok", r.error
+    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert not (r.orders["action"] == "unwind").any()
+    assert env.venue_position(RUNE) != 0.0 and env.venue_position(GRT) != 0.0
+    _hedged_and_matching(env)
+
+
+def test_first_leg_booked_late_is_found_before_the_second_is_sent(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    env.server.faults.book_late_next_orders(1, delay_s=1.0, mode="close")
+    r = env.run(ENTRY)
+    assert r.status == "ok", r.error
+    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert len(env.venue_orders()) == 2
+    _hedged_and_matching(env)
+
+
+def test_dropped_response_with_failing_lookups_is_never_read_as_not_found(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+
+    # The second leg is booked but its answer is lost; then its look-ups get 5xx for a while.
+    _after_orders(monkeypatch, 1, lambda: env.server.faults.drop_response_next_orders(1))
+    _after_orders(monkeypatch, 2, lambda: env.server.faults.fail_next(12, 503,
+                                                                      path="/fapi/v1/order"))
+    r = env.run(ENTRY)
+    assert r.status == "ok", r.error
+    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert not (r.orders["action"] == "unwind").any()
+    _hedged_and_matching(env)
+
+
+# ----------------------------------------------------------------------------- A2
+
+
+def test_interrupted_entry_not_completed_on_rerun_is_flattened_now(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    original = Exchange.create_order
+    calls = {"n": 0}
+
+    def die_before_second(self: Exchange, *args: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash between the legs")
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Exchange, "create_order", die_before_second)
+    assert env.run(ENTRY).status == "failed"
+    assert env.venue_position(GRT) != 0.0 and env.venue_position(RUNE) == 0.0
+    monkeypatch.setattr(Exchange, "create_order", original)
+    (env.tmp / "KILL").write_text("operator stop\n")  # the rerun will not complete the entry
+    r = env.run(ENTRY)
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    assert "resumed_entry_abandoned" in [i["kind"] for i in r.incidents]
+    assert r.status == "ok", r.error  # hedged (flat) and matching the venue again
+    _hedged_and_matching(env)
+
+
+# ----------------------------------------------------------------------------- A3
+
+
+def test_unwind_rejected_twice_is_retried_within_the_tick(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    # The second leg is rejected, then the unwind of the first twice.
+    _after_orders(monkeypatch, 1, lambda: env.server.faults.reject_next_orders(3, -2019))
+    r = env.run(ENTRY)
+    assert r.status == "ok", r.error
+    unwinds = r.orders[r.orders["action"] == "unwind"].sort_values("client_id")
+    assert list(unwinds["status"]) == ["rejected", "rejected", "closed"]
+    assert unwinds.iloc[2]["client_id"].endswith("-r2")
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    _hedged_and_matching(env)
+
+
+def test_exit_failing_all_tick_keeps_the_pair_open_and_degrades_then_completes(
+    env: TickEnv,
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    assert env.run(ENTRY).status == "ok"
+    env.server.faults.fail_next(500, 503, path="/fapi/v1/order")
+    r = env.run(EXIT)
+    assert r.status == "degraded" and "exit incomplete" in str(r.error), r.error
+    state = env.store.pair_state(GRT_RUNE)
+    assert state["position"] == -1 and state["closing"] == "exit"  # never marked flat
+    assert env.venue_position(GRT) != 0.0
+    assert "exit_incomplete" in [i["kind"] for i in r.incidents]
+    assert not r.ok
+    env.server.faults.clear()
+    nxt = env.run(EXIT + BAR)
+    assert nxt.status == "ok", nxt.error
+    state = env.store.pair_state(GRT_RUNE)
+    assert state["position"] == 0 and state["closing"] is None
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    _hedged_and_matching(env)
+
+
+def test_exit_rejected_reduce_only_is_retried_under_a_new_id(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    assert env.run(ENTRY).status == "ok"
+    env.server.faults.reject_next_orders(1, -2022)
+    r = env.run(EXIT)
+    assert r.status == "ok", r.error
+    assert _signal(r, GRT_RUNE)["action"] == "exit"
+    exits = r.orders[r.orders["action"] == "exit"]
+    assert (exits["status"] == "rejected").sum() == 1
+    assert exits["client_id"].str.endswith("-r1").sum() == 1
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+
+
+# ----------------------------------------------------------------------------- A4
+
+
+def test_remainder_below_min_notional_completes_and_sizes_the_hedge(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    env.server.faults.partial_fill_next(1, 0.999)
+    r = env.run(ENTRY)
+    assert r.status == "ok", r.error
+    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    first = r.orders[(r.orders["leg"] == "y")].iloc[0]
+    left_notional = (first["amount"] - first["filled"]) * first["average"]
+    assert 0 < left_notional < 5.0  # the scenario: what is left cannot be sent
+    assert len(r.orders) == 2 and not (r.orders["action"] == "unwind").any()
+    x = r.orders[r.orders["leg"] == "x"].iloc[0]
+    planned_x = float(env.store.order(x["client_id"])["amount"])
+    assert x["filled"] <= planned_x
+    state = env.store.pair_state(GRT_RUNE)
+    assert state["position"] == -1
+    assert abs(state["amount_y"]) == pytest.approx(first["filled"])
+    _hedged_and_matching(env)
+
+
+# ----------------------------------------------------------------------------- B7
+
+
+def test_open_pair_without_usable_data_is_an_incident_then_closed(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    assert env.run(ENTRY).status == "ok"
+    real = data_mod.load_market_data
+
+    def rune_feed_stopped(*args: Any, **kw: Any) -> Any:
+        md = real(*args, **kw)
+        md.dropped[RUNE] = "test: the feed stopped"
+        return md
+
+    monkeypatch.setattr(data_mod, "load_market_data", rune_feed_stopped)
+    r1 = env.run(ENTRY + BAR)
+    assert r1.status == "degraded" and GRT_RUNE in str(r1.error), r1.error
+    assert "pair_unevaluable" in [i["kind"] for i in r1.incidents]
+    assert env.store.pair_state(GRT_RUNE)["position"] == -1 and r1.orders.empty
+    r2 = env.run(ENTRY + 2 * BAR)  # risk.unevaluable_exit_bars: 1 -> closed now
+    assert r2.status == "ok", r2.error
+    assert _signal(r2, GRT_RUNE)["action"] == "exit_no_data"
+    assert set(r2.orders["reduce_only"]) == {1}
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    assert env.store.pair_state(GRT_RUNE)["position"] == 0
+
+
+# ----------------------------------------------------------------------------- D11, E16
+
+
+def test_late_as_of_against_a_running_simulator_is_a_missed_tick(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    env.server.set_now(ENTRY + 2 * BAR)  # the venue's present is two bars later
+    r = tick.run(env.params, ENTRY, store=env.store)
+    assert r.mode.startswith("exits_only") and "missed tick" in r.mode
+    assert r.orders.empty and len(env.venue_orders()) == 0
+
+
+def test_corrupt_state_database_fails_clearly_without_an_order(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    env.store.close()
+    db = Path(env.params.state_dir) / "pairlib.db"
+    for extra in db.parent.glob("pairlib.db-*"):
+        extra.unlink()
+    db.write_bytes(b"this is not a database" * 100)
+    env.at(ENTRY)
+    r = tick.run(env.params, ENTRY)
+    assert r.status == "failed" and "StoreError" in str(r.error), r.error
+    assert str(db) in str(r.error)
+    assert len(env.venue_orders()) == 0
