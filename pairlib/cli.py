@@ -7,11 +7,16 @@ Heavy imports happen inside the commands so ``pairlib --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
-__all__ = ["app"]
+__all__ = ["TICK_EXIT_CODES", "app"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     help="pairlib: research-to-live pairs trading for crypto perpetual futures.",
@@ -26,12 +31,43 @@ PARAMS_TRADING = Path("params/trading.yaml")
 PARAMS_PAIRS = Path("params/pairs.yaml")
 
 
+TICK_EXIT_CODES = {"ok": 0, "already_ran": 0, "degraded": 3, "failed": 1, "refused": 2}
+"""``pairlib tick``'s exit code by tick status (any other status exits 1)."""
+
+
 def _fail(message: str) -> typer.Exit:
+    """Print ``error: message`` in red on stderr; the exit for a refused command (2)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
 
 
+def _one_line_errors(command: F) -> F:
+    """Turn what a command did not handle itself into ``error: ...`` and exit 1, never a
+    traceback: any :class:`~pairlib.errors.PairlibError` (a corrupt, locked or read-only
+    state database raises :class:`~pairlib.errors.StoreError`), and the operating system's
+    and SQLite's own errors about the state folder."""
+    import sqlite3
+
+    from pairlib.errors import PairlibError
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PairlibError as e:
+            message = str(e)
+        except sqlite3.Error as e:
+            message = f"state database: {type(e).__name__}: {e}"
+        except OSError as e:
+            message = f"{type(e).__name__}: {e}"
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+    return wrapper  # type: ignore[return-value]
+
+
 @app.command()
+@_one_line_errors
 def data(
     params: Path = typer.Option(PARAMS_TRADING, help="Params file (its venue and data sections)."),
     as_of: str | None = typer.Option(None, help="ISO-8601 time; default: last closed candle."),
@@ -47,6 +83,7 @@ def data(
 
 
 @app.command()
+@_one_line_errors
 def pairs(
     params: Path = typer.Option(PARAMS_PAIRS, help="Pair-selection params file."),
     as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
@@ -67,6 +104,7 @@ def pairs(
 
 
 @app.command()
+@_one_line_errors
 def demo(
     as_of: str = typer.Option("2026-06-01T00:00:00Z", help="Pair-generation time (ISO-8601)."),
     ticks: int = typer.Option(6, min=1, max=60, help="4h ticks to replay after it."),
@@ -86,6 +124,7 @@ def demo(
 
 
 @exchange_app.command("serve")
+@_one_line_errors
 def exchange_serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback only "
                                                "unless --allow-remote)."),
@@ -155,32 +194,66 @@ def exchange_serve(
 
 
 @app.command()
+@_one_line_errors
 def tick(
     params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
-    as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
+    as_of: str | None = typer.Option(
+        None, help="Candle close to act on, ISO-8601 with Z or an offset, on a "
+        "params.data.timeframe boundary (e.g. 2026-01-31T20:00Z); default: the last closed "
+        "candle."),
     live: bool = typer.Option(False, "--live", help="Trade a live venue (also needs "
                               "venue.kind: live in params and keys in the environment)."),
     outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+    wait: float = typer.Option(600.0, min=0.0, help="Seconds to wait for another tick job "
+                               "of the same state_dir to finish."),
 ) -> None:
-    """Run one live tick: notebooks/tick.ipynb into outputs/ticks/ (failed reports are kept)."""
-    from pairlib.errors import PairlibError
-    from pairlib.jobs import run_tick_job
+    """Run one tick: notebooks/tick.ipynb into outputs/ticks/ (failed reports are kept).
+    The first line printed is the report's path.
+
+    \b
+    Exit codes:
+      0  ok or already_ran
+      1  failed: the tick ran into an error (see the report)
+      2  rejected before any network call: bad params, a bad --as-of,
+         the live guard, or another tick job of the same state_dir
+         still running after --wait
+      3  degraded: the tick finished but something is exposed (a naked
+         leg, an unknown order, an open pair it could not evaluate);
+         the line printed says what
+    """
+    from pairlib.errors import ConfigError, LiveTradingRefused
+    from pairlib.jobs import JobLocked, run_tick_job
+
+    def waiting(line: str) -> None:
+        typer.secho(line, fg=typer.colors.YELLOW, err=True)
 
     try:
-        result = run_tick_job(params, as_of, outputs, live=live)
-    except PairlibError as e:
+        result = run_tick_job(params, as_of, outputs, live=live, lock_timeout_s=wait,
+                              on_wait=waiting)
+    except (ConfigError, LiveTradingRefused, JobLocked) as e:
         raise _fail(str(e)) from None
     typer.echo(str(result.path))
-    status = result.scraps.get("status")
-    if not result.ok or status not in ("ok", "already_ran"):
-        typer.secho(f"tick {status or 'failed'}: {result.error or result.scraps.get('error')}",
+    status = result.status
+    code = TICK_EXIT_CODES.get(status, 1)
+    if not result.report_complete:
+        typer.secho(f"warning: the report notebook is incomplete ({result.error}); the "
+                    "tick's outcome below is what the tick recorded",
+                    fg=typer.colors.YELLOW, err=True)
+    if code == 0:
+        duration = result.scraps.get("duration_s") or result.duration_s
+        mode = result.scraps.get("mode")
+        typer.echo(f"tick {status}{f' ({mode})' if mode else ''} in {float(duration):.2f} s")
+    elif status == "degraded":
+        typer.secho(f"tick degraded: {result.message or 'something is exposed; see the report'}",
+                    fg=typer.colors.YELLOW, bold=True, err=True)
+    else:
+        typer.secho(f"tick {status}: {result.message or result.error}",
                     fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
-    typer.echo(f"tick {status} ({result.scraps.get('mode')}) in "
-               f"{float(result.scraps.get('duration_s') or 0):.2f} s")
+    raise typer.Exit(code=code)
 
 
 @app.command("reconcile")
+@_one_line_errors
 def reconcile_cmd(
     params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
     as_of: str | None = typer.Option(None, help="ISO-8601 time of the run; default: now."),

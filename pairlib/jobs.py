@@ -1,14 +1,33 @@
 """The scheduled jobs as notebook runs: what ``pairlib pairs`` / ``pairlib tick`` / the demo
-execute. Each job validates its params before anything else, picks the run's ``as_of``, and
-runs its notebook with papermill into ``outputs/`` (failed notebooks are kept)."""
+execute. Each job validates its params (and, for the tick, its ``as_of``) before anything
+else, picks the run's ``as_of``, reserves a fresh report path and runs its notebook with
+papermill into ``outputs/`` (failed notebooks are kept).
+
+The tick job holds ``<state_dir>/tick-job.lock`` for the whole life of its kernel: the
+kernel inherits the lock's descriptor, so the lock is free only once both the job and its
+kernel are gone, and a second tick job of the same state folder waits (saying who holds the
+lock) instead of starting a kernel next to one that may still trade. It is a different file
+from ``tick.lock``, which :func:`pairlib.tick.run` takes inside the kernel. When the notebook
+does not finish (a dead kernel, a failed report cell), the tick's outcome is read from the
+store, which is the record of what the tick did.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from pairlib.clock import Clock, SystemClock, last_close, parse_time
-from pairlib.config import PairsParams, TradingParams, load_params
+from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
+from pairlib.config import PairsParams, TradingParams, load_params, timeframe_ms
+from pairlib.errors import ConfigError, PairlibError
 from pairlib.runner import (
     RunResult,
     pairs_output_path,
@@ -17,9 +36,50 @@ from pairlib.runner import (
     unique_path,
 )
 
-__all__ = ["NOTEBOOKS", "resolve_as_of", "run_pairs_job", "run_tick_job"]
+__all__ = [
+    "JOB_LOCK_NAME",
+    "NOTEBOOKS",
+    "JobLocked",
+    "TickJobResult",
+    "resolve_as_of",
+    "run_pairs_job",
+    "run_tick_job",
+    "tick_as_of",
+    "tick_job_lock",
+]
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+JOB_LOCK_NAME = "tick-job.lock"
+"""The tick job's lock in ``state_dir`` (not ``tick.lock``: the tick in the kernel takes that)."""
+_HOLDER_SUFFIX = ".holder.json"
+_OK = ("ok", "already_ran")
+
+
+class JobLocked(PairlibError):
+    """Another tick job of the same state folder (or a kernel it started) holds the job lock;
+    the message names the holder's pid, ``as_of`` and start time."""
+
+
+@dataclass(frozen=True)
+class TickJobResult(RunResult):
+    """A tick job's notebook run and the tick's outcome.
+
+    Attributes
+    ----------
+    status : str
+        The tick's status: the notebook's ``status`` scrap, else (the notebook stopped before
+        gluing it) the store's ``ticks`` row: ``ok``, ``already_ran``, ``degraded``,
+        ``failed`` or ``refused``.
+    message : str or None
+        The tick's error or exposure line (the scraps' ``error``, or the store's message).
+    report_complete : bool
+        False when the report notebook stopped early (dead kernel, failed report cell):
+        ``status`` then comes from the store.
+    """
+
+    status: str = "failed"
+    message: str | None = None
+    report_complete: bool = True
 
 
 def resolve_as_of(as_of: str | datetime | None, timeframe: str, clock: Clock | None) -> datetime:
@@ -27,6 +87,74 @@ def resolve_as_of(as_of: str | datetime | None, timeframe: str, clock: Clock | N
     if as_of is not None:
         return parse_time(as_of)
     return last_close((clock or SystemClock()).now(), timeframe)
+
+
+def tick_as_of(
+    as_of: str | datetime | None,
+    timeframe: str,
+    clock: Clock | None = None,
+    venue_kind: str = "sim",
+) -> datetime:
+    """The tick's ``as_of``, validated before any kernel or network call.
+
+    Parameters
+    ----------
+    as_of : str or datetime, optional
+        ISO-8601 with ``Z`` or an offset (a time without a timezone is refused), on a
+        candle close of ``timeframe``; default: the last closed candle by ``clock``.
+    timeframe : str
+        ``params.data.timeframe``.
+    clock : Clock, optional
+        Default: the system clock.
+    venue_kind : str
+        For every venue but ``sim`` (whose present is ``as_of`` itself), ``as_of`` may not
+        be after the last closed candle by ``clock``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the value and what is allowed.
+    """
+    clock = clock or SystemClock()
+    if as_of is None:
+        return last_close(clock.now(), timeframe)
+    example = "2026-01-31T20:00Z"
+    if isinstance(as_of, datetime):
+        naive = as_of.tzinfo is None
+    else:
+        try:
+            naive = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00")).tzinfo is None
+        except ValueError:
+            raise ConfigError(
+                f"as_of {as_of!r} is not an ISO-8601 time; give a UTC candle close such as "
+                f"{example}"
+            ) from None
+    if naive:
+        raise ConfigError(
+            f"as_of {str(as_of)!r} has no timezone; give UTC with Z or an offset, e.g. "
+            f"{example}"
+        )
+    when = parse_time(as_of)
+    step = timedelta(milliseconds=timeframe_ms(timeframe))
+    floor = floor_time(when, step)
+    if floor != when:
+        raise ConfigError(
+            f"as_of {str(as_of)!r} is not a {timeframe} candle close; allowed: a multiple of "
+            f"{timeframe} since 1970-01-01T00:00Z, e.g. {_short(floor)} or "
+            f"{_short(floor + step)}"
+        )
+    if venue_kind != "sim":
+        last = last_close(clock.now(), timeframe)
+        if when > last:
+            raise ConfigError(
+                f"as_of {str(as_of)!r} is after the last closed {timeframe} candle "
+                f"({_short(last)}): that candle has not closed yet"
+            )
+    return when
+
+
+def _short(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%MZ")
 
 
 def run_pairs_job(
@@ -41,7 +169,7 @@ def run_pairs_job(
     load_params(trading_params_file, TradingParams)
     when = resolve_as_of(as_of, params.data.timeframe, clock)
     out = unique_path(pairs_output_path(Path(outputs), when))
-    return run_notebook(
+    return _run_reserved(
         NOTEBOOKS / "generate_pairs.ipynb",
         out,
         {
@@ -60,23 +188,192 @@ def run_tick_job(
     outputs: str | Path = "outputs",
     live: bool = False,
     clock: Clock | None = None,
-) -> RunResult:
-    """Run ``tick.ipynb`` into ``outputs/ticks/YYYY/MM/<stamp>Z-tick.ipynb``."""
+    *,
+    lock_timeout_s: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> TickJobResult:
+    """Run ``tick.ipynb`` into ``outputs/ticks/YYYY/MM/<stamp>Z-tick.ipynb``.
+
+    Parameters
+    ----------
+    params_file : path
+        Trading params.
+    as_of : str or datetime, optional
+        See :func:`tick_as_of`.
+    outputs : path
+        Folder for executed notebooks.
+    live : bool
+        ``--live``.
+    clock : Clock, optional
+        Default: the system clock.
+    lock_timeout_s : float
+        How long to wait for another tick job of the same ``state_dir``.
+    on_wait : callable, optional
+        Called once with a line naming the holder when the job has to wait.
+
+    Returns
+    -------
+    TickJobResult
+        The notebook run and the tick's outcome (from the store when the notebook stopped
+        early).
+
+    Raises
+    ------
+    ConfigError, LiveTradingRefused
+        Bad params or ``as_of``, or the live guard, before any kernel or network call.
+    JobLocked
+        Another tick job still held the lock after ``lock_timeout_s``.
+    """
     from pairlib.config import load_secrets
     from pairlib.venue import check_live
 
     params = load_params(params_file, TradingParams)
     check_live(params.venue, live, load_secrets())  # refuse before any kernel or network
-    when = resolve_as_of(as_of, params.data.timeframe, clock)
-    out = unique_path(tick_output_path(Path(outputs), when))
-    return run_notebook(
-        NOTEBOOKS / "tick.ipynb",
-        out,
-        {
-            "as_of": when.isoformat(),
-            "params_file": str(params_file),
-            "live": live,
-            "notebook_path": str(out),
-        },
-        cwd=Path.cwd(),
-    )
+    when = tick_as_of(as_of, params.data.timeframe, clock, params.venue.kind)
+    with tick_job_lock(params.state_dir, when, lock_timeout_s, on_wait) as fd:
+        out = unique_path(tick_output_path(Path(outputs), when))
+        run = _run_reserved(
+            NOTEBOOKS / "tick.ipynb",
+            out,
+            {
+                "as_of": when.isoformat(),
+                "params_file": str(params_file),
+                "live": live,
+                "notebook_path": str(out),
+            },
+            cwd=Path.cwd(),
+            kernel_fds=(fd,),
+        )
+        return _tick_outcome(run, params, when)
+
+
+def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
+                  **kwargs: Any) -> RunResult:
+    """:func:`~pairlib.runner.run_notebook` into the reserved path ``out``; a run refused
+    before anything was written (a refused parameter) gives the reservation back."""
+    try:
+        return run_notebook(notebook, out, parameters, **kwargs)
+    except BaseException:
+        if out.is_file() and out.stat().st_size == 0:
+            out.unlink()
+        raise
+
+
+def _tick_outcome(run: RunResult, params: TradingParams, when: datetime) -> TickJobResult:
+    """The tick's status from the notebook's scraps, or from the store when the notebook
+    stopped before gluing them."""
+    status = run.scraps.get("status")
+    if isinstance(status, str):
+        error = run.scraps.get("error")
+        message = None if error is None else str(error)
+        # A failed, refused or degraded tick fails its last cell on purpose; an ok tick
+        # whose notebook failed anyway left an incomplete report.
+        complete = run.ok or status not in _OK
+    else:
+        status, message = _stored_outcome(params, when, str(run.path), run.error)
+        complete = False
+    return TickJobResult(path=run.path, ok=run.ok, duration_s=run.duration_s, error=run.error,
+                         scraps=run.scraps, status=status, message=message,
+                         report_complete=complete)
+
+
+def _stored_outcome(
+    params: TradingParams, when: datetime, notebook_path: str, error: str | None
+) -> tuple[str, str | None]:
+    """``(status, message)`` of the tick ``when`` as the store recorded it; ``notebook_path``
+    tells this run's row from an earlier run's."""
+    import sqlite3
+
+    from pairlib.store import Store
+
+    stopped = f"the report notebook stopped ({error or 'no scraps'})"
+    try:
+        with Store.at(params.state_dir) as db:
+            row = db.tick_row(when)
+    except (PairlibError, sqlite3.Error) as e:
+        return "failed", f"{stopped}, and the store could not be read: {e}"
+    if row is None:
+        return "failed", f"{stopped} before the tick recorded anything"
+    stored = str(row.get("status"))
+    if row.get("notebook_path") != notebook_path:  # this run never started the tick
+        if stored == "ok":
+            return "already_ran", None
+        return "failed", f"{stopped} before the tick ran (last recorded run: {stored})"
+    if stored == "running":
+        return "failed", (f"{stopped} during the tick: the store still says running; "
+                          "a re-run resumes it")
+    message = row.get("message")
+    return stored, None if message is None else str(message)
+
+
+@contextmanager
+def tick_job_lock(
+    state_dir: str | Path,
+    as_of: datetime,
+    timeout_s: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[int]:
+    """Hold ``<state_dir>/tick-job.lock`` (an exclusive ``flock``); yields its descriptor.
+
+    Whoever holds it records ``pid``, ``as_of`` and ``started_at`` in
+    ``tick-job.lock.holder.json`` next to it. Pass the descriptor to the kernel
+    (:func:`pairlib.runner.run_notebook`'s ``kernel_fds``): the lock then stays held until
+    the kernel has exited too, even if this process is killed first. Leaving the block
+    closes this process's descriptor; the lock is released once no process holds it.
+
+    Raises
+    ------
+    JobLocked
+        Still held by another job after ``timeout_s``; names the holder.
+    """
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / JOB_LOCK_NAME
+    holder = state / (JOB_LOCK_NAME + _HOLDER_SUFFIX)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                who = _describe_holder(holder)
+                if time.monotonic() >= deadline:
+                    raise JobLocked(
+                        f"another tick job holds {path} ({who}); waited {timeout_s:.0f} s. "
+                        "Wait for it to finish, or stop that process and its kernel"
+                    ) from None
+                if not told and on_wait is not None:
+                    on_wait(f"waiting up to {timeout_s:.0f} s for the tick job holding "
+                            f"{path} ({who})")
+                    told = True
+                time.sleep(0.2)
+        info = {"pid": os.getpid(), "as_of": _short(as_of),
+                "started_at": SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        tmp = holder.with_name(f"{holder.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, holder)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _describe_holder(holder: Path) -> str:
+    """``pid N, as_of ..., started ...`` of the lock's holder, and whether that pid still
+    runs (if not, a kernel it started still holds the lock)."""
+    try:
+        info = json.loads(holder.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown: no readable " + holder.name
+    try:
+        os.kill(pid, 0)
+        alive = ""
+    except ProcessLookupError:
+        alive = "; that process has exited, so a kernel it started still runs"
+    except PermissionError:
+        alive = ""
+    return (f"pid {pid}, as_of {info.get('as_of', '?')}, started {info.get('started_at', '?')}"
+            f"{alive}")

@@ -65,10 +65,11 @@ from pairlib.errors import (
     PairlibError,
 )
 from pairlib.execution import Executor, LegOrder, is_own_client_id
+from pairlib.portfolio import Book, PairView, Plan, plan
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
-from pairlib.risk import Candidate, MarketRules, allocate_slots, kill_switch_active, size_pair
+from pairlib.risk import MarketRules, Sizing, kill_switch_active
 from pairlib.store import Store, iso
-from pairlib.strategy import Decision, PairState, step
+from pairlib.strategy import Decision, PairState
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
 from pairlib.tick_result import (
@@ -96,7 +97,6 @@ log = logging.getLogger(__name__)
 _LOCK_TIMEOUT_S = 600.0
 _FUNDING_MS = 8 * 3_600_000
 _DUST = 1e-9  # leg amounts below this are float dust, not positions
-_CLOSING_ACTIONS = ("exit", "stop", "flatten", "exit_no_data")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -153,14 +153,15 @@ def run(
         when, missed = _resolve_as_of(as_of, clock.now(), p.data.timeframe)
         secrets = load_secrets() if p.venue.kind in ("live", "demo") else Secrets()
         check_live(p.venue, live, secrets)
-    except ExchangeError as e:
+    except ExchangeError as e:  # the venue's clock could not be read
         log.error("tick not run: %s", e)
-        return empty_result(p, None, "failed", "normal", f"{type(e).__name__}: {e}",
-                            time.perf_counter() - t0, notebook_path)
+        asked = _parse_or_none(as_of)
+        return _unrun(p, asked, store, SystemClock(), "failed", "normal",
+                      f"{type(e).__name__}: {e}", time.perf_counter() - t0, notebook_path)
     except (ConfigError, LiveTradingRefused, ValueError) as e:
         log.error("tick refused: %s", e)
-        return _refused(p, when, store, clock, f"{type(e).__name__}: {e}",
-                        time.perf_counter() - t0, notebook_path)
+        return _unrun(p, when, store, clock, "refused", "refused", f"{type(e).__name__}: {e}",
+                      time.perf_counter() - t0, notebook_path)
     assert clock is not None
     entries_when_missed = (allow_missed_entries if allow_missed_entries is not None
                            else p.missed_tick_entries)
@@ -249,30 +250,41 @@ def _side_of(amounts: tuple[float, float]) -> int:
     return 0
 
 
-def _refused(
+def _parse_or_none(as_of: str | datetime | None) -> datetime | None:
+    """``as_of`` as a time, or None when absent or unreadable."""
+    try:
+        return None if as_of is None else parse_time(as_of)
+    except ValueError:
+        return None
+
+
+def _unrun(
     p: TradingParams | None,
     when: datetime | None,
     store: Store | None,
     clock: Clock | None,
+    status: str,
+    mode: str,
     error: str,
     duration: float,
     notebook_path: str | None,
 ) -> TickResult:
-    """A refused tick: recorded in the store when params and as_of were valid."""
+    """A tick refused or failed before it started: recorded in the store when params and
+    as_of are known (never over an ``ok`` row)."""
     if p is not None and when is not None:
         try:
             db = store if store is not None else Store.at(p.state_dir)
             try:
                 prev = db.tick_row(when)
                 if prev is None or prev["status"] != "ok":
-                    db.finish_tick(when, "refused", (clock or SystemClock()).now(), duration,
-                                   mode="refused", message=error, notebook_path=notebook_path)
+                    db.finish_tick(when, status, (clock or SystemClock()).now(), duration,
+                                   mode=mode, message=error, notebook_path=notebook_path)
             finally:
                 if store is None:
                     db.close()
         except PairlibError:
-            log.exception("could not record the refused tick")
-    return empty_result(p, when, "refused", "refused", error, duration, notebook_path)
+            log.exception("could not record the %s tick", status)
+    return empty_result(p, when, status, mode, error, duration, notebook_path)
 
 
 @dataclass
@@ -449,29 +461,11 @@ class _Tick:
                                   decision_bars=p.strategy.lookback)
             self._signals(pairs, md)
 
-        decisions = {pr.pair_id: self._decide(pr) for pr in pairs}
         by_id = {pr.pair_id: pr for pr in pairs}
-
-        # 1. exits, stops and closes begun earlier (every symbol, mismatched or not:
-        #    reduce-only), then open pairs that cannot be evaluated
-        for pid in sorted(decisions):
-            d = decisions[pid]
-            if d is not None and d.action in _CLOSING_ACTIONS:
-                self._exit(by_id[pid], d)
-        for pid in sorted(decisions):
-            if pid not in self.touched:
-                self._unevaluable(by_id[pid], decisions[pid])
-        # 2. residual legs of earlier incomplete orders
-        for pr in pairs:
-            if pr.pair_id not in self.touched:
-                self._flatten_if_residual(pr, decisions[pr.pair_id])
-        # 3. entries
-        self._entries([by_id[pid] for pid in sorted(decisions)], decisions, blocked)
-        # 4. hold / none: persist the new state
-        for pid in sorted(decisions):
-            d = decisions[pid]
-            if d is not None and pid not in self.touched:
-                self._persist(by_id[pid], d.state, d, d.action, d.reason)
+        views = [self._view(pr) for pr in pairs]
+        book = self._book(ex, blocked)
+        the_plan = plan(views, book, p.strategy, p.risk)
+        self._execute(the_plan, by_id)
 
         self._finish(by_id)
         self._account(ex)
@@ -586,20 +580,12 @@ class _Tick:
             self.z_history.index.name = "close_time"
 
     # ------------------------------------------------------------------ decisions
-    def _decide(self, pr: _Pair) -> Decision | None:
-        """The strategy's decision for one pair, or None when this tick already did it.
-
-        A pair whose close (exit, stop, ...) began earlier and left legs open is closed,
-        whatever its z: the close is completed before anything else happens to it.
-        """
-        st = pr.state
-        if pr.closing is not None:
-            since = (st or {}).get("updated_tick")
-            action = cast(Any, pr.closing)
-            return Decision(0, action, f"completing the {pr.closing} begun at tick {since}: "
-                            "its legs are still open at the venue",
-                            PairState(0, locked_out=pr.closing == "stop"))
-        if st is not None and st.get("updated_tick") == iso(self.when):
+    def _view(self, pr: _Pair) -> PairView:
+        """The pair as :func:`pairlib.portfolio.plan` sees it. A pair already decided by an
+        earlier run of this tick keeps that run's signal row."""
+        st = pr.state or {}
+        decided = pr.closing is None and st.get("updated_tick") == iso(self.when)
+        if decided:
             prev = self.db.decisions(self.when)
             row = prev.loc[prev["pair_id"] == pr.pair_id]
             if len(row):
@@ -608,15 +594,66 @@ class _Tick:
                                  pr.position)
             log.info("tick %s %s: already processed by an earlier run of this tick",
                      iso(self.when), pr.pair_id)
-            return None
-        z = pr.z if pr.problem is None else math.nan
-        s = self.p.strategy
-        d = step(pr.strategy_state, z, s.entry, s.exit, s.stop)
-        if pr.problem is not None:
-            d = Decision(d.position, d.action, f"{pr.problem}: no order; {d.reason}", d.state)
-        elif pr.data_note:
-            d = Decision(d.position, d.action, f"{d.reason} (data: {pr.data_note})", d.state)
-        return d
+        resumed = None
+        if pr.residual:
+            for action in ("enter_long", "enter_short"):
+                if self._entry_started_this_tick(pr, action):
+                    resumed = action
+        return PairView(
+            pr.pair_id, pr.y, pr.x, pr.beta, pr.alpha, pr.strategy_state, pr.amounts,
+            z=pr.z, spread_std=pr.spread_std, in_set=pr.in_set, problem=pr.problem,
+            closing=pr.closing, unevaluable_before=self._unevaluable_before(pr),
+            resumed_entry=resumed, decided=decided, note=pr.data_note)
+
+    def _unevaluable_before(self, pr: _Pair) -> int:
+        """Consecutive earlier ticks whose decision for this open pair had no z."""
+        if pr.problem is None or pr.position == 0:
+            return 0
+        earlier = self.db.query(
+            "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
+            "ORDER BY tick_as_of DESC LIMIT ?",
+            (pr.pair_id, iso(self.when), self.p.risk.unevaluable_exit_bars + 1))
+        streak = 0
+        for z in earlier["z"] if len(earlier) else []:
+            if z is not None and z == z:
+                break
+            streak += 1
+        return streak
+
+    def _book(self, ex: Any, blocked: set[str]) -> Book:
+        """The account as the plan sees it (equity and positions read now)."""
+        return Book(
+            equity=float(ex.fetch_balance().equity),
+            gross_notional=float(sum(abs(pos.notional) for pos in self.venue_positions)),
+            prices=dict(self.last_close), rules=self.rules, blocked=frozenset(blocked),
+            entries_allowed=self.entries_allowed, exits_only_why="; ".join(self.exits_only_why))
+
+    def _execute(self, the_plan: Plan, by_id: Mapping[str, _Pair]) -> None:
+        """Carry out the plan: closes, then flattens, then entries; record the rest."""
+        for c in the_plan.closes:
+            pr = by_id[c.pair_id]
+            if c.decision.action == "exit_no_data":
+                self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {c.decision.reason}")
+            self._exit(pr, c.decision)
+        for f in the_plan.flattens:
+            pr = by_id[f.pair_id]
+            self._exit(pr, f.decision)
+            if f.abandoned:
+                after = self.db.pair_state(pr.pair_id) or {}
+                left = any(abs(float(after.get(f"amount_{leg}") or 0.0)) > _DUST
+                           for leg in ("y", "x"))
+                self._incident("resumed_entry_abandoned", pr.y,
+                               f"{pr.pair_id}: an earlier run of this tick filled part of an "
+                               f"entry that this run does not complete; {f.decision.reason}"
+                               + ("; flattening INCOMPLETE" if left else "; flattened"))
+        for e in the_plan.entries:
+            self._enter(by_id[e.pair_id], e.decision, e.sizing)
+        for sk in the_plan.skips:
+            pr = by_id[sk.pair_id]
+            if sk.alert:
+                self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {sk.reason}")
+                self.unevaluable[pr.pair_id] = str(pr.problem)
+            self._persist(pr, sk.state, sk.decision, sk.action, sk.reason)
 
     def _signal_row(self, pr: _Pair, z: Any, signal: Any, action: str, reason: str,
                     position: int) -> None:
@@ -689,48 +726,6 @@ class _Tick:
                           f"{d.reason}; {out.message}: the pair stays open and its close is "
                           "retried next tick", extra={"closing": d.action})
 
-    def _flatten_if_residual(self, pr: _Pair, d: Decision | None) -> None:
-        """Close a flat pair's leftover legs (reduce-only), unless its entry is being
-        resumed by this re-run of the tick (``_entries`` completes it instead)."""
-        if not pr.residual:
-            return
-        if d is not None and d.action in ("enter_long", "enter_short") \
-                and self._entry_started_this_tick(pr, d.action):
-            return
-        legs = self._close_legs(pr, "flatten")
-        why = ("flat with residual legs " + ", ".join(f"{lg.symbol} {lg.side} {lg.amount:g}"
-                                                      for lg in legs)
-               + " left by an incomplete order: flattening reduce-only")
-        # No entry on top of residual legs: a flat pair stays flat this tick.
-        state = d.state if d is not None and d.position == 0 else pr.strategy_state
-        reason = why if d is None else f"{d.reason}; {why}"
-        self._exit(pr, Decision(0, cast(Any, "flatten"), reason, state))
-
-    def _unevaluable(self, pr: _Pair, d: Decision | None) -> None:
-        """An open pair this tick cannot evaluate (no usable data for a leg): an incident
-        at once, held for ``risk.unevaluable_exit_bars`` ticks, then closed reduce-only."""
-        if pr.problem is None or pr.position == 0 or pr.closing is not None or d is None:
-            return
-        limit = self.p.risk.unevaluable_exit_bars
-        earlier = self.db.query(
-            "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
-            "ORDER BY tick_as_of DESC LIMIT ?", (pr.pair_id, iso(self.when), limit + 1))
-        streak = 1
-        for z in earlier["z"] if len(earlier) else []:
-            if z is not None and z == z:
-                break
-            streak += 1
-        if streak > limit:
-            reason = (f"{pr.problem}: the open pair could not be evaluated for {streak} "
-                      f"tick(s) (risk.unevaluable_exit_bars: {limit}): closed reduce-only")
-            self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {reason}")
-            self._exit(pr, Decision(0, cast(Any, "exit_no_data"), reason, PairState()))
-            return
-        self._incident("pair_unevaluable", pr.y,
-                       f"{pr.pair_id}: open but cannot be evaluated ({pr.problem}); held with no "
-                       f"exit or stop ({streak} of {limit} tick(s)), closed after that")
-        self.unevaluable[pr.pair_id] = pr.problem
-
     def _finish(self, by_id: Mapping[str, _Pair]) -> None:
         """Before the tick ends: re-check every order whose outcome is unknown, then close
         the legs an incomplete entry left (now that nothing may still fill) or mark them
@@ -793,104 +788,12 @@ class _Tick:
         mine = orders[(orders["pair_id"] == pr.pair_id) & (orders["action"] == action)]
         return not mine.empty
 
-    def _entries(
-        self, pairs: list[_Pair], decisions: Mapping[str, Decision | None], blocked: set[str]
-    ) -> None:
-        s = self.p.strategy
-        candidates: list[Candidate] = []
-        wanting: dict[str, tuple[_Pair, Decision]] = {}
-        for pr in pairs:
-            d = decisions[pr.pair_id]
-            if d is None or d.action not in ("enter_long", "enter_short"):
-                continue
-            if pr.pair_id in self.touched:  # flattened this run: no entry on top of it
-                continue
-            why = None
-            if not self.entries_allowed:
-                why = "; ".join(self.exits_only_why)
-            elif not pr.in_set:
-                why = "pair is no longer in the current pair set: exits only"
-            elif pr.residual and not self._entry_started_this_tick(pr, d.action):
-                why = "residual legs are being flattened"
-            if why is not None:
-                self._not_entered(pr, d, why)
-                continue
-            candidates.append(Candidate(pr.pair_id, pr.z, (pr.y, pr.x)))
-            wanting[pr.pair_id] = (pr, d)
-        if not candidates:
-            return
-        states = self.db.pair_states()
-        held = states[(states["position"] != 0) | (states["amount_y"] != 0)
-                      | (states["amount_x"] != 0)] if len(states) else states
-        open_pairs = int((states["position"] != 0).sum()) if len(states) else 0
-        busy = set(blocked)
-        for r in held.to_dict("records"):
-            if r["pair_id"] not in wanting:
-                busy.update((str(r["y"]), str(r["x"])))
-        chosen, rejected = allocate_slots(candidates, open_pairs, self.p.risk.max_positions,
-                                          busy)
-        for c, why in rejected:
-            pr, d = wanting[c.pair_id]
-            if any(sym in blocked for sym in c.symbols):
-                why = f"{why} (reconciliation mismatch)"
-            self._not_entered(pr, d, why)
-        if not chosen:
-            return
-        ex = self.ex
-        balance = ex.fetch_balance()
-        equity = float(balance.equity)
-        if self.orders_sent():  # exits or flattening changed the book: a fresh view
-            self.venue_positions = ex.fetch_positions()
-        gross = float(sum(abs(pos.notional) for pos in self.venue_positions))
-        # Sized at the close of the candle acted on (the price the z-score saw).
-        prices = self.last_close
-        for c in chosen:
-            pr, d = wanting[c.pair_id]
-            py, px = prices.get(pr.y), prices.get(pr.x)
-            ry, rx = self.rules.get(pr.y), self.rules.get(pr.x)
-            if py is None or px is None or ry is None or rx is None:
-                self._not_entered(pr, d, "no current price or market rules for a leg")
-                continue
-            stop_z = s.stop if pr.z > 0 else -s.stop
-            # A resumed entry's filled leg is part of this entry, not other exposure.
-            own = abs(pr.amounts[0]) * py + abs(pr.amounts[1]) * px if pr.residual else 0.0
-            try:
-                sizing = size_pair(equity, pr.z, stop_z, pr.spread_std, pr.beta, py, px, ry, rx,
-                                   self.p.risk, max(gross - own, 0.0))
-            except ValueError as e:
-                self._not_entered(pr, d, f"cannot size: {e}")
-                continue
-            if sizing.skipped:
-                self._not_entered(pr, d, f"sizing skipped the pair: {sizing.skipped}")
-                continue
-            self._enter(pr, d, sizing.amount_y, sizing.amount_x, sizing)
-            gross += sizing.gross_notional
-
     def orders_sent(self) -> bool:
         """Whether this run has recorded any order of this tick."""
         return not self.db.orders(tick_as_of=self.when).empty
 
-    def _not_entered(self, pr: _Pair, d: Decision, why: str) -> None:
-        """Record an entry not taken. If an earlier run of this tick began it (a leg
-        filled, then the run died) this run will not complete it: the leftover legs are
-        flattened now, reduce-only, with an incident."""
-        keep = pr.strategy_state
-        if not (pr.residual and self._entry_started_this_tick(pr, d.action)):
-            self._persist(pr, keep, d, "none", f"{d.reason}; not entered: {why}")
-            return
-        legs = self._close_legs(pr, "flatten")
-        held = ", ".join(f"{lg.symbol} {lg.amount:g}" for lg in legs)
-        self._persist(pr, keep, d, "flatten", f"{d.reason}; not entered: {why}; the interrupted "
-                      f"entry's leftover legs ({held}) are flattened now")
-        out = self.executor.close(pr.pair_id, "flatten", legs)
-        self._incident("resumed_entry_abandoned", pr.y,
-                       f"{pr.pair_id} {d.action}: an earlier run of this tick filled part of "
-                       f"the entry ({held}); this run does not complete it ({why}); "
-                       + ("flattened reduce-only" if out.ok
-                          else f"flattening INCOMPLETE: {out.message}"))
-
-    def _enter(self, pr: _Pair, d: Decision, amount_y: float, amount_x: float,
-               sizing: Any) -> None:
+    def _enter(self, pr: _Pair, d: Decision, sizing: Sizing) -> None:
+        amount_y, amount_x = sizing.amount_y, sizing.amount_x
         self._ensure_state_row(pr)
         long_spread = d.position > 0
         legs = (
