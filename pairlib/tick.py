@@ -111,8 +111,9 @@ def run(
     live: bool = False,
     notebook_path: str | None = None,
     allow_missed_entries: bool | None = None,
+    preview: bool = False,
 ) -> TickResult:
-    """Run one tick.
+    """Run one tick, or preview it.
 
     Parameters
     ----------
@@ -131,6 +132,10 @@ def run(
         The executed notebook reporting this tick (recorded in the ``ticks`` row).
     allow_missed_entries : bool, optional
         Override ``missed_tick_entries`` for a missed tick.
+    preview : bool
+        Compute every decision and the sizes this tick would use, and return them (status
+        ``preview``, the planned orders in ``orders``), without sending an order or writing
+        anything to the store. The venue is only read.
 
     Returns
     -------
@@ -180,11 +185,12 @@ def run(
         try:
             with lock:
                 prev = db.tick_row(when)
-                if prev is not None and prev["status"] == "ok":
+                if prev is not None and prev["status"] == "ok" and not preview:
                     log.info("tick %s already ran (ok): nothing to do", iso(when))
                     return already_ran_result(p, db, when, prev, time.perf_counter() - t0)
                 tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
-                             missed=missed, missed_entries=bool(entries_when_missed), t0=t0)
+                             missed=missed, missed_entries=bool(entries_when_missed), t0=t0,
+                             preview=preview)
                 return tick.run()
         except PairlibError as e:  # the store failed before or after the tick's own guard
             log.error("tick %s failed: %s", iso(when), e)
@@ -237,6 +243,18 @@ def _simulator_now(sim_url: str, timeout_ms: int) -> datetime:
     except (OSError, ValueError, KeyError) as e:
         raise ExchangeUnavailable(f"cannot read the simulator's clock at {sim_url}/sim/clock: "
                                   f"{e}") from None
+
+
+PLANNED_ORDER_COLUMNS = ("pair_id", "leg", "action", "symbol", "side", "amount", "reduce_only",
+                         "status")
+"""Columns of :attr:`TickResult.orders` in a preview."""
+
+
+def _sizing_text(sizing: Sizing) -> str:
+    """The sizes and risk of an entry, for its reason."""
+    return (f"notional {sizing.notional_y:.2f}/{sizing.notional_x:.2f}, risk "
+            f"{sizing.risk_amount:.2f}"
+            + (f", capped by {sizing.capped_by}" if sizing.capped_by else ""))
 
 
 def _side_of(amounts: tuple[float, float]) -> int:
@@ -349,6 +367,7 @@ class _Tick:
         missed: bool,
         missed_entries: bool,
         t0: float,
+        preview: bool = False,
     ) -> None:
         self.p, self.db, self.when, self.clock = p, db, when, clock
         self.live, self.secrets, self.notebook_path = live, secrets, notebook_path
@@ -380,14 +399,19 @@ class _Tick:
         self.held_at_start = False
         self.venue_positions: list[Any] = []
         self.unevaluable: dict[str, str] = {}  # open pairs this tick could not evaluate
+        self.preview = preview
+        self.planned_orders: list[dict[str, Any]] = []
+        if preview:
+            self.mode = f"preview ({self.mode}): no order sent, nothing recorded"
 
     # ------------------------------------------------------------------ run
     def run(self) -> TickResult:
         p, db, when = self.p, self.db, self.when
         log.info("tick %s starting (%s, venue %s)", iso(when), self.mode, p.venue.kind)
-        db.start_tick(when, self.clock.now(), self.mode,
-                      self.pair_set.id if self.pair_set else None, self.notebook_path)
-        status, error = "ok", None
+        if not self.preview:
+            db.start_tick(when, self.clock.now(), self.mode,
+                          self.pair_set.id if self.pair_set else None, self.notebook_path)
+        status, error = ("preview" if self.preview else "ok"), None
         try:
             with open_exchange(p.venue, when, live=self.live, secrets=self.secrets) as ex:
                 exposed = self._body(ex)
@@ -402,6 +426,8 @@ class _Tick:
             status, error = "failed", f"unexpected {type(e).__name__}: {e}"
             log.exception("tick %s failed unexpectedly", iso(when))
         duration = time.perf_counter() - self.t0
+        if self.preview:
+            return self._result(status, error, duration)
         try:
             db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode,
                            message=error, notebook_path=self.notebook_path)
@@ -419,7 +445,9 @@ class _Tick:
         states = self.db.pair_states()
         return TickResult(
             as_of=self.when, status=status, mode=self.mode, signals=signals,
-            z_history=self.z_history, orders=self.db.orders(tick_as_of=self.when),
+            z_history=self.z_history,
+            orders=(pd.DataFrame(self.planned_orders, columns=list(PLANNED_ORDER_COLUMNS))
+                    if self.preview else self.db.orders(tick_as_of=self.when)),
             fills=self.db.fills(self.when), positions=positions_frame(states),
             equity=float(self.account.get("equity", math.nan)), account=dict(self.account),
             equity_history=self.db.equity_history()[["tick_as_of", "equity"]],
@@ -446,8 +474,9 @@ class _Tick:
         self.ex = ex
         self.executor = Executor(ex, db, when, self.clock, self.rules,
                                  recv_window_s=float(getattr(ex, "recv_window_ms", 5000)) / 1000)
-        for note in self.executor.resolve_pending():
-            log.info("pending order: %s", note)
+        if not self.preview:
+            for note in self.executor.resolve_pending():
+                log.info("pending order: %s", note)
 
         blocked = self._reconcile(ex)
 
@@ -465,6 +494,10 @@ class _Tick:
         views = [self._view(pr) for pr in pairs]
         book = self._book(ex, blocked)
         the_plan = plan(views, book, p.strategy, p.risk)
+        if self.preview:
+            self._show(the_plan, by_id)
+            self._account(ex)
+            return []
         self._execute(the_plan, by_id)
 
         self._finish(by_id)
@@ -479,7 +512,7 @@ class _Tick:
         foreign = [
             o for o in open_orders
             if not (is_own_client_id(o.client_id)
-                    and self.executor.cancel_resting(str(o.client_id), o))
+                    and (self.preview or self.executor.cancel_resting(str(o.client_id), o)))
         ]
         if len(foreign) < len(open_orders):  # own resting orders were settled: fresh view
             positions = ex.fetch_positions()
@@ -503,14 +536,15 @@ class _Tick:
         open_inc = self.db.incidents(unresolved_only=True)
         if len(open_inc):
             for sym in set(open_inc.loc[open_inc["kind"] == "reconcile_mismatch", "symbol"]):
-                if sym not in blocked:
+                if sym not in blocked and not self.preview:
                     self.db.resolve_incidents("reconcile_mismatch", sym)
                     log.info("reconciliation: %s matches again; unblocked", sym)
         return blocked
 
     def _incident(self, kind: str, symbol: str | None, detail: str) -> None:
         log.warning("incident %s %s: %s", kind, symbol or "", detail)
-        self.db.add_incident(self.when, kind, symbol, detail, self.clock.now())
+        if not self.preview:
+            self.db.add_incident(self.when, kind, symbol, detail, self.clock.now())
 
     # ------------------------------------------------------------------ pairs and data
     def _pairs(self) -> list[_Pair]:
@@ -627,6 +661,36 @@ class _Tick:
             gross_notional=float(sum(abs(pos.notional) for pos in self.venue_positions)),
             prices=dict(self.last_close), rules=self.rules, blocked=frozenset(blocked),
             entries_allowed=self.entries_allowed, exits_only_why="; ".join(self.exits_only_why))
+
+    def _show(self, the_plan: Plan, by_id: Mapping[str, _Pair]) -> None:
+        """A preview: every pair's planned action and reason, and the orders the tick would
+        send (closes at the legs held, entries at the plan's sizes)."""
+        for c in (*the_plan.closes, *the_plan.flattens):
+            pr = by_id[c.pair_id]
+            d = c.decision
+            self._signal_row(pr, pr.z, d.position, str(d.action), d.reason, d.state.position)
+            for leg in self._close_legs(pr, str(d.action)):
+                self._plan_order(leg)
+        for e in the_plan.entries:
+            pr = by_id[e.pair_id]
+            d = e.decision
+            long_spread = d.position > 0
+            self._signal_row(pr, pr.z, d.position, str(d.action),
+                             f"{d.reason}; {_sizing_text(e.sizing)}", d.position)
+            self._plan_order(LegOrder(pr.pair_id, "y", str(d.action), pr.y,
+                                      "buy" if long_spread else "sell", e.sizing.amount_y))
+            self._plan_order(LegOrder(pr.pair_id, "x", str(d.action), pr.x,
+                                      "sell" if long_spread else "buy", e.sizing.amount_x))
+        for sk in the_plan.skips:
+            pr = by_id[sk.pair_id]
+            self._signal_row(pr, pr.z, sk.decision.position, sk.action, sk.reason,
+                             sk.state.position)
+
+    def _plan_order(self, leg: LegOrder) -> None:
+        self.planned_orders.append({
+            "pair_id": leg.pair_id, "leg": leg.leg, "action": leg.action, "symbol": leg.symbol,
+            "side": leg.side, "amount": leg.amount, "reduce_only": int(leg.reduce_only),
+            "status": "preview"})
 
     def _execute(self, the_plan: Plan, by_id: Mapping[str, _Pair]) -> None:
         """Carry out the plan: closes, then flattens, then entries; record the rest."""
@@ -803,10 +867,8 @@ class _Tick:
                      amount_x),
         )
         out = self.executor.enter(pr.pair_id, d.action, legs)
-        detail = (f"y {legs[0].side} {amount_y:g}, x {legs[1].side} {amount_x:g}, notional "
-                  f"{sizing.notional_y:.2f}/{sizing.notional_x:.2f}, risk "
-                  f"{sizing.risk_amount:.2f}"
-                  + (f", capped by {sizing.capped_by}" if sizing.capped_by else ""))
+        detail = f"y {legs[0].side} {amount_y:g}, x {legs[1].side} {amount_x:g}, " \
+            + _sizing_text(sizing)
         if out.ok:
             fy, fx = out.legs
             self._persist(pr, d.state, d, d.action, f"{d.reason}; {detail}", extra={
@@ -822,7 +884,8 @@ class _Tick:
     def _account(self, ex: Any) -> None:
         balance = ex.fetch_balance()
         positions = ex.fetch_positions() if self.orders_sent() else self.venue_positions
-        funding = self._funding(ex, self.held_at_start or bool(positions))
+        funding = (self._funding(ex, self.held_at_start or bool(positions))
+                   if not self.preview else self._funding_total())
         fills = self.db.fills()
         self.account = {
             "equity": float(balance.equity), "free": float(balance.free),
@@ -833,6 +896,8 @@ class _Tick:
             "funding": funding,
         }
         a = self.account
+        if self.preview:
+            return
         self.db.save_equity(self.when, a["equity"], a["free"], a["used"], a["realized_pnl"],
                             a["unrealized_pnl"], a["gross_notional"])
 
@@ -857,6 +922,10 @@ class _Tick:
         for f in payments:
             if f.timestamp is not None:
                 self.db.add_funding(f.symbol, f.amount, from_ms(int(f.timestamp)))
+        return self._funding_total()
+
+    def _funding_total(self) -> float:
+        """Funding recorded so far (all ticks)."""
         total = self.db.query("SELECT COALESCE(SUM(amount), 0) AS s FROM funding")
         return float(total.iloc[0]["s"])
 

@@ -111,8 +111,8 @@ class TickResult:
 
     @property
     def ok(self) -> bool:
-        """True for ``ok`` and ``already_ran``."""
-        return self.status in ("ok", "already_ran")
+        """True for ``ok``, ``already_ran`` and ``preview``."""
+        return self.status in ("ok", "already_ran", "preview")
 
     def raise_for_status(self) -> None:
         """Raise :class:`TickFailed` when the tick failed or was refused."""
