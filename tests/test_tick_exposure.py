@@ -258,3 +258,46 @@ def test_corrupt_state_database_fails_clearly_without_an_order(env: TickEnv) -> 
     assert r.status == "failed" and "StoreError" in str(r.error), r.error
     assert str(db) in str(r.error)
     assert len(env.venue_orders()) == 0
+
+
+def test_rejected_unwind_leaves_the_pair_closing_never_flat_then_closes(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.save_pairs([GRT_RUNE])
+    # The second leg, then every unwind and flatten of the first within the tick (5 + 5).
+    _after_orders(monkeypatch, 1, lambda: env.server.faults.reject_next_orders(11, -2019))
+    r = env.run(ENTRY)
+    assert r.status == "degraded" and "flatten incomplete" in str(r.error), r.error
+    state = env.store.pair_state(GRT_RUNE)
+    assert state["closing"] == "flatten" and state["position"] != 0  # not marked flat
+    assert env.venue_position(GRT) != 0.0
+    assert env.venue_position(GRT) == pytest.approx(state["amount_y"])
+    env.server.faults.clear()
+    nxt = env.run(ENTRY + BAR)
+    assert nxt.status == "ok", nxt.error
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    assert env.store.pair_state(GRT_RUNE)["closing"] is None
+    _hedged_and_matching(env)
+
+
+def test_a_defective_candle_older_than_the_decision_window_does_not_stop_trading(
+    sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_data_gates import DefectiveMarket
+
+    from pairlib.clock import to_ms
+
+    market = DefectiveMarket(sim_market)
+    old = to_ms(ENTRY - 101 * BAR)  # inside the 180 bars fetched, outside the 60 used
+    market.defects[("RUNEUSDT", old)] = "nan"
+    for e in make_env(market, tmp_path, monkeypatch):  # type: ignore[arg-type]
+        e.save_pairs([GRT_RUNE])
+        r = e.run(ENTRY)
+        assert r.status == "ok", r.error
+        assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+        # A defect inside the decision window (the newest candle): no order on bad data,
+        # and the open pair is reported as not evaluated.
+        market.defects[("GRTUSDT", to_ms(ENTRY))] = "nan"
+        r2 = e.run(ENTRY + BAR)
+        assert r2.orders.empty
+        assert r2.status == "degraded" and "not evaluated" in str(r2.error), r2.error
