@@ -38,12 +38,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from pairlib.clock import Clock, from_ms, parse_time
 from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
 from pairlib.risk import MarketRules, round_amount
 from pairlib.store import Store, iso
+from pairlib.strategy import Action
 
 __all__ = [
     "ACTION_CODES",
@@ -51,8 +53,10 @@ __all__ = [
     "Executor",
     "LegFill",
     "LegOrder",
+    "OrderStatus",
     "OrderVenue",
     "PairOutcome",
+    "UNRESOLVED_STATUSES",
     "client_order_id",
     "is_own_client_id",
 ]
@@ -60,22 +64,42 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CLIENT_ID_PREFIX: Final = "pl"
-ACTION_CODES: Final[dict[str, str]] = {
-    "enter_long": "el",
-    "enter_short": "es",
-    "exit": "ex",
-    "stop": "st",
-    "unwind": "uw",
-    "flatten": "fl",
-    "exit_no_data": "nd",
+ACTION_CODES: Final[dict[Action, str]] = {
+    Action.ENTER_LONG: "el",
+    Action.ENTER_SHORT: "es",
+    Action.EXIT: "ex",
+    Action.STOP: "st",
+    Action.UNWIND: "uw",
+    Action.FLATTEN: "fl",
+    Action.EXIT_NO_DATA: "nd",
 }
 """Two-letter code of each order action in client ids."""
-FINAL_STATUSES: Final = frozenset(
-    {"closed", "canceled", "expired", "rejected", "failed", "skipped"}
-)
+
+
+class OrderStatus(StrEnum):
+    """An order's status in the store (members are stored as their string values)."""
+
+    PLANNED = "planned"  # intent recorded, not sent
+    SENT = "sent"  # create call made, no answer recorded yet
+    UNKNOWN = "unknown"  # the create failed in transit and the venue could not confirm it
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    FAILED = "failed"  # refused by the venue or a pre-check, or never booked
+    SKIPPED = "skipped"  # planned, never sent
+
+
+FINAL_STATUSES: Final = frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED,
+                                   OrderStatus.EXPIRED, OrderStatus.REJECTED,
+                                   OrderStatus.FAILED, OrderStatus.SKIPPED})
 """Order statuses that will not change any more (the store never asks the venue again)."""
-_PENDING: Final = frozenset({"planned", "sent", "unknown", "open"})
-_UNRESOLVED: Final = frozenset({"sent", "unknown", "open"})
+_PENDING: Final = frozenset({OrderStatus.PLANNED, OrderStatus.SENT, OrderStatus.UNKNOWN,
+                             OrderStatus.OPEN})
+_UNRESOLVED: Final = frozenset({OrderStatus.SENT, OrderStatus.UNKNOWN, OrderStatus.OPEN})
+UNRESOLVED_STATUSES: Final = _UNRESOLVED
+"""Statuses of an order whose outcome is not known yet (it may still fill)."""
 _CLOCK_SKEW_S: Final = 1.0  # margin on recvWindow for the client/venue clock difference
 
 
@@ -112,9 +136,10 @@ def client_order_id(
     if leg not in ("y", "x"):
         raise ValueError(f"leg must be 'y' or 'x', got {leg!r}")
     try:
-        code = ACTION_CODES[action]
-    except KeyError:
-        raise ValueError(f"action {action!r} unknown; allowed: {', '.join(ACTION_CODES)}") \
+        code = ACTION_CODES[Action(action)]
+    except (KeyError, ValueError):
+        raise ValueError(f"action {action!r} unknown; allowed: "
+                         f"{', '.join(str(a) for a in ACTION_CODES)}") \
             from None
     if attempt < 0 or attempt > 99:
         raise ValueError(f"attempt must be in 0..99, got {attempt}")

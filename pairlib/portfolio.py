@@ -30,16 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from pairlib.config import RiskParams, StrategyParams
 from pairlib.risk import Candidate, MarketRules, Sizing, allocate_slots, size_pair
-from pairlib.strategy import Decision, PairState, step
+from pairlib.strategy import Action, Decision, PairState, step
 
 __all__ = ["Book", "Close", "Entry", "PairView", "Plan", "Skip", "plan"]
 
 _DUST = 1e-9
-_ENTRIES = ("enter_long", "enter_short")
 
 
 @dataclass(frozen=True)
@@ -86,9 +84,9 @@ class PairView:
     spread_std: float = math.nan
     in_set: bool = True
     problem: str | None = None
-    closing: str | None = None
+    closing: Action | None = None
     unevaluable_before: int = 0
-    resumed_entry: str | None = None
+    resumed_entry: Action | None = None
     decided: bool = False
     note: str | None = None
 
@@ -159,7 +157,7 @@ class Skip:
 
     pair_id: str
     decision: Decision
-    action: str
+    action: Action
     reason: str
     state: PairState
     alert: bool = False  # an open pair that could not be evaluated
@@ -177,23 +175,23 @@ class Plan:
     entries: tuple[Entry, ...] = ()
     skips: tuple[Skip, ...] = ()
 
-    def action_of(self, pair_id: str) -> str | None:
+    def action_of(self, pair_id: str) -> Action | None:
         """The action this plan takes or records for one pair."""
         for c in (*self.closes, *self.flattens):
             if c.pair_id == pair_id:
-                return str(c.decision.action)
+                return c.decision.action
         for e in self.entries:
             if e.pair_id == pair_id:
-                return str(e.decision.action)
+                return e.decision.action
         for s in self.skips:
             if s.pair_id == pair_id:
                 return s.action
         return None
 
 
-def _decision(action: str, reason: str, state: PairState) -> Decision:
+def _decision(action: Action, reason: str, state: PairState) -> Decision:
     """A decision the portfolio rule makes on its own (closing, flattening)."""
-    return Decision(state.position, cast(Any, action), reason, state)
+    return Decision(state.position, action, reason, state)
 
 
 def _notional(pr: PairView, prices: Mapping[str, float]) -> float:
@@ -230,14 +228,14 @@ def plan(
     for pr in sorted(pairs, key=lambda p: p.pair_id):
         if pr.closing is not None:
             d = _decision(pr.closing, f"completing the {pr.closing} begun earlier: its legs are "
-                          "still open", PairState(0, locked_out=pr.closing == "stop"))
+                          "still open", PairState(0, locked_out=pr.closing == Action.STOP))
             decisions[pr.pair_id] = d
             closes.append(Close(pr.pair_id, d))
             closed_ids.add(pr.pair_id)
             continue
         if pr.decided:
             if pr.residual:
-                d = _decision("flatten", _flatten_reason(pr), pr.state)
+                d = _decision(Action.FLATTEN, _flatten_reason(pr), pr.state)
                 flattens.append(Close(pr.pair_id, d))
                 closed_ids.add(pr.pair_id)
             continue
@@ -248,7 +246,7 @@ def plan(
         elif pr.note:
             d = Decision(d.position, d.action, f"{d.reason} (data: {pr.note})", d.state)
         decisions[pr.pair_id] = d
-        if d.action in ("exit", "stop"):
+        if d.action in (Action.EXIT, Action.STOP):
             closes.append(Close(pr.pair_id, d))
             closed_ids.add(pr.pair_id)
             continue
@@ -258,7 +256,7 @@ def plan(
             if streak > limit:
                 why = (f"{pr.problem}: the open pair could not be evaluated for {streak} bar(s) "
                        f"(risk.unevaluable_exit_bars: {limit}): closed reduce-only")
-                closes.append(Close(pr.pair_id, _decision("exit_no_data", why, PairState())))
+                closes.append(Close(pr.pair_id, _decision(Action.EXIT_NO_DATA, why, PairState())))
                 closed_ids.add(pr.pair_id)
             else:
                 why = (f"{pr.problem}: open but cannot be evaluated; held with no exit or stop "
@@ -266,15 +264,15 @@ def plan(
                 skips.append(Skip(pr.pair_id, d, d.action, why, d.state, alert=True))
             continue
         if pr.residual:
-            if d.action in _ENTRIES and pr.resumed_entry == d.action:
+            if d.action.is_entry and pr.resumed_entry == d.action:
                 wanting.append((pr, d))  # the entry begun earlier this bar: complete it
                 continue
             state = d.state if d.position == 0 else pr.state
             flattens.append(Close(pr.pair_id, _decision(
-                "flatten", f"{d.reason}; {_flatten_reason(pr)}", state)))
+                Action.FLATTEN, f"{d.reason}; {_flatten_reason(pr)}", state)))
             closed_ids.add(pr.pair_id)
             continue
-        if d.action in _ENTRIES:
+        if d.action.is_entry:
             wanting.append((pr, d))
             continue
         skips.append(Skip(pr.pair_id, d, d.action, d.reason, d.state))
@@ -282,11 +280,12 @@ def plan(
     entries, refused = _entries(pairs, wanting, closed_ids, book, strategy, risk)
     for pr, d, why in refused:
         if pr.residual:  # an entry begun earlier this bar that this plan does not complete
-            flattens.append(Close(pr.pair_id, _decision(
-                "flatten", f"{d.reason}; not entered: {why}; the interrupted entry's leftover "
-                "legs are flattened now", pr.state), abandoned=True))
+            why = f"{d.reason}; not entered: {why}; the interrupted entry's leftover legs are " \
+                "flattened now"
+            flattens.append(Close(pr.pair_id, _decision(Action.FLATTEN, why, pr.state),
+                                  abandoned=True))
         else:
-            skips.append(Skip(pr.pair_id, d, "none", f"{d.reason}; not entered: {why}",
+            skips.append(Skip(pr.pair_id, d, Action.NONE, f"{d.reason}; not entered: {why}",
                               pr.state))
     return Plan(decisions, tuple(closes), tuple(flattens), tuple(entries),
                 tuple(sorted(skips, key=lambda s: s.pair_id)))

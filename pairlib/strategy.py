@@ -22,7 +22,8 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from enum import StrEnum
+from typing import Final
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -42,8 +43,41 @@ __all__ = [
     "zscore",
 ]
 
-Action = Literal["enter_long", "enter_short", "exit", "stop", "hold", "none"]
-ACTIONS: Final[tuple[Action, ...]] = ("enter_long", "enter_short", "exit", "stop", "hold", "none")
+class Action(StrEnum):
+    """What happens to a pair on a bar.
+
+    The strategy (:func:`step`) decides ``enter_long``, ``enter_short``, ``exit`` (reverted),
+    ``stop`` (stop loss), ``hold`` (position kept) and ``none`` (flat, stays flat). The
+    portfolio rule adds ``flatten`` (leftover legs of an incomplete order) and
+    ``exit_no_data`` (an open pair that could not be evaluated for too long); execution adds
+    ``unwind`` (undoing the first leg of a failed entry). Members are strings (``StrEnum``):
+    they compare equal to, and are stored as, their values.
+    """
+
+    ENTER_LONG = "enter_long"
+    ENTER_SHORT = "enter_short"
+    EXIT = "exit"
+    STOP = "stop"
+    HOLD = "hold"
+    NONE = "none"
+    FLATTEN = "flatten"
+    EXIT_NO_DATA = "exit_no_data"
+    UNWIND = "unwind"
+
+    @property
+    def is_entry(self) -> bool:
+        """``enter_long`` or ``enter_short``."""
+        return self in (Action.ENTER_LONG, Action.ENTER_SHORT)
+
+    @property
+    def closes(self) -> bool:
+        """An action that closes both legs reduce-only."""
+        return self in (Action.EXIT, Action.STOP, Action.FLATTEN, Action.EXIT_NO_DATA)
+
+
+ACTIONS: Final[tuple[Action, ...]] = (Action.ENTER_LONG, Action.ENTER_SHORT, Action.EXIT,
+                                      Action.STOP, Action.HOLD, Action.NONE)
+"""The actions :func:`step` can decide."""
 
 # A window's std counts as zero (z = NaN) below this fraction of |rolling mean|: an all-equal
 # window's computed std is rounding noise of order 1e-16 * |mean|, not a real dispersion.
@@ -113,17 +147,17 @@ class Decision:
 _NONE, _NAN_FLAT, _LOCKED, _UNLOCK, _BEYOND_STOP = 0, 1, 2, 3, 4
 _ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP, _HOLD, _NAN_HOLD = 5, 6, 7, 8, 9, 10
 _ACTION_OF: Final[dict[int, Action]] = {
-    _NONE: "none",
-    _NAN_FLAT: "none",
-    _LOCKED: "none",
-    _UNLOCK: "none",
-    _BEYOND_STOP: "none",
-    _ENTER_LONG: "enter_long",
-    _ENTER_SHORT: "enter_short",
-    _EXIT: "exit",
-    _STOP: "stop",
-    _HOLD: "hold",
-    _NAN_HOLD: "hold",
+    _NONE: Action.NONE,
+    _NAN_FLAT: Action.NONE,
+    _LOCKED: Action.NONE,
+    _UNLOCK: Action.NONE,
+    _BEYOND_STOP: Action.NONE,
+    _ENTER_LONG: Action.ENTER_LONG,
+    _ENTER_SHORT: Action.ENTER_SHORT,
+    _EXIT: Action.EXIT,
+    _STOP: Action.STOP,
+    _HOLD: Action.HOLD,
+    _NAN_HOLD: Action.HOLD,
 }
 
 

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,19 +64,21 @@ from pairlib.errors import (
     LiveTradingRefused,
     PairlibError,
 )
-from pairlib.execution import Executor, LegOrder, is_own_client_id
+from pairlib.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
 from pairlib.portfolio import Book, PairView, Plan, plan
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.risk import MarketRules, Sizing, kill_switch_active
 from pairlib.store import Store, iso
-from pairlib.strategy import Decision, PairState
+from pairlib.strategy import Action, Decision, PairState
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
 from pairlib.tick_result import (
     SIGNAL_COLUMNS,
     Z_HISTORY_BARS,
     TickFailed,
+    TickMode,
     TickResult,
+    TickStatus,
     already_ran_result,
     empty_result,
     incident_list,
@@ -161,11 +163,12 @@ def run(
     except ExchangeError as e:  # the venue's clock could not be read
         log.error("tick not run: %s", e)
         asked = _parse_or_none(as_of)
-        return _unrun(p, asked, store, SystemClock(), "failed", "normal",
+        return _unrun(p, asked, store, SystemClock(), TickStatus.FAILED, TickMode.NORMAL,
                       f"{type(e).__name__}: {e}", time.perf_counter() - t0, notebook_path)
     except (ConfigError, LiveTradingRefused, ValueError) as e:
         log.error("tick refused: %s", e)
-        return _unrun(p, when, store, clock, "refused", "refused", f"{type(e).__name__}: {e}",
+        return _unrun(p, when, store, clock, TickStatus.REFUSED, TickMode.REFUSED,
+                      f"{type(e).__name__}: {e}",
                       time.perf_counter() - t0, notebook_path)
     assert clock is not None
     entries_when_missed = (allow_missed_entries if allow_missed_entries is not None
@@ -175,7 +178,8 @@ def run(
         db = store if store is not None else Store.at(p.state_dir)
     except PairlibError as e:  # StoreError: corrupt, locked or read-only database
         log.error("tick %s not run: %s", iso(when), e)
-        return empty_result(p, when, "failed", "normal", f"{type(e).__name__}: {e}",
+        return empty_result(p, when, TickStatus.FAILED, TickMode.NORMAL,
+                            f"{type(e).__name__}: {e}",
                             time.perf_counter() - t0, notebook_path)
     try:
         from filelock import FileLock, Timeout
@@ -185,7 +189,7 @@ def run(
         try:
             with lock:
                 prev = db.tick_row(when)
-                if prev is not None and prev["status"] == "ok" and not preview:
+                if prev is not None and prev["status"] == TickStatus.OK and not preview:
                     log.info("tick %s already ran (ok): nothing to do", iso(when))
                     return already_ran_result(p, db, when, prev, time.perf_counter() - t0)
                 tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
@@ -194,12 +198,14 @@ def run(
                 return tick.run()
         except PairlibError as e:  # the store failed before or after the tick's own guard
             log.error("tick %s failed: %s", iso(when), e)
-            return empty_result(p, when, "failed", "normal", f"{type(e).__name__}: {e}",
+            return empty_result(p, when, TickStatus.FAILED, TickMode.NORMAL,
+                                f"{type(e).__name__}: {e}",
                                 time.perf_counter() - t0, notebook_path)
         except Timeout:
             msg = f"another tick holds {lock.lock_file} (waited {_LOCK_TIMEOUT_S:.0f} s)"
             log.error("tick %s not run: %s", iso(when), msg)
-            return empty_result(p, when, "failed", "normal", msg, time.perf_counter() - t0,
+            return empty_result(p, when, TickStatus.FAILED, TickMode.NORMAL, msg,
+                                time.perf_counter() - t0,
                                  notebook_path)
     finally:
         if own:
@@ -294,7 +300,7 @@ def _unrun(
             db = store if store is not None else Store.at(p.state_dir)
             try:
                 prev = db.tick_row(when)
-                if prev is None or prev["status"] != "ok":
+                if prev is None or prev["status"] != TickStatus.OK:
                     db.finish_tick(when, status, (clock or SystemClock()).now(), duration,
                                    mode=mode, message=error, notebook_path=notebook_path)
             finally:
@@ -333,9 +339,9 @@ class _Pair:
         return float(self.state["amount_y"] or 0.0), float(self.state["amount_x"] or 0.0)
 
     @property
-    def closing(self) -> str | None:
+    def closing(self) -> Action | None:
         """The close (exit, stop, flatten, exit_no_data) begun and not yet completed."""
-        return str(self.state["closing"]) if self.state and self.state.get("closing") else None
+        return Action(self.state["closing"]) if self.state and self.state.get("closing") else None
 
     @property
     def residual(self) -> bool:
@@ -389,7 +395,8 @@ class _Tick:
             reasons.append("no pair set")
             self.exits_only_why.append("no pair set in the store: exits only")
         self.entries_allowed = not reasons
-        self.mode = "normal" if not reasons else "exits_only: " + ", ".join(reasons)
+        self.mode = (str(TickMode.NORMAL) if not reasons
+                     else f"{TickMode.EXITS_ONLY}: " + ", ".join(reasons))
         self.signals: dict[str, dict[str, Any]] = {}
         self.mismatches = mismatch_frame([])
         self.z_history = pd.DataFrame()
@@ -402,7 +409,7 @@ class _Tick:
         self.preview = preview
         self.planned_orders: list[dict[str, Any]] = []
         if preview:
-            self.mode = f"preview ({self.mode}): no order sent, nothing recorded"
+            self.mode = f"{TickMode.PREVIEW} ({self.mode}): no order sent, nothing recorded"
 
     # ------------------------------------------------------------------ run
     def run(self) -> TickResult:
@@ -411,19 +418,19 @@ class _Tick:
         if not self.preview:
             db.start_tick(when, self.clock.now(), self.mode,
                           self.pair_set.id if self.pair_set else None, self.notebook_path)
-        status, error = ("preview" if self.preview else "ok"), None
+        status, error = (TickStatus.PREVIEW if self.preview else TickStatus.OK), None
         try:
             with open_exchange(p.venue, when, live=self.live, secrets=self.secrets) as ex:
                 exposed = self._body(ex)
             if exposed:
-                status = "degraded"
+                status = TickStatus.DEGRADED
                 error = "EXPOSED: " + "; ".join(exposed)
                 log.error("tick %s degraded: %s", iso(when), error)
         except PairlibError as e:
-            status, error = "failed", f"{type(e).__name__}: {e}"
+            status, error = TickStatus.FAILED, f"{type(e).__name__}: {e}"
             log.error("tick %s failed: %s", iso(when), error)
         except Exception as e:  # noqa: BLE001 - an unattended run reports, never dies silently
-            status, error = "failed", f"unexpected {type(e).__name__}: {e}"
+            status, error = TickStatus.FAILED, f"unexpected {type(e).__name__}: {e}"
             log.exception("tick %s failed unexpectedly", iso(when))
         duration = time.perf_counter() - self.t0
         if self.preview:
@@ -432,7 +439,8 @@ class _Tick:
             db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode,
                            message=error, notebook_path=self.notebook_path)
         except PairlibError as e:  # the store itself failed: say so, never raise
-            status, error = "failed", f"{error + '; ' if error else ''}{type(e).__name__}: {e}"
+            status = TickStatus.FAILED
+            error = f"{error + '; ' if error else ''}{type(e).__name__}: {e}"
             log.error("tick %s could not be recorded: %s", iso(when), e)
             return empty_result(p, when, status, self.mode, error, duration,
                                 self.notebook_path)
@@ -630,7 +638,7 @@ class _Tick:
                      iso(self.when), pr.pair_id)
         resumed = None
         if pr.residual:
-            for action in ("enter_long", "enter_short"):
+            for action in (Action.ENTER_LONG, Action.ENTER_SHORT):
                 if self._entry_started_this_tick(pr, action):
                     resumed = action
         return PairView(
@@ -690,13 +698,13 @@ class _Tick:
         self.planned_orders.append({
             "pair_id": leg.pair_id, "leg": leg.leg, "action": leg.action, "symbol": leg.symbol,
             "side": leg.side, "amount": leg.amount, "reduce_only": int(leg.reduce_only),
-            "status": "preview"})
+            "status": TickStatus.PREVIEW})
 
     def _execute(self, the_plan: Plan, by_id: Mapping[str, _Pair]) -> None:
         """Carry out the plan: closes, then flattens, then entries; record the rest."""
         for c in the_plan.closes:
             pr = by_id[c.pair_id]
-            if c.decision.action == "exit_no_data":
+            if c.decision.action == Action.EXIT_NO_DATA:
                 self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {c.decision.reason}")
             self._exit(pr, c.decision)
         for f in the_plan.flattens:
@@ -796,7 +804,7 @@ class _Tick:
         for closing next tick."""
         for note in self.executor.recheck_unresolved():
             log.info("re-check: %s", note)
-        pending = self.db.orders(statuses=["sent", "unknown", "open"])
+        pending = self.db.orders(statuses=sorted(UNRESOLVED_STATUSES))
         waiting = set(pending["pair_id"]) if len(pending) else set()
         for pid, pr in by_id.items():
             pr.state = self.db.pair_state(pid)
@@ -804,12 +812,12 @@ class _Tick:
                 continue
             prior = self.signals.get(pid, {}).get("reason") or ""
             if pid in waiting:
-                d = Decision(0, cast(Any, "flatten"), prior, PairState())
-                self._persist(pr, PairState(_side_of(pr.amounts)), d, "flatten",
+                d = Decision(0, Action.FLATTEN, prior, PairState())
+                self._persist(pr, PairState(_side_of(pr.amounts)), d, Action.FLATTEN,
                               f"{prior}; legs left while an order's outcome is unknown: "
-                              "closed once it is known", extra={"closing": "flatten"})
+                              "closed once it is known", extra={"closing": Action.FLATTEN})
                 continue
-            self._exit(pr, Decision(0, cast(Any, "flatten"),
+            self._exit(pr, Decision(0, Action.FLATTEN,
                                     f"{prior}; closing the legs an incomplete entry left",
                                     pr.strategy_state if pr.position == 0 else PairState()))
 
@@ -818,7 +826,7 @@ class _Tick:
         pairs with a leg missing or a close incomplete, open pairs not evaluated, and any
         difference between the store and the venue's positions (re-read now)."""
         out: list[str] = []
-        pending = self.db.orders(statuses=["sent", "unknown", "open"])
+        pending = self.db.orders(statuses=sorted(UNRESOLVED_STATUSES))
         for r in pending.to_dict("records") if len(pending) else []:
             out.append(f"order {r['client_id']} ({r['action']} {r['side']} {r['amount']:g} "
                        f"{r['symbol']}) outcome unknown")

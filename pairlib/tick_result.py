@@ -8,7 +8,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 import pandas as pd
 
@@ -18,11 +19,14 @@ from pairlib.reconcile import mismatch_frame
 from pairlib.store import Store, iso
 
 __all__ = [
+    "OK_STATUSES",
     "POSITION_COLUMNS",
     "SIGNAL_COLUMNS",
     "Z_HISTORY_BARS",
     "TickFailed",
+    "TickMode",
     "TickResult",
+    "TickStatus",
     "already_ran_result",
     "empty_result",
     "incident_list",
@@ -37,6 +41,31 @@ SIGNAL_COLUMNS = ("pair_id", "y", "x", "z", "signal", "action", "reason", "posit
 POSITION_COLUMNS = ("pair_id", "y", "x", "position", "closing", "amount_y", "amount_x", "entry_z",
                     "entry_time", "entry_price_y", "entry_price_x", "beta", "updated_tick")
 """Columns of :attr:`TickResult.positions`."""
+
+
+class TickStatus(StrEnum):
+    """How a tick ended (stored in ``ticks.status`` as the string value)."""
+
+    OK = "ok"  # the book is hedged and matches the venue
+    ALREADY_RAN = "already_ran"  # an ok tick for this candle exists: nothing done
+    DEGRADED = "degraded"  # finished, but something is exposed (see the error)
+    FAILED = "failed"
+    REFUSED = "refused"  # bad params or as_of, or a live-guard refusal: nothing sent
+    PREVIEW = "preview"  # decisions and sizes computed; no order, nothing recorded
+    RUNNING = "running"  # in the store only: started and not finished (or crashed)
+
+
+class TickMode(StrEnum):
+    """What a tick may do; an exits-only mode's reasons follow after ``": "``."""
+
+    NORMAL = "normal"
+    EXITS_ONLY = "exits_only"
+    REFUSED = "refused"
+    PREVIEW = "preview"
+
+
+OK_STATUSES: Final = frozenset({TickStatus.OK, TickStatus.ALREADY_RAN, TickStatus.PREVIEW})
+"""Statuses after which nothing is exposed and the run counts as successful."""
 
 
 class TickFailed(PairlibError):
@@ -112,7 +141,7 @@ class TickResult:
     @property
     def ok(self) -> bool:
         """True for ``ok``, ``already_ran`` and ``preview``."""
-        return self.status in ("ok", "already_ran", "preview")
+        return self.status in OK_STATUSES
 
     def raise_for_status(self) -> None:
         """Raise :class:`TickFailed` when the tick failed or was refused."""
@@ -175,7 +204,7 @@ def already_ran_result(
                                                   "unrealized_pnl", "gross_notional")
                if len(eq) and eq.iloc[0][k] is not None}
     return TickResult(
-        as_of=when, status="already_ran", mode=str(row.get("mode") or "normal"),
+        as_of=when, status=TickStatus.ALREADY_RAN, mode=str(row.get("mode") or TickMode.NORMAL),
         signals=signals, z_history=pd.DataFrame(), orders=db.orders(tick_as_of=when),
         fills=db.fills(when), positions=positions_frame(states),
         equity=account.get("equity", math.nan), account=account,
