@@ -47,12 +47,11 @@ def _first_fetch(
     srv.start()
     srv.faults.latency_ms = LATENCY_MS
     symbols = [market.unified(s) for s in market.symbols]
-    params = DataParams(cache_dir=cache, history_bars=BARS, min_history_bars=BARS,
-                        universe_size=N_SYMBOLS)
+    params = DataParams(cache_dir=cache, min_history_bars=BARS, universe_size=N_SYMBOLS)
     try:
         with Exchange.from_params(VenueParams(), sim_url=srv.url, retry_base_delay=0.05) as ex:
             t0 = time.perf_counter()
-            md = load_market_data(ex, symbols, params, now, max_concurrency=concurrency)
+            md = load_market_data(ex, symbols, params, now, BARS, max_concurrency=concurrency)
             first = time.perf_counter() - t0
             if md.closes.shape != (BARS, N_SYMBOLS):
                 raise AssertionError(f"expected {(BARS, N_SYMBOLS)}, got {md.closes.shape}")
@@ -62,7 +61,8 @@ def _first_fetch(
                 later = now + timedelta(hours=4)
                 srv.set_now(later)
                 t0 = time.perf_counter()
-                md2 = load_market_data(ex, symbols, params, later, max_concurrency=concurrency)
+                md2 = load_market_data(ex, symbols, params, later, BARS,
+                                       max_concurrency=concurrency)
                 refresh = time.perf_counter() - t0
                 refresh_requests = md2.requests
                 if md2.closes.index[-1] - md.closes.index[-1] != timedelta(hours=4):

@@ -1,7 +1,10 @@
 """Write ``notebooks/tick.ipynb`` (run from the repository root: ``python
 notebooks/make_tick_notebook.py``). The notebook is thin: literal parameters, one library call,
 display helpers from ``pairlib.tick_charts``, scraps and figures shown with ``pairlib.notebook``
-(scrapbook's and plotly's formats, without their slow imports). No outputs are written."""
+(scrapbook's and plotly's formats, without their slow imports). No outputs are written.
+
+Its params-related parameters are the params file's path and ``missed_tick_entries``, named
+after the one params key it overrides (passed to ``tick.run`` as ``allow_missed_entries``)."""
 
 from __future__ import annotations
 
@@ -23,10 +26,10 @@ CELLS = [
     new_code_cell(
         "# Parameters: literals only (papermill injects overrides below this cell).\n"
         "as_of = None  # ISO-8601 candle close (UTC), or None for the last closed candle\n"
-        'params_file = "params/trading.yaml"  # trading params (venue, data, strategy, risk)\n'
+        'params_file = "params/pairlib.yaml"  # the params (venue, data, strategy, risk, ...)\n'
         "live = False  # must be True (--live) to trade a live venue\n"
         "notebook_path = None  # path of this report (set by pairlib tick)\n"
-        "allow_missed_entries = None  # None follows missed_tick_entries in the params file",
+        "missed_tick_entries = None  # overrides missed_tick_entries of params_file; None keeps it",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -37,7 +40,7 @@ CELLS = [
         "\n"
         "log = tick_charts.capture_logs()  # shown at the end: the status banner comes first\n"
         "result = tick.run(params_file, as_of, live=live, notebook_path=notebook_path,\n"
-        "                  allow_missed_entries=allow_missed_entries)\n"
+        "                  allow_missed_entries=missed_tick_entries)\n"
         "display(HTML(tick_charts.status_banner(result)))\n"
         "display(Markdown(\"## Every pair: z, signal, action and reason\\n\"\n"
         "                 \"`signal` is the strategy's target position, `action` what the tick \"\n"

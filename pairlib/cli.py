@@ -27,8 +27,9 @@ exchange_app = typer.Typer(help="The simulated exchange (the embedded default ve
                            no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
 
-PARAMS_TRADING = Path("params/trading.yaml")
-PARAMS_PAIRS = Path("params/pairs.yaml")
+PARAMS = Path("params/pairlib.yaml")
+"""Every command's default ``--params`` (:data:`pairlib.config.PARAMS_FILE`; not imported
+from there so that ``pairlib --help`` loads no pydantic)."""
 
 
 TICK_EXIT_CODES = {"ok": 0, "already_ran": 0, "degraded": 3, "failed": 1, "refused": 2}
@@ -69,7 +70,8 @@ def _one_line_errors(command: F) -> F:
 @app.command()
 @_one_line_errors
 def data(
-    params: Path = typer.Option(PARAMS_TRADING, help="Params file (its venue and data sections)."),
+    params: Path = typer.Option(PARAMS, help="Params file (its venue and data sections; "
+                                "the pairs job's window of candles)."),
     as_of: str | None = typer.Option(None, help="ISO-8601 time; default: last closed candle."),
 ) -> None:
     """Fetch the universe's closed candles into the cache and print a data-quality summary."""
@@ -85,7 +87,8 @@ def data(
 @app.command()
 @_one_line_errors
 def pairs(
-    params: Path = typer.Option(PARAMS_PAIRS, help="Pair-selection params file."),
+    params: Path = typer.Option(PARAMS, help="Params file (its selection section and "
+                                "strategy.lookback)."),
     as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
     outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
 ) -> None:
@@ -196,7 +199,7 @@ def exchange_serve(
 @app.command()
 @_one_line_errors
 def tick(
-    params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
+    params: Path = typer.Option(PARAMS, help="Params file."),
     as_of: str | None = typer.Option(
         None, help="Candle close to act on, ISO-8601 with Z or an offset, on a "
         "params.data.timeframe boundary (e.g. 2026-01-31T20:00Z); default: the last closed "
@@ -255,7 +258,7 @@ def tick(
 @app.command("reconcile")
 @_one_line_errors
 def reconcile_cmd(
-    params: Path = typer.Option(PARAMS_TRADING, help="Trading params file."),
+    params: Path = typer.Option(PARAMS, help="Params file."),
     as_of: str | None = typer.Option(None, help="ISO-8601 time of the run; default: now."),
     accept: str | None = typer.Option(None, help="Unified symbol whose venue position the "
                                       "store accepts (e.g. HBAR/USDT:USDT)."),
@@ -271,7 +274,7 @@ def reconcile_cmd(
     from rich.table import Table
 
     from pairlib.clock import SystemClock, parse_time
-    from pairlib.config import TradingParams, load_params
+    from pairlib.config import load_params
     from pairlib.errors import ConfigError, LiveTradingRefused, PairlibError
     from pairlib.reconcile import AcceptRefused, accept_venue, report, snapshot
     from pairlib.store import Store
@@ -281,7 +284,7 @@ def reconcile_cmd(
     if accept is None and (reason is not None or force):
         raise _fail("--reason and --force are for --accept SYMBOL")
     try:
-        p = load_params(params, TradingParams)
+        p = load_params(params)
         now = parse_time(as_of) if as_of else SystemClock().now()
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None

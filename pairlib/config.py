@@ -1,11 +1,22 @@
-"""Frozen, validated params: what analysts edit in ``params/*.yaml``.
+"""Frozen, validated params: what analysts edit in ``params/pairlib.yaml``.
 
-Each file loads into a frozen pydantic model that forbids unknown keys. Any problem --
-an unknown or repeated key, a wrong type, a non-finite number (``.inf``, ``-.inf``,
-``.nan``), an inverted threshold, a non-positive lookback, a risk fraction outside
-(0, 0.1], an unknown or sub-minute timeframe, an empty or malformed universe -- raises one
-:class:`ConfigError` naming the file, the key, the value and what is allowed, before any
-network call or order.
+One file, one tree (:class:`Params`): ``venue``, ``data``, ``strategy``, ``risk`` and
+``selection`` sections plus the top-level ``state_dir`` and ``missed_tick_entries``. Every
+command, job, notebook and the demo read the same file (:data:`PARAMS_FILE` by default), so
+no key is written twice and nothing has to be kept equal by hand: pair selection takes its
+z-score window from ``strategy.lookback``, pair generation fetches
+:attr:`Params.history_bars` (``selection.formation_bars + strategy.lookback``) closed
+candles, and the state files follow ``state_dir`` unless set explicitly
+(``venue.sim_state`` = ``<state_dir>/sim_account.json``, ``risk.kill_switch_file`` =
+``<state_dir>/KILL``). The candle cache ``data.cache_dir`` is market data, not state: it
+does not follow ``state_dir`` (a new or reset state folder reuses the cached candles).
+
+The file loads into a frozen pydantic model that forbids unknown keys. Any problem -- an
+unknown or repeated key, a wrong type, a non-finite number (``.inf``, ``-.inf``, ``.nan``),
+an inverted threshold, a non-positive lookback, a risk fraction outside (0, 0.1], an unknown
+or sub-minute timeframe, an empty or malformed universe, a half-life range the z-score window
+leaves empty -- raises one :class:`ConfigError` naming the file, the key, the value and what
+is allowed, before any network call or order.
 
 Secrets never live here: API keys come from the environment (``PAIRLIB_API_KEY``,
 ``PAIRLIB_API_SECRET``) or a git-ignored ``.env`` file, via :func:`load_secrets`.
@@ -19,29 +30,56 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from pairlib.errors import ConfigError
 
 __all__ = [
+    "PARAMS_FILE",
+    "SECTIONS",
     "SIM_API_KEY",
     "SIM_API_SECRET",
     "TIMEFRAMES",
+    "KILL_FILE_NAME",
+    "SIM_ACCOUNT_NAME",
     "DataParams",
     "PairsParams",
+    "Params",
     "RiskParams",
     "Secrets",
+    "SelectionParams",
     "StrategyParams",
     "TradingParams",
     "VenueParams",
+    "apply_overrides",
     "load_params",
     "load_secrets",
+    "notebook_overrides",
     "params_hash",
     "timeframe_ms",
+    "validate_params",
 ]
+
+PARAMS_FILE = Path("params/pairlib.yaml")
+"""The params file every command, job, notebook and the demo read by default (relative to
+the working directory, which is the repository root for ``make`` and the CLI)."""
+
+SIM_ACCOUNT_NAME = "sim_account.json"
+"""``venue.sim_state`` when not set: ``<state_dir>/sim_account.json``."""
+KILL_FILE_NAME = "KILL"
+"""``risk.kill_switch_file`` when not set: ``<state_dir>/KILL``."""
 
 # The embedded simulator's fixed local key pair (documented in the README; not secrets: the
 # simulator only listens on loopback and holds no real money).
@@ -114,12 +152,16 @@ class VenueParams(_Frozen):
     ``kind``: ``sim`` (the embedded simulated exchange, default), ``paper`` (real public
     prices, simulated account), ``demo`` (the exchange's own test environment) or ``live``.
     ``live`` also needs keys in the environment and ``--live`` on the command line.
+
+    ``sim_state``: the in-process simulator's (and ``paper``'s) account file. ``None`` (the
+    default) means ``<state_dir>/sim_account.json``, filled in by :class:`Params`; a section
+    validated on its own leaves it ``None``.
     """
 
     kind: Literal["sim", "paper", "demo", "live"] = "sim"
     exchange_id: str = Field(default="binanceusdm", min_length=1)
     sim_url: str | None = None
-    sim_state: Path = Path(".state/sim_account.json")
+    sim_state: Path | None = None
     sim_seed: int = Field(default=7, ge=0)
     sim_symbols: int = Field(default=48, ge=4, le=1000)
     sim_slippage_bps: float = Field(default=2.0, ge=0.0, le=500.0)
@@ -137,10 +179,17 @@ class VenueParams(_Frozen):
 
 
 class DataParams(_Frozen):
-    """Market data: timeframe, history, cache and universe."""
+    """Market data: timeframe, quality gates, cache and universe.
+
+    Notes
+    -----
+    How many candles a run fetches is not a key: pair generation takes
+    :attr:`Params.history_bars` (its formation window plus one z lookback), the tick what its
+    z-scores need. ``cache_dir`` holds market data, not state, and does not follow
+    ``state_dir``.
+    """
 
     timeframe: str = "4h"
-    history_bars: int = Field(default=600, gt=0, le=100_000)
     min_history_bars: int = Field(default=120, gt=0)
     stale_bars: int = Field(default=1, ge=0)
     cache_dir: Path = Path(".data")
@@ -192,6 +241,7 @@ class StrategyParams(_Frozen):
     -----
     z is the spread's deviation from its rolling mean over ``lookback`` bars (including the
     current bar) in units of its rolling sample std (ddof=1). ``0 <= exit < entry < stop``.
+    Pair selection uses the same ``lookback`` (half-life cap, the report's z).
     """
 
     lookback: int = Field(default=60, gt=1, le=10_000)
@@ -223,6 +273,10 @@ class RiskParams(_Frozen):
     ``unevaluable_exit_bars``: how many consecutive ticks an open pair may be held while it
     cannot be evaluated (a leg's data unusable, a leg delisted); on the next such tick it is
     closed reduce-only (exit reason ``exit_no_data``). 0 closes it at once.
+
+    ``kill_switch_file``: while this file exists every tick is exits-only. ``None`` (the
+    default) means ``<state_dir>/KILL``, filled in by :class:`Params`; a section validated
+    on its own leaves it ``None`` (no file is checked).
     """
 
     risk_per_trade: float = Field(default=0.02, gt=0.0, le=0.1)
@@ -231,31 +285,18 @@ class RiskParams(_Frozen):
     max_leg_notional: float = Field(default=50_000.0, gt=0.0)
     unevaluable_exit_bars: int = Field(default=1, ge=0, le=1000)
     kill_switch: bool = False
-    kill_switch_file: Path | None = Path(".state/KILL")
+    kill_switch_file: Path | None = None
 
 
-class TradingParams(_Frozen):
-    """Everything one live tick needs (``params/trading.yaml``)."""
-
-    venue: VenueParams = VenueParams()
-    data: DataParams = DataParams()
-    strategy: StrategyParams = StrategyParams()
-    risk: RiskParams = RiskParams()
-    state_dir: Path = Path(".state")
-    missed_tick_entries: bool = False
-
-
-class PairsParams(_Frozen):
-    """The pair-selection pipeline (``params/pairs.yaml``).
+class SelectionParams(_Frozen):
+    """The pair-selection pipeline (:func:`pairlib.pairs.select`).
 
     Notes
     -----
     Windows are in bars of ``data.timeframe``. p-value thresholds are probabilities in (0, 1).
+    The z-score window the half-life is capped by is ``strategy.lookback``.
     """
 
-    venue: VenueParams = VenueParams()
-    data: DataParams = DataParams(history_bars=600)
-    state_dir: Path = Path(".state")
     formation_bars: int = Field(default=540, ge=60, le=100_000)
     oos_fraction: float = Field(default=0.3, gt=0.0, lt=0.9)
     oos_max_pvalue: float = Field(default=0.10, gt=0.0, lt=1.0)
@@ -272,21 +313,120 @@ class PairsParams(_Frozen):
     hurst_max: float | None = Field(default=None, gt=0.0, lt=1.0)
     one_pair_per_symbol: bool = True
     top_k: int = Field(default=10, ge=1, le=1000)
-    zscore_lookback: int = Field(default=60, gt=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> PairsParams:
+    def _consistent(self) -> SelectionParams:
         if self.half_life_min >= self.half_life_max:
             raise ValueError(
                 f"half_life_min ({self.half_life_min}) must be less than "
                 f"half_life_max ({self.half_life_max})"
             )
-        if self.formation_bars > self.data.history_bars:
-            raise ValueError(
-                f"formation_bars ({self.formation_bars}) must not exceed "
-                f"data.history_bars ({self.data.history_bars})"
-            )
         return self
+
+
+SECTIONS: tuple[str, ...] = ("venue", "data", "strategy", "risk", "selection")
+"""The sections of :class:`Params`, in file order."""
+
+_DERIVED_PATHS: dict[str, str] = {
+    "venue.sim_state": SIM_ACCOUNT_NAME,
+    "risk.kill_switch_file": KILL_FILE_NAME,
+}
+"""Path keys that default to ``<state_dir>/<name>``."""
+
+
+class Params(_Frozen):
+    """Every params key of the project: the tree of ``params/pairlib.yaml``.
+
+    Attributes
+    ----------
+    venue, data, strategy, risk, selection
+        The sections (see each class).
+    state_dir : Path
+        The SQLite store, locks and (unless set) the simulator's account file and the kill
+        file live here.
+    missed_tick_entries : bool
+        Whether a tick for a candle older than the last closed one may enter new pairs.
+
+    Notes
+    -----
+    Derived values are filled in at validation, so every reader sees resolved values:
+    ``venue.sim_state`` (``<state_dir>/sim_account.json``) and ``risk.kill_switch_file``
+    (``<state_dir>/KILL``) when unset or ``null``; an explicit value wins. ``model_dump``
+    writes a path equal to its derived value as ``None``, so a dumped tree validated again
+    with another ``state_dir`` (see :func:`apply_overrides`) has paths that follow it.
+    ``model_copy(update=...)`` skips validation and re-derives nothing.
+    """
+
+    venue: VenueParams = VenueParams()
+    data: DataParams = DataParams()
+    strategy: StrategyParams = StrategyParams()
+    risk: RiskParams = RiskParams()
+    selection: SelectionParams = SelectionParams()
+    state_dir: Path = Path(".state")
+    missed_tick_entries: bool = False
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Params:
+        """Check the keys that span sections, then fill in the paths derived from
+        ``state_dir``."""
+        sel, lookback = self.selection, self.strategy.lookback
+        cap = lookback / 2.0
+        if sel.half_life_min >= min(sel.half_life_max, cap):
+            raise ValueError(
+                f"selection.half_life_min ({sel.half_life_min:g}) must be less than the "
+                f"effective half-life maximum {min(sel.half_life_max, cap):g} bars: the "
+                f"smaller of selection.half_life_max ({sel.half_life_max:g}) and "
+                f"strategy.lookback / 2 ({cap:g}); lower half_life_min or raise "
+                "strategy.lookback"
+            )
+        # The model is frozen; these assignments happen once, inside validation.
+        if self.venue.sim_state is None:
+            object.__setattr__(self, "venue", self.venue.model_copy(
+                update={"sim_state": self._derived_path("venue.sim_state")}))
+        if self.risk.kill_switch_file is None:
+            object.__setattr__(self, "risk", self.risk.model_copy(
+                update={"kill_switch_file": self._derived_path("risk.kill_switch_file")}))
+        return self
+
+    def _derived_path(self, dotted: str) -> Path:
+        """The value of a path key that follows ``state_dir``."""
+        return self.state_dir / _DERIVED_PATHS[dotted]
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The tree as written in a params file: a path equal to its ``state_dir``-derived
+        value is written as ``None`` (so it keeps following ``state_dir``)."""
+        out: dict[str, Any] = handler(self)
+        for dotted in self.derived:
+            section, key = dotted.split(".")
+            node = out.get(section)
+            if isinstance(node, dict) and key in node:
+                node[key] = None
+        return out
+
+    @property
+    def derived(self) -> frozenset[str]:
+        """Dotted keys whose value is the one derived from ``state_dir``."""
+        out = set()
+        for dotted in _DERIVED_PATHS:
+            section, key = dotted.split(".")
+            if getattr(getattr(self, section), key) == self._derived_path(dotted):
+                out.add(dotted)
+        return frozenset(out)
+
+    @property
+    def history_bars(self) -> int:
+        """Closed candles per symbol pair generation (and ``pairlib data``) fetches:
+        ``selection.formation_bars`` plus ``strategy.lookback``, the formation window and
+        the warm-up of the rolling z the report draws over it."""
+        return self.selection.formation_bars + self.strategy.lookback
+
+
+TradingParams = Params
+"""The tick's params: the one tree (:class:`Params`)."""
+
+PairsParams = Params
+"""Pair selection's params: the one tree (:class:`Params`)."""
 
 
 class Secrets(_Frozen):
@@ -390,15 +530,23 @@ def _duplicate_keys(root: yaml.Node) -> list[str]:
     return out
 
 
-def load_params(path: str | Path, model: type[M]) -> M:
+@overload
+def load_params(path: str | Path) -> Params: ...
+
+
+@overload
+def load_params(path: str | Path, model: type[M]) -> M: ...
+
+
+def load_params(path: str | Path, model: type[BaseModel] = Params) -> BaseModel:
     """Load and validate a params YAML file into a frozen model.
 
     Parameters
     ----------
     path : str or Path
-        The YAML file.
+        The YAML file (``params/pairlib.yaml``: :data:`PARAMS_FILE`).
     model : type
-        The pydantic model class, e.g. :class:`TradingParams`.
+        The pydantic model class; default :class:`Params`.
 
     Returns
     -------
@@ -429,27 +577,104 @@ def load_params(path: str | Path, model: type[M]) -> M:
     return validate_params(raw, model, source=str(p))
 
 
-def validate_params(raw: Mapping[str, Any], model: type[M], source: str = "<params>") -> M:
-    """Validate a mapping (e.g. already-parsed YAML) into ``model``; see :func:`load_params`."""
+@overload
+def validate_params(raw: Mapping[str, Any], *, source: str = "<params>") -> Params: ...
+
+
+@overload
+def validate_params(raw: Mapping[str, Any], model: type[M], source: str = "<params>") -> M: ...
+
+
+def validate_params(
+    raw: Mapping[str, Any], model: type[BaseModel] = Params, source: str = "<params>"
+) -> BaseModel:
+    """Validate a mapping (e.g. already-parsed YAML) into ``model`` (default
+    :class:`Params`); see :func:`load_params`. A problem spanning sections (reported by the
+    root model) is one line naming every key involved."""
     try:
         return model.model_validate(dict(raw))
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = tuple(err.get("loc", ()))
-            key = _format_loc(loc)
-            value = err.get("input")
             hint = _allowed_hint(err)
+            if not loc:  # the whole tree: the message names its keys and values
+                lines.append(f"  {hint}")
+                continue
             if err.get("type") == "extra_forbidden":
                 allowed = _resolve_allowed(model, loc)
                 if allowed:
                     hint += f" (allowed keys: {allowed})"
-            lines.append(f"  {key} = {value!r}: {hint}")
+            lines.append(f"  {_format_loc(loc)} = {err.get('input')!r}: {hint}")
         raise ConfigError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 
 
+def apply_overrides(
+    params: Params, overrides: Mapping[str, Any] | None, source: str = "overrides"
+) -> Params:
+    """Return ``params`` with dotted-key overrides applied (``None`` values are skipped).
+
+    Parameters
+    ----------
+    params : Params
+        The validated tree.
+    overrides : mapping, optional
+        Dotted key paths of the tree (``"selection.top_k"``, ``"strategy.entry"``,
+        ``"state_dir"``) to values.
+    source : str
+        Names the overrides in an error (e.g. ``"notebook parameters"``).
+
+    Returns
+    -------
+    Params
+        Validated again, so a bad override gives the same clear :class:`ConfigError` as a
+        bad params file; paths derived from ``state_dir`` follow an overridden
+        ``state_dir``.
+    """
+    raw = params.model_dump(mode="json")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: {key} = {value!r}: {part} is a value, not a "
+                                  "section; allowed sections: " + ", ".join(SECTIONS))
+            node = child
+        node[leaf] = value
+    return validate_params(raw, Params, source=source)
+
+
+def notebook_overrides(names: Mapping[str, Any]) -> dict[str, Any]:
+    """The params overrides among a notebook's variables: ``{dotted key: value}``.
+
+    A notebook parameter overrides the params key it is named after, with ``__`` for the
+    dot: ``selection__top_k`` overrides ``selection.top_k``, ``data__universe_size``
+    overrides ``data.universe_size``. Every name of that form (two or more parts, not
+    starting with ``_``) counts; a value of ``None`` keeps the file's value. The names are
+    the keys, so there is no mapping to keep in step; a misspelt one fails validation in
+    :func:`apply_overrides` as an unknown key.
+
+    Parameters
+    ----------
+    names : mapping
+        The notebook's variables (``globals()`` right after the parameters cell).
+    """
+    out: dict[str, Any] = {}
+    for name, value in names.items():
+        if name.startswith("_") or "__" not in name or value is None:
+            continue
+        parts = name.split("__")
+        if all(parts):
+            out[".".join(parts)] = value
+    return out
+
+
 def params_hash(params: BaseModel) -> str:
-    """Short, stable hash of a params model (recorded with every pair set and tick)."""
+    """Short, stable hash of a params model (recorded with every pair set and tick); derived
+    paths count through ``state_dir`` (see :class:`Params`)."""
     blob = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -842,7 +842,7 @@ def load_market_data(
     symbols: Sequence[str] | None,
     params: DataParams,
     now: datetime,
-    bars: int | None = None,
+    bars: int,
     max_concurrency: int = 8,
     *,
     decision_bars: int | None = None,
@@ -857,11 +857,13 @@ def load_market_data(
         Unified symbols or venue ids; None: ``params.universe``, else the top
         ``params.universe_size`` by 24 h quote volume.
     params : DataParams
-        Timeframe, history, quality thresholds, cache folder.
+        Timeframe, quality thresholds, cache folder, universe.
     now : datetime
         The present (from a :class:`~pairlib.clock.Clock`); decides which candles are closed.
-    bars : int, optional
-        Window length in candles; default ``params.history_bars``.
+    bars : int
+        Window length in candles: what the caller uses (pair generation
+        :attr:`pairlib.config.Params.history_bars`, the tick its z-score window plus the
+        bars its report shows).
     max_concurrency : int
         Requests in flight at once (ccxt's rate limiter still applies).
     decision_bars : int, optional
@@ -890,7 +892,7 @@ def load_market_data(
     -----
     See the module docstring for the time index, cache layout and quality rules.
     """
-    n_bars = int(bars if bars is not None else params.history_bars)
+    n_bars = int(bars)
     if n_bars <= 0:
         raise DataError(f"bars must be positive, got {n_bars}")
     gate = _check_decision_bars(decision_bars, n_bars)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pairlib.clock import parse_time
-from pairlib.config import PairsParams, TradingParams, load_params, timeframe_ms
+from pairlib.config import PARAMS_FILE, load_params, timeframe_ms, validate_params
 
 __all__ = ["data_summary", "demo_params", "run_demo"]
 
@@ -25,16 +25,21 @@ __all__ = ["data_summary", "demo_params", "run_demo"]
 def data_summary(
     params_file: str | Path, as_of: str | datetime | None, console: Console | None = None
 ) -> None:
-    """Fetch the universe's closed candles (cached) and print a per-symbol quality table."""
+    """Fetch the universe's closed candles (cached) and print a per-symbol quality table.
+
+    The window is the one pair generation fetches (:attr:`pairlib.config.Params.history_bars`),
+    so the run also fills the cache for ``pairlib pairs``.
+    """
     from pairlib.data import load_market_data
     from pairlib.jobs import resolve_as_of
     from pairlib.venue import open_exchange
 
     console = console or Console()
-    params = load_params(params_file, TradingParams)
+    params = load_params(params_file)
     when = resolve_as_of(as_of, params.data.timeframe, None)
     with open_exchange(params.venue, when) as ex:
-        md = load_market_data(ex, params.data.universe, params.data, now=when)
+        md = load_market_data(ex, params.data.universe, params.data, now=when,
+                              bars=params.history_bars)
     q = md.quality
     table = Table(title=f"data quality at {when:%Y-%m-%d %H:%M} UTC ({params.data.timeframe})")
     for col in ("symbol", "rows", "first", "last", "ok", "reason"):
@@ -51,22 +56,19 @@ def data_summary(
     )
 
 
-def demo_params(state: Path) -> tuple[Path, Path]:
-    """Write the demo's params files (the shipped ones, with state under ``state``)."""
-    trading = load_params("params/trading.yaml", TradingParams).model_dump(mode="json")
-    pairs = load_params("params/pairs.yaml", PairsParams).model_dump(mode="json")
-    for raw in (trading, pairs):
-        raw["state_dir"] = str(state)
-        raw["venue"]["sim_state"] = str(state / "sim_account.json")
-        raw["venue"]["kind"] = "sim"
-        raw["venue"]["sim_url"] = None
-    trading["risk"]["kill_switch_file"] = str(state / "KILL")
-    tp, pp = state / "trading.yaml", state / "pairs.yaml"
-    tp.write_text(yaml.safe_dump(trading, sort_keys=False))
-    pp.write_text(yaml.safe_dump(pairs, sort_keys=False))
-    load_params(tp, TradingParams)
-    load_params(pp, PairsParams)
-    return tp, pp
+def demo_params(state: Path, source: str | Path = PARAMS_FILE) -> Path:
+    """Write the demo's params file, ``<state>/pairlib.yaml``: ``source`` (the shipped
+    params) with ``state_dir`` set to ``state`` and the in-process simulator as venue. The
+    simulator's account file and the kill file follow ``state_dir`` unless ``source`` sets
+    them explicitly."""
+    raw = load_params(source).model_dump(mode="json")
+    raw["state_dir"] = str(state)
+    raw["venue"].update(kind="sim", sim_url=None)
+    params = validate_params(raw, source=f"demo params (from {source})")
+    path = state / "pairlib.yaml"
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    load_params(path)
+    return path
 
 
 def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
@@ -85,13 +87,13 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
-    trading_file, pairs_file = demo_params(state)
+    params_file = demo_params(state)
 
     console.rule("1. market data from the simulated exchange")
-    data_summary(trading_file, start, console)
+    data_summary(params_file, start, console)
 
     console.rule("2. pair generation")
-    res = run_pairs_job(pairs_file, start, outputs, trading_params_file=trading_file)
+    res = run_pairs_job(params_file, start, outputs)
     console.print(f"pairs notebook: {res.path}  ({res.duration_s:.1f} s)")
     if not res.ok:
         console.print(f"[red]pair generation failed: {res.error}[/red]")
@@ -101,12 +103,11 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
                   f"{0 if chosen is None else len(chosen)} pairs chosen")
 
     console.rule(f"3. a replay of {ticks} 4h ticks")
-    step = timedelta(milliseconds=timeframe_ms(load_params(trading_file, TradingParams)
-                                               .data.timeframe))
+    step = timedelta(milliseconds=timeframe_ms(load_params(params_file).data.timeframe))
     ok = True
     for i in range(1, ticks + 1):
         when = start + i * step
-        tick = run_tick_job(trading_file, when, outputs)
+        tick = run_tick_job(params_file, when, outputs)
         sc = tick.scraps
         status = sc.get("status", "failed" if not tick.ok else "?")
         signals = sc.get("signals")

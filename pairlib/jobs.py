@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
-from pairlib.config import PairsParams, TradingParams, load_params, timeframe_ms
+from pairlib.config import PARAMS_FILE, Params, load_params, timeframe_ms
 from pairlib.errors import ConfigError, PairlibError
 from pairlib.runner import (
     RunResult,
@@ -158,15 +158,17 @@ def _short(when: datetime) -> str:
 
 
 def run_pairs_job(
-    params_file: str | Path = "params/pairs.yaml",
+    params_file: str | Path = PARAMS_FILE,
     as_of: str | datetime | None = None,
     outputs: str | Path = "outputs",
-    trading_params_file: str | Path = "params/trading.yaml",
     clock: Clock | None = None,
 ) -> RunResult:
-    """Run ``generate_pairs.ipynb`` into ``outputs/pairs/<stamp>Z-generate_pairs.ipynb``."""
-    params = load_params(params_file, PairsParams)  # fail fast, before any kernel starts
-    load_params(trading_params_file, TradingParams)
+    """Run ``generate_pairs.ipynb`` into ``outputs/pairs/<stamp>Z-generate_pairs.ipynb``.
+
+    The params file is validated here, before any kernel starts; the notebook gets its path
+    (``params_file``) and no other params.
+    """
+    params = load_params(params_file)  # fail fast, before any kernel starts
     when = resolve_as_of(as_of, params.data.timeframe, clock)
     out = unique_path(pairs_output_path(Path(outputs), when))
     return _run_reserved(
@@ -175,7 +177,6 @@ def run_pairs_job(
         {
             "as_of": when.isoformat(),
             "params_file": str(params_file),
-            "trading_params_file": str(trading_params_file),
             "notebook_path": str(out),
         },
         cwd=Path.cwd(),
@@ -183,7 +184,7 @@ def run_pairs_job(
 
 
 def run_tick_job(
-    params_file: str | Path = "params/trading.yaml",
+    params_file: str | Path = PARAMS_FILE,
     as_of: str | datetime | None = None,
     outputs: str | Path = "outputs",
     live: bool = False,
@@ -197,7 +198,7 @@ def run_tick_job(
     Parameters
     ----------
     params_file : path
-        Trading params.
+        The params file (``params/pairlib.yaml``).
     as_of : str or datetime, optional
         See :func:`tick_as_of`.
     outputs : path
@@ -227,7 +228,7 @@ def run_tick_job(
     from pairlib.config import load_secrets
     from pairlib.venue import check_live
 
-    params = load_params(params_file, TradingParams)
+    params = load_params(params_file)
     check_live(params.venue, live, load_secrets())  # refuse before any kernel or network
     when = tick_as_of(as_of, params.data.timeframe, clock, params.venue.kind)
     with tick_job_lock(params.state_dir, when, lock_timeout_s, on_wait) as fd:
@@ -259,7 +260,7 @@ def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
         raise
 
 
-def _tick_outcome(run: RunResult, params: TradingParams, when: datetime) -> TickJobResult:
+def _tick_outcome(run: RunResult, params: Params, when: datetime) -> TickJobResult:
     """The tick's status from the notebook's scraps, or from the store when the notebook
     stopped before gluing them."""
     status = run.scraps.get("status")
@@ -278,7 +279,7 @@ def _tick_outcome(run: RunResult, params: TradingParams, when: datetime) -> Tick
 
 
 def _stored_outcome(
-    params: TradingParams, when: datetime, notebook_path: str, error: str | None
+    params: Params, when: datetime, notebook_path: str, error: str | None
 ) -> tuple[str, str | None]:
     """``(status, message)`` of the tick ``when`` as the store recorded it; ``notebook_path``
     tells this run's row from an earlier run's."""

@@ -91,8 +91,8 @@ def pair_figure(
     beta, alpha : float
         Hedge ratio and intercept of the pair.
     strategy : StrategyParams
-        The trading params' strategy section: ``lookback`` for the z-score, ``entry``,
-        ``exit`` and ``stop`` for the bands.
+        The params' strategy section (what the tick trades): ``lookback`` for the z-score,
+        ``entry``, ``exit`` and ``stop`` for the bands.
     bars : int, optional
         Show only the last ``bars`` rows (e.g. the formation window); default all rows.
 
@@ -152,10 +152,13 @@ def pair_figure(
 
 
 def summary_line(result: PairGeneration) -> str:
-    """The run in one Markdown line: as_of, pair set, params hash, venue, counts, scan time."""
-    sel = result.selection
+    """The run in one Markdown line: as_of, pair set, params hash, venue and market, the
+    candles' timeframe and range, the z lookback, the code version, counts, scan time."""
+    sel, meta = result.selection, result.meta
     return (f"**as of** {result.as_of:%Y-%m-%d %H:%M} UTC · **pair set** #{result.pair_set_id} · "
-            f"**params** `{result.params_hash}` · **venue** {result.params.venue.kind} · "
+            f"**params** `{result.params_hash}` · **venue** {meta.venue_kind} "
+            f"(`{meta.venue_key}`) · **candles** {meta.timeframe}, {meta.data_start} to "
+            f"{meta.data_end} · **z lookback** {meta.lookback} · **code** `{meta.code_version}` · "
             f"**pairs tested** {len(sel.pvalues)} · **chosen** {len(sel.chosen)} · "
             f"**scan** {sel.scan_seconds:.2f} s")
 

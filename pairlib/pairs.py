@@ -83,7 +83,7 @@ from statsmodels.tsa.stattools import adfuller
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
 from pairlib.coint import adf_pvalues, scan
-from pairlib.config import PairsParams, timeframe_ms
+from pairlib.config import Params, timeframe_ms
 from pairlib.errors import ConfigError, DataError
 
 __all__ = [
@@ -155,7 +155,7 @@ class Selection:
         half the pairs and has a density between 1/2 and 1 below that.
     scan_seconds : float
         Wall time spent in :func:`pairlib.coint.scan`.
-    params : PairsParams
+    params : Params
         The params used.
     notes : tuple of str
         Adjustments made to the params (e.g. a clipped ``half_life_max``), for the report.
@@ -166,7 +166,7 @@ class Selection:
     funnel: pd.DataFrame
     pvalues: NDArray[np.float64]
     scan_seconds: float
-    params: PairsParams
+    params: Params
     notes: tuple[str, ...] = field(default=())
 
 
@@ -416,36 +416,38 @@ def _check_quote_volume(qv: object, prices: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _windows(params: PairsParams) -> tuple[int, int]:
-    n_oos = int(round(params.oos_fraction * params.formation_bars))
-    n_is = params.formation_bars - n_oos
+def _windows(params: Params) -> tuple[int, int]:
+    sel = params.selection
+    n_oos = int(round(sel.oos_fraction * sel.formation_bars))
+    n_is = sel.formation_bars - n_oos
     if n_oos < _MIN_OOS_BARS or n_is < _MIN_IS_BARS:
         raise ConfigError(
-            f"formation_bars={params.formation_bars} with oos_fraction={params.oos_fraction} "
+            f"formation_bars={sel.formation_bars} with oos_fraction={sel.oos_fraction} "
             f"gives {n_is} in-sample and {n_oos} held-out bars; need at least {_MIN_IS_BARS} "
             f"and {_MIN_OOS_BARS}"
         )
     return n_is, n_oos
 
 
-def _half_life_bounds(params: PairsParams) -> tuple[float, float, list[str]]:
+def _half_life_bounds(params: Params) -> tuple[float, float, list[str]]:
+    sel = params.selection
     notes: list[str] = []
-    cap = params.zscore_lookback / 2.0
-    hi = params.half_life_max
+    cap = params.strategy.lookback / 2.0
+    hi = sel.half_life_max
     if hi > cap:
         notes.append(
-            f"half_life_max={params.half_life_max:g} clipped to {cap:g} bars "
-            f"(half of zscore_lookback={params.zscore_lookback}): a slower spread is mostly "
+            f"half_life_max={sel.half_life_max:g} clipped to {cap:g} bars "
+            f"(half of strategy.lookback={params.strategy.lookback}): a slower spread is mostly "
             "absorbed by the rolling mean of the z-score"
         )
         hi = cap
-    if params.half_life_min >= hi:
+    if sel.half_life_min >= hi:
         raise ConfigError(
-            f"half_life_min={params.half_life_min:g} must be below the effective "
-            f"half_life_max={hi:g} (min of half_life_max={params.half_life_max:g} and "
-            f"zscore_lookback/2={cap:g})"
+            f"half_life_min={sel.half_life_min:g} must be below the effective "
+            f"half_life_max={hi:g} (min of half_life_max={sel.half_life_max:g} and "
+            f"strategy.lookback/2={cap:g})"
         )
-    return params.half_life_min, hi, notes
+    return sel.half_life_min, hi, notes
 
 
 # --------------------------------------------------------------------------------------
@@ -479,7 +481,7 @@ class _Rejections:
 class _Run:
     """What every stage of one :func:`select` call shares (local to the call)."""
 
-    params: PairsParams
+    params: Params
     syms: list[str]  # the universe, in column order
     logp: NDArray[np.float64]  # formation-window log prices, one column per symbol
     n_is: int
@@ -505,10 +507,11 @@ def _fmt_p(p: float) -> str:
 def _universe(
     form: pd.DataFrame,
     qv: pd.DataFrame | None,
-    params: PairsParams,
+    params: Params,
     rej: _Rejections,
 ) -> list[str]:
     """Symbols with a full formation window, moving prices and enough quote volume."""
+    sel = params.selection
     n = len(form)
     values = form.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.isnan(values).sum(axis=0)
@@ -534,11 +537,11 @@ def _universe(
                 rej.symbol(sym, "universe filter", "no quote volume in the formation window")
                 continue
             daily = float(np.median(q)) * per_day
-            if daily < params.min_quote_volume:
+            if daily < sel.min_quote_volume:
                 rej.symbol(
                     sym, "universe filter",
                     f"median quote volume {daily:,.0f} per day < min_quote_volume "
-                    f"{params.min_quote_volume:,.0f}",
+                    f"{sel.min_quote_volume:,.0f}",
                 )
                 continue
         keep.append(sym)
@@ -550,15 +553,16 @@ Pairs = tuple[NDArray[np.intp], NDArray[np.intp]]
 
 def _corr_prefilter(run: _Run, iu: NDArray[np.intp], ju: NDArray[np.intp]) -> Pairs:
     """Pairs whose per-bar log returns are correlated enough to be worth a scan."""
+    sel = run.params.selection
     if not iu.size:
         return iu, ju
     corr = np.atleast_2d(np.corrcoef(np.diff(run.logp, axis=0), rowvar=False))
     c = corr[iu, ju]
-    ok = np.abs(c) >= run.params.min_abs_corr
+    ok = np.abs(c) >= sel.min_abs_corr
     for i, j, cij in zip(iu[~ok], ju[~ok], c[~ok], strict=True):
         run.rej.pair(
             run.syms[i], run.syms[j], "corr prefilter",
-            f"|corr of log returns| {abs(cij):.3f} < min_abs_corr {run.params.min_abs_corr:g}",
+            f"|corr of log returns| {abs(cij):.3f} < min_abs_corr {sel.min_abs_corr:g}",
         )
     return iu[ok], ju[ok]
 
@@ -567,10 +571,11 @@ def _legs_prefilter(
     run: _Run, iu: NDArray[np.intp], ju: NDArray[np.intp], kpss_confirm: bool
 ) -> Pairs:
     """Pairs whose legs both look I(1) (a stationary leg makes "cointegration" trivial)."""
+    sel = run.params.selection
     if not iu.size:
         return iu, ju
     n_sym = len(run.syms)
-    thr = run.params.leg_adf_min_pvalue
+    thr = sel.leg_adf_min_pvalue
     legs = np.unique(np.concatenate([iu, ju]))
     leg_p = np.full(n_sym, np.nan)
     frame = pd.DataFrame(run.logp[:, legs], columns=[run.syms[k] for k in legs])
@@ -601,7 +606,7 @@ def _eg_fdr(
     run: _Run, iu: NDArray[np.intp], ju: NDArray[np.intp], autolag: str
 ) -> tuple[pd.DataFrame, NDArray[np.float64], float]:
     """Engle-Granger both ways in-sample, oriented by the smaller p; BH over all scanned."""
-    params = run.params
+    sel = run.params.selection
     n_scan = iu.size
     if not n_scan:
         return pd.DataFrame(), np.empty(0, dtype=np.float64), 0.0
@@ -644,8 +649,8 @@ def _eg_fdr(
         rev["tstat"].to_numpy(dtype=np.float64)
     )
     beta = cand["beta"].to_numpy(dtype=np.float64)
-    bad_p = pvalues > params.max_pvalue
-    bad_q = qvalues > params.fdr_q
+    bad_p = pvalues > sel.max_pvalue
+    bad_q = qvalues > sel.fdr_q
     bad_b = ~(beta > 0.0)
     ok = ~(undefined | collinear | bad_p | bad_q | bad_b)
     reasons = []
@@ -658,9 +663,9 @@ def _eg_fdr(
             continue
         why = []
         if bad_p[k]:
-            why.append(f"combined p={_fmt_p(pvalues[k])} > max_pvalue {params.max_pvalue:g}")
+            why.append(f"combined p={_fmt_p(pvalues[k])} > max_pvalue {sel.max_pvalue:g}")
         if bad_q[k]:
-            why.append(f"BH q={_fmt_p(qvalues[k])} > fdr_q {params.fdr_q:g} "
+            why.append(f"BH q={_fmt_p(qvalues[k])} > fdr_q {sel.fdr_q:g} "
                        f"({n_scan} pairs scanned)")
         if bad_b[k]:
             why.append(f"beta={beta[k]:.3g} <= 0 (legs move in opposite ways)")
@@ -763,7 +768,7 @@ def _chosen_frame(run: _Run, cand: pd.DataFrame, index: pd.Index) -> pd.DataFram
 
 def select(
     prices: pd.DataFrame,
-    params: PairsParams,
+    params: Params,
     quote_volume: pd.DataFrame | None = None,
 ) -> Selection:
     """Select cointegrated pairs from close prices.
@@ -772,17 +777,19 @@ def select(
     ----------
     prices : DataFrame
         Close prices, one column per symbol (string labels), index the bar times (UTC,
-        strictly increasing). The last ``params.formation_bars`` rows are the formation
+        strictly increasing). The last ``params.selection.formation_bars`` rows are the formation
         window; older rows are ignored. Prices must be positive.
-    params : PairsParams
-        Thresholds and windows (``params/pairs.yaml``).
+    params : Params
+        The params tree: its ``selection`` section (thresholds and windows),
+        ``strategy.lookback`` (the z-score window that caps the half-life) and
+        ``data.timeframe`` (bars per day).
     quote_volume : DataFrame, optional
         Quote volume per bar (USDT), same columns and index as ``prices`` (aligned by
         label). When given, a symbol needs a median quote volume per bar times bars per day
         (``data.timeframe``) of at least ``min_quote_volume``.
-        ``params.leg_kpss_confirm``: a leg counts as stationary only when its ADF p-value
+        ``selection.leg_kpss_confirm``: a leg counts as stationary only when its ADF p-value
         is ``<= leg_adf_min_pvalue`` *and* the KPSS test does not reject level-stationarity
-        at 5 % (default). ``params.eg_autolag``: lag selection of the Engle-Granger ADF
+        at 5 % (default). ``selection.eg_autolag``: lag selection of the Engle-Granger ADF
         regressions (default ``"bic"``; see the module docstring).
 
     Returns
@@ -806,22 +813,23 @@ def select(
     -----
     See the module docstring for windows and conventions: beta is the OLS slope of log y on
     log x with a constant (in-sample); half-life in bars; p-values are probabilities.
-    ``half_life_max`` above ``zscore_lookback / 2`` is clipped to it (recorded in
+    ``half_life_max`` above ``strategy.lookback / 2`` is clipped to it (recorded in
     :attr:`Selection.notes`). Fewer than 2 symbols left after the universe filter is not an
     error: the selection is empty and the rejections say why.
     """
-    if not isinstance(params, PairsParams):
-        raise TypeError(f"params must be PairsParams, got {type(params).__name__}")
+    if not isinstance(params, Params):
+        raise TypeError(f"params must be Params, got {type(params).__name__}")
+    sel = params.selection
     n_is, n_oos = _windows(params)
     hl_min, hl_max, notes = _half_life_bounds(params)
-    _check_prices(prices, params.formation_bars)
+    _check_prices(prices, sel.formation_bars)
     qv = None if quote_volume is None else _check_quote_volume(quote_volume, prices)
 
-    form = prices.iloc[-params.formation_bars:]
+    form = prices.iloc[-sel.formation_bars:]
     rej = _Rejections()
     funnel: dict[str, int] = dict.fromkeys((s for s, _ in FUNNEL_STAGES), 0)
     funnel["symbols in"] = prices.shape[1]
-    qv_form = None if qv is None else qv.iloc[-params.formation_bars:]
+    qv_form = None if qv is None else qv.iloc[-sel.formation_bars:]
     syms = _universe(form, qv_form, params, rej)
     funnel["after universe filter"] = len(syms)
     logp = np.log(form[syms].to_numpy(dtype=np.float64)) if syms else np.empty((len(form), 0))
@@ -831,16 +839,16 @@ def select(
     funnel["pairs tested"] = iu.size
     iu, ju = _corr_prefilter(run, iu, ju)
     funnel["after corr prefilter"] = iu.size
-    iu, ju = _legs_prefilter(run, iu, ju, params.leg_kpss_confirm)
+    iu, ju = _legs_prefilter(run, iu, ju, sel.leg_kpss_confirm)
     funnel["after I(1) legs"] = iu.size
-    cand, pvalues, scan_seconds = _eg_fdr(run, iu, ju, params.eg_autolag)
+    cand, pvalues, scan_seconds = _eg_fdr(run, iu, ju, sel.eg_autolag)
     funnel["after EG+FDR"] = len(cand)
 
     if len(cand):
         cand = _spread_stats(run, cand)
         hl = cand["half_life"].to_numpy(dtype=np.float64)
         ok = (hl >= hl_min) & (hl <= hl_max)
-        clip = "" if hl_max == params.half_life_max else " (clipped to zscore_lookback/2)"
+        clip = "" if hl_max == sel.half_life_max else " (clipped to strategy.lookback/2)"
         cand = run.drop_pairs(cand, ok, "half-life", [
             f"half-life {h:.3g} bars outside [half_life_min {hl_min:g}, "
             f"half_life_max {hl_max:g}{clip}]" for h in hl[~ok]
@@ -849,42 +857,42 @@ def select(
 
     if len(cand):
         cr = cand["crossings"].to_numpy(dtype=np.int64)
-        ok = cr >= params.min_crossings
+        ok = cr >= sel.min_crossings
         cand = run.drop_pairs(cand, ok, "crossings", [
-            f"{int(v)} crossings of the in-sample mean in {params.formation_bars} bars "
-            f"< min_crossings {params.min_crossings}" for v in cr[~ok]
+            f"{int(v)} crossings of the in-sample mean in {sel.formation_bars} bars "
+            f"< min_crossings {sel.min_crossings}" for v in cr[~ok]
         ])
     funnel["after crossings"] = len(cand)
 
-    if len(cand) and params.hurst_max is not None:
+    if len(cand) and sel.hurst_max is not None:
         hu = cand["hurst"].to_numpy(dtype=np.float64)
-        ok = hu <= params.hurst_max
+        ok = hu <= sel.hurst_max
         cand = run.drop_pairs(cand, ok, "Hurst", [
-            f"Hurst {v:.3f} > hurst_max {params.hurst_max:g}" for v in hu[~ok]
+            f"Hurst {v:.3f} > hurst_max {sel.hurst_max:g}" for v in hu[~ok]
         ])
     funnel["after Hurst"] = len(cand)
 
     if len(cand):
         oos = _oos_pvalues(run, cand)
         cand = cand.assign(oos_pvalue=oos)
-        ok = oos <= params.oos_max_pvalue
+        ok = oos <= sel.oos_max_pvalue
         cand = run.drop_pairs(cand, ok, "OOS", [
             f"held-out {n_oos} bars do not confirm: Dickey-Fuller (no constant: reversion to "
-            f"the in-sample mean) p={_fmt_p(v)} > oos_max_pvalue {params.oos_max_pvalue:g}"
+            f"the in-sample mean) p={_fmt_p(v)} > oos_max_pvalue {sel.oos_max_pvalue:g}"
             for v in oos[~ok]
         ])
     funnel["after OOS"] = len(cand)
 
     if len(cand):
         cand = cand.sort_values(["pvalue", "half_life"], kind="stable").reset_index(drop=True)
-        if params.one_pair_per_symbol:
+        if sel.one_pair_per_symbol:
             cand = _one_pair_per_symbol(run, cand)
     funnel["after one pair per symbol"] = len(cand)
 
-    if len(cand) > params.top_k:
-        ok = np.arange(len(cand)) < params.top_k
+    if len(cand) > sel.top_k:
+        ok = np.arange(len(cand)) < sel.top_k
         cand = run.drop_pairs(cand, ok, "top_k", [
-            f"rank {k + 1} beyond top_k {params.top_k}" for k in range(params.top_k, len(cand))
+            f"rank {k + 1} beyond top_k {sel.top_k}" for k in range(sel.top_k, len(cand))
         ])
     funnel["chosen"] = len(cand)
 

@@ -43,7 +43,7 @@ import pandas as pd
 from pairlib.errors import PairlibError
 
 if TYPE_CHECKING:
-    from pairlib.config import Secrets, TradingParams
+    from pairlib.config import Params, Secrets
     from pairlib.store import Store
 
 __all__ = [
@@ -286,7 +286,7 @@ class AcceptResult:
 
 
 def snapshot(
-    params: TradingParams, now: datetime, *, live: bool = False, secrets: Secrets | None = None
+    params: Params, now: datetime, *, live: bool = False, secrets: Secrets | None = None
 ) -> VenueSnapshot:
     """Read the venue's positions, open orders and amount steps (no order is sent).
 
@@ -372,7 +372,7 @@ class _Pos:
 
 
 def report(
-    params: str | Path | TradingParams,
+    params: str | Path | Params,
     now: datetime,
     *,
     store: Store | None = None,
@@ -384,8 +384,8 @@ def report(
 
     Parameters
     ----------
-    params : path or TradingParams
-        ``params/trading.yaml`` or a validated model.
+    params : path or Params
+        ``params/pairlib.yaml`` or a validated tree.
     now : datetime
         The run's time (an in-process simulator's clock is set to it).
     store : Store, optional
@@ -395,10 +395,10 @@ def report(
     venue : VenueSnapshot, optional
         An already-read venue (default: :func:`snapshot`).
     """
-    from pairlib.config import TradingParams, load_params
+    from pairlib.config import Params, load_params
     from pairlib.store import Store
 
-    p = params if isinstance(params, TradingParams) else load_params(params, TradingParams)
+    p = params if isinstance(params, Params) else load_params(params)
     snap = venue if venue is not None else snapshot(p, now, live=live, secrets=secrets)
     db = store if store is not None else Store.at(p.state_dir)
     try:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from pairlib.errors import StoreError
 
-__all__ = ["DB_NAME", "MIGRATIONS", "PairSet", "Store", "iso", "pair_id"]
+__all__ = ["DB_NAME", "MIGRATIONS", "PairSet", "PairSetMeta", "Store", "iso", "pair_id"]
 
 DB_NAME = "pairlib.db"
 
@@ -170,6 +170,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE pair_state ADD COLUMN closing TEXT;
     """,
+    # 4: what each pair set was built on (venue and its market key, timeframe, z lookback,
+    # code version, data range); NULL for sets stored before (not checked, see
+    # pairlib.generate.check_pair_set).
+    """
+    ALTER TABLE pair_sets ADD COLUMN venue_kind TEXT;
+    ALTER TABLE pair_sets ADD COLUMN venue_key TEXT;
+    ALTER TABLE pair_sets ADD COLUMN timeframe TEXT;
+    ALTER TABLE pair_sets ADD COLUMN zscore_lookback INTEGER;
+    ALTER TABLE pair_sets ADD COLUMN code_version TEXT;
+    ALTER TABLE pair_sets ADD COLUMN data_start TEXT;
+    ALTER TABLE pair_sets ADD COLUMN data_end TEXT;
+    """,
 )
 
 
@@ -181,14 +193,48 @@ def iso(when: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class PairSetMeta:
+    """What a pair set was built on (stored with it, migration 4).
+
+    Attributes
+    ----------
+    venue_kind : str
+        ``venue.kind`` of the generation run (``sim``, ``paper``, ``demo``, ``live``).
+    venue_key : str
+        The market the candles came from: the adapter's
+        :attr:`~pairlib.exchange.Exchange.venue_key` (``sim-s7-n48``, ``binanceusdm``, ...).
+    timeframe : str
+        ``data.timeframe`` of the candles.
+    lookback : int
+        ``strategy.lookback``: the z-score window the selection capped half-lives with.
+    code_version : str
+        The git commit of the code (``-dirty`` when it had uncommitted changes), else the
+        installed package version.
+    data_start, data_end : str
+        The candles' range: the first candle's open and the last candle's close (ISO-8601,
+        ``Z``).
+    """
+
+    venue_kind: str
+    venue_key: str
+    timeframe: str
+    lookback: int
+    code_version: str
+    data_start: str
+    data_end: str
+
+
+@dataclass(frozen=True)
 class PairSet:
-    """A versioned set of chosen pairs, as the tick reads it."""
+    """A versioned set of chosen pairs, as the tick reads it; ``meta`` is None for a set
+    stored before pair sets recorded what they were built on."""
 
     id: int
     as_of: str
     params_hash: str
     notebook_path: str | None
     pairs: pd.DataFrame
+    meta: PairSetMeta | None = None
 
 
 class Store:
@@ -343,11 +389,13 @@ class Store:
         pairs: pd.DataFrame,
         notebook_path: str | None,
         created_at: datetime,
+        meta: PairSetMeta | None = None,
     ) -> int:
         """Store a new versioned pair set; earlier sets stay for the record.
 
         ``pairs`` needs columns y, x, beta, alpha; pvalue, half_life, spread_mean,
         spread_std are stored when present and every other column goes to ``stats_json``.
+        ``meta`` records what the set was built on (pair generation always gives it).
         Returns the new pair set id.
         """
         missing = {"y", "x", "beta", "alpha"} - set(pairs.columns)
@@ -355,10 +403,14 @@ class Store:
             raise StoreError(f"pair set is missing columns {sorted(missing)}")
         known = {"y", "x", "beta", "alpha", "pvalue", "half_life", "spread_mean", "spread_std"}
         with self.tx() as c:
+            m = meta
             cur = c.execute(
-                "INSERT INTO pair_sets (as_of, params_hash, notebook_path, created_at, n_pairs)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (iso(as_of), params_hash, notebook_path, iso(created_at), len(pairs)),
+                "INSERT INTO pair_sets (as_of, params_hash, notebook_path, created_at, n_pairs,"
+                " venue_kind, venue_key, timeframe, zscore_lookback, code_version, data_start,"
+                " data_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (iso(as_of), params_hash, notebook_path, iso(created_at), len(pairs),
+                 *((m.venue_kind, m.venue_key, m.timeframe, int(m.lookback), m.code_version,
+                    m.data_start, m.data_end) if m is not None else (None,) * 7)),
             )
             set_id = int(cur.lastrowid or 0)
             for rank, row in enumerate(pairs.to_dict("records"), start=1):
@@ -392,9 +444,17 @@ class Store:
             " FROM pair_set_pairs WHERE pair_set_id = ? ORDER BY rank",
             (row["id"],),
         )
+        meta = None
+        if row["venue_key"] is not None:
+            meta = PairSetMeta(
+                venue_kind=str(row["venue_kind"]), venue_key=str(row["venue_key"]),
+                timeframe=str(row["timeframe"]), lookback=int(row["zscore_lookback"]),
+                code_version=str(row["code_version"]), data_start=str(row["data_start"]),
+                data_end=str(row["data_end"]),
+            )
         return PairSet(
             id=int(row["id"]), as_of=row["as_of"], params_hash=row["params_hash"],
-            notebook_path=row["notebook_path"], pairs=pairs,
+            notebook_path=row["notebook_path"], pairs=pairs, meta=meta,
         )
 
     # -- the live tick: ticks, pair state, orders, fills, decisions, incidents, equity ---

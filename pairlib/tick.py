@@ -56,7 +56,14 @@ from pairlib.clock import (
     parse_time,
     to_ms,
 )
-from pairlib.config import Secrets, TradingParams, load_params, load_secrets, timeframe_ms
+from pairlib.config import (
+    PARAMS_FILE,
+    Secrets,
+    TradingParams,
+    load_params,
+    load_secrets,
+    timeframe_ms,
+)
 from pairlib.errors import (
     ConfigError,
     ExchangeError,
@@ -105,7 +112,7 @@ _DUST = 1e-9  # leg amounts below this are float dust, not positions
 
 
 def run(
-    params: str | Path | TradingParams = "params/trading.yaml",
+    params: str | Path | TradingParams = PARAMS_FILE,
     as_of: str | datetime | None = None,
     *,
     store: Store | None = None,
@@ -120,7 +127,7 @@ def run(
     Parameters
     ----------
     params : path or TradingParams
-        ``params/trading.yaml`` or an already-validated model.
+        ``params/pairlib.yaml`` or an already-validated model.
     as_of : str or datetime, optional
         Close time of the candle to act on (ISO-8601; on a candle boundary); default: the
         last closed candle by ``clock``.
@@ -376,6 +383,7 @@ class _Tick:
         preview: bool = False,
     ) -> None:
         self.p, self.db, self.when, self.clock = p, db, when, clock
+        self.preview = preview
         self.live, self.secrets, self.notebook_path = live, secrets, notebook_path
         self.t0 = t0
         self.tf = timedelta(milliseconds=timeframe_ms(p.data.timeframe))
@@ -394,9 +402,9 @@ class _Tick:
         if self.pair_set is None:
             reasons.append("no pair set")
             self.exits_only_why.append("no pair set in the store: exits only")
-        self.entries_allowed = not reasons
-        self.mode = (str(TickMode.NORMAL) if not reasons
-                     else f"{TickMode.EXITS_ONLY}: " + ", ".join(reasons))
+        self.reasons = reasons
+        self.pair_set_refused: str | None = None
+        self._set_mode()
         self.signals: dict[str, dict[str, Any]] = {}
         self.mismatches = mismatch_frame([])
         self.z_history = pd.DataFrame()
@@ -406,10 +414,31 @@ class _Tick:
         self.held_at_start = False
         self.venue_positions: list[Any] = []
         self.unevaluable: dict[str, str] = {}  # open pairs this tick could not evaluate
-        self.preview = preview
         self.planned_orders: list[dict[str, Any]] = []
-        if preview:
+
+    def _set_mode(self) -> None:
+        self.entries_allowed = not self.reasons
+        self.mode = (str(TickMode.NORMAL) if not self.reasons
+                     else f"{TickMode.EXITS_ONLY}: " + ", ".join(self.reasons))
+        if self.preview:
             self.mode = f"{TickMode.PREVIEW} ({self.mode}): no order sent, nothing recorded"
+
+    def _check_pair_set(self, venue_key: str) -> None:
+        """Refuse a pair set built for another market, timeframe or lookback: exits only
+        (open pairs keep their own hedge ratios), an incident, and the tick says so."""
+        from pairlib.generate import check_pair_set
+
+        if self.pair_set is None:
+            return
+        try:
+            check_pair_set(self.pair_set, self.p, venue_key)
+        except ConfigError as e:
+            self.pair_set_refused = str(e)
+            self._incident("pair_set_refused", None, str(e))
+            self.pair_set = None
+            self.reasons.append("pair set refused")
+            self.exits_only_why.append(f"pair set refused: {e}")
+            self._set_mode()
 
     # ------------------------------------------------------------------ run
     def run(self) -> TickResult:
@@ -480,6 +509,7 @@ class _Tick:
             for s, m in markets.items()
         }
         self.ex = ex
+        self._check_pair_set(str(ex.venue_key))
         self.executor = Executor(ex, db, when, self.clock, self.rules,
                                  recv_window_s=float(getattr(ex, "recv_window_ms", 5000)) / 1000)
         if not self.preview:
@@ -826,6 +856,8 @@ class _Tick:
         pairs with a leg missing or a close incomplete, open pairs not evaluated, and any
         difference between the store and the venue's positions (re-read now)."""
         out: list[str] = []
+        if self.pair_set_refused:
+            out.append(f"no entries: {self.pair_set_refused}")
         pending = self.db.orders(statuses=sorted(UNRESOLVED_STATUSES))
         for r in pending.to_dict("records") if len(pending) else []:
             out.append(f"order {r['client_id']} ({r['action']} {r['side']} {r['amount']:g} "

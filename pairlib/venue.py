@@ -82,7 +82,8 @@ def open_exchange(
     Parameters
     ----------
     venue : VenueParams
-        The validated venue section of the params.
+        The venue section of the validated params (:class:`pairlib.config.Params`, which
+        resolves ``sim_state``).
     now : datetime
         The run's time; an in-process simulator's clock is set to it.
     live : bool
@@ -96,6 +97,13 @@ def open_exchange(
         pass :func:`pairlib.checks.loopback_url` (:class:`~pairlib.errors.ConfigError`
         otherwise). Not a params key on purpose: a paper venue configured from params always
         reads the real exchange.
+
+    Raises
+    ------
+    LiveTradingRefused
+        See :func:`check_live`.
+    ConfigError
+        A bad ``public_url``, or ``sim`` (in-process) or ``paper`` without ``sim_state``.
     """
     from pairlib.exchange import Exchange
 
@@ -135,6 +143,12 @@ def open_exchange(
             return
         from pairlib.sim.server import SimServer
 
+        if venue.sim_state is None:
+            raise ConfigError(
+                f"venue.sim_state is not set: the {venue.kind} venue keeps its account in that "
+                "file; open the venue section of a loaded params tree (pairlib.config.Params "
+                "sets it to <state_dir>/sim_account.json) or set venue.sim_state"
+            )
         venue.sim_state.parent.mkdir(parents=True, exist_ok=True)
         server = stack.enter_context(SimServer(
             source, state_path=venue.sim_state, now=now, slippage_bps=venue.sim_slippage_bps

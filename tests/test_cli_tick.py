@@ -291,15 +291,15 @@ def _dying_tick_notebook(folder: Path) -> Path:
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
-        "as_of = None\nparams_file = 'params/trading.yaml'\nlive = False\nnotebook_path = None")
+        "as_of = None\nparams_file = 'params/pairlib.yaml'\nlive = False\nnotebook_path = None")
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         "import os\n"
         "from pathlib import Path\n"
         "from pairlib.clock import parse_time\n"
-        "from pairlib.config import TradingParams, load_params\n"
+        "from pairlib.config import load_params\n"
         "from pairlib.store import Store\n"
-        "p = load_params(params_file, TradingParams)\n"
+        "p = load_params(params_file)\n"
         "when = parse_time(as_of)\n"
         "with Store.at(p.state_dir) as db:\n"
         "    db.start_tick(when, when, 'normal', None, notebook_path)\n"

@@ -2,47 +2,225 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from pairlib.config import (
+    PARAMS_FILE,
+    SECTIONS,
     TIMEFRAMES,
     PairsParams,
+    Params,
+    RiskParams,
+    SelectionParams,
     TradingParams,
+    VenueParams,
+    apply_overrides,
     load_params,
     load_secrets,
+    notebook_overrides,
     params_hash,
     timeframe_ms,
+    validate_params,
 )
 from pairlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write(tmp_path: Path, data: object, name: str = "trading.yaml") -> Path:
+def write(tmp_path: Path, data: object, name: str = "pairlib.yaml") -> Path:
     p = tmp_path / name
     p.write_text(yaml.safe_dump(data))
     return p
 
 
-def test_shipped_params_load_with_the_original_design_defaults() -> None:
-    p = load_params(ROOT / "params" / "trading.yaml", TradingParams)
-    assert p.data.timeframe == "4h"
-    assert p.strategy.lookback == 60
-    assert (p.strategy.entry, p.strategy.exit, p.strategy.stop) == (1.0, 0.5, 3.5)
-    assert p.risk.risk_per_trade == 0.02
-    assert p.risk.max_positions == 5
-    assert p.venue.kind == "sim"
-    assert p == TradingParams(), "params/trading.yaml must spell out the defaults"
+SHIPPED = ROOT / "params" / "pairlib.yaml"
 
 
-def test_shipped_pairs_params_load() -> None:
-    p = load_params(ROOT / "params" / "pairs.yaml", PairsParams)
-    assert p.formation_bars == 540
-    assert p.top_k == 10
-    assert p.fdr_q == 0.05 and p.max_pvalue == 0.01
+def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf key of a params model (sections walked)."""
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(_leaf_fields(ann, prefix + name + "."))
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def _edited_copy(tmp_path: Path, key: str, old: str, new: str) -> Path:
+    """The shipped params with one ``key: old`` line changed to ``key: new`` (exactly one
+    such line must exist, so the edit is the one an analyst would make)."""
+    text = SHIPPED.read_text()
+    pattern = re.compile(rf"(?m)^(\s*{re.escape(key)}:\s*){re.escape(old)}(?=\s|$)")
+    edited, n = pattern.subn(lambda m: m.group(1) + new, text)
+    assert n == 1, f"{key}: {old} occurs {n} times in {SHIPPED}"
+    path = tmp_path / "pairlib.yaml"
+    path.write_text(edited)
+    return path
+
+
+def test_one_params_file_is_shipped() -> None:
+    assert sorted(p.name for p in (ROOT / "params").iterdir()) == ["pairlib.yaml"]
+    assert Path("params/pairlib.yaml") == PARAMS_FILE and (ROOT / PARAMS_FILE).is_file()
+
+
+@pytest.mark.parametrize("edit", [None, ("entry", "1.0", "1.2"), ("top_k", "10", "3"),
+                                  ("state_dir", ".state", "elsewhere/state")],
+                         ids=["shipped", "entry-1.2", "top_k-3", "state_dir-moved"])
+def test_shipped_params_load_and_validate(
+    tmp_path: Path, edit: tuple[str, str, str] | None
+) -> None:
+    """The shipped file (and copies with a value an analyst changed) load as one tree whose
+    values are the file's: the tests check structure and consistency, never that the file
+    equals the defaults."""
+    path = SHIPPED if edit is None else _edited_copy(tmp_path, *edit)
+    p = load_params(path)
+    raw = yaml.safe_load(path.read_text())
+    for dotted in _leaf_fields(Params):
+        node: object = raw
+        for part in dotted.split("."):
+            assert isinstance(node, dict) and part in node, f"{dotted} missing from {path}"
+            node = node[part]
+        value: object = p
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        if node is None and dotted in p.derived:
+            assert value == p.state_dir / Path(str(value)).name  # null: follows state_dir
+        elif isinstance(value, Path):
+            assert value == Path(str(node)), dotted
+        elif isinstance(value, tuple):
+            assert list(value) == node, dotted
+        else:
+            assert value == node, dotted
+    assert p.history_bars == p.selection.formation_bars + p.strategy.lookback
+    assert TradingParams is Params and PairsParams is Params
+
+
+def test_every_params_key_is_listed_once_and_commented() -> None:
+    """Each key of the tree appears in the shipped file exactly once, in its section, with a
+    comment on its line (units, allowed values) -- the file is the analyst's reference."""
+    raw = yaml.safe_load(SHIPPED.read_text())
+    assert list(raw) == [*SECTIONS, "state_dir", "missed_tick_entries"]
+    lines = SHIPPED.read_text().splitlines()
+    for dotted in _leaf_fields(Params):
+        leaf = dotted.rsplit(".", 1)[-1]
+        hits = [ln for ln in lines if re.match(rf"\s*{leaf}:", ln)]
+        assert len(hits) == 1, f"{leaf} appears {len(hits)} times"
+        assert "#" in hits[0] and hits[0].split("#", 1)[1].strip(), f"{dotted} has no comment"
+        indent = len(hits[0]) - len(hits[0].lstrip())
+        assert indent == (0 if "." not in dotted else 2), f"{dotted} is not in its section"
+
+
+def test_every_params_key_is_read_by_the_code() -> None:
+    """No dead key: each leaf name is read as an attribute somewhere in pairlib outside
+    the config module (``.<name>`` not followed by an identifier character)."""
+    sources = "\n".join(f.read_text() for f in (ROOT / "pairlib").rglob("*.py")
+                        if f.name != "config.py")
+    for dotted in _leaf_fields(Params):
+        leaf = dotted.rsplit(".", 1)[-1]
+        assert re.search(rf"\.{leaf}(?![A-Za-z0-9_])", sources), f"nothing reads {dotted}"
+
+
+def test_paths_follow_state_dir_unless_set(tmp_path: Path) -> None:
+    p = validate_params({"state_dir": str(tmp_path / "st")})
+    assert p.venue.sim_state == tmp_path / "st" / "sim_account.json"
+    assert p.risk.kill_switch_file == tmp_path / "st" / "KILL"
+    assert p.derived == {"venue.sim_state", "risk.kill_switch_file"}
+    explicit = validate_params({"state_dir": str(tmp_path / "st"),
+                                "venue": {"sim_state": "/acct.json"},
+                                "risk": {"kill_switch_file": None}})
+    assert explicit.venue.sim_state == Path("/acct.json")  # an explicit value wins
+    assert explicit.risk.kill_switch_file == tmp_path / "st" / "KILL"  # null = derived
+    assert explicit.derived == {"risk.kill_switch_file"}
+    # A dump keeps derived paths derived: moved again, they follow; explicit ones stay.
+    raw = explicit.model_dump(mode="json")
+    assert raw["risk"]["kill_switch_file"] is None and raw["venue"]["sim_state"] == "/acct.json"
+    moved = apply_overrides(explicit, {"state_dir": str(tmp_path / "moved")})
+    assert moved.risk.kill_switch_file == tmp_path / "moved" / "KILL"
+    assert moved.venue.sim_state == Path("/acct.json")
+    assert validate_params(yaml.safe_load(yaml.safe_dump(raw))) == explicit
+    # A section on its own cannot know state_dir: it leaves the paths unset.
+    assert RiskParams().kill_switch_file is None and VenueParams().sim_state is None
+
+
+def test_data_cache_does_not_follow_state_dir(tmp_path: Path) -> None:
+    p = validate_params({"state_dir": str(tmp_path / "st")})
+    assert p.data.cache_dir == Path(".data")
+
+
+def test_selection_takes_its_lookback_from_the_strategy(tmp_path: Path) -> None:
+    """One lookback: no selection key repeats it, and a half-life floor the z window leaves
+    no room for is refused at load, naming both keys."""
+    assert "zscore_lookback" not in SelectionParams.model_fields
+    assert "lookback" not in SelectionParams.model_fields
+    path = write(tmp_path, {"strategy": {"lookback": 8}, "selection": {"half_life_min": 4}})
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "selection.half_life_min (4) must be less than the effective half-life maximum 4" \
+        in msg
+    assert "strategy.lookback / 2 (4)" in msg and "selection.half_life_max (30)" in msg
+    assert "{" not in msg  # one line naming the keys, not the whole tree
+
+
+def test_overrides_use_the_dotted_keys_and_revalidate() -> None:
+    base = Params()
+    p = apply_overrides(base, {"selection.top_k": 3, "data.universe_size": 20,
+                               "selection.fdr_q": None, "strategy.entry": 1.2})
+    assert (p.selection.top_k, p.data.universe_size, p.selection.fdr_q, p.strategy.entry) == (
+        3, 20, base.selection.fdr_q, 1.2)
+    with pytest.raises(ConfigError, match=r"(?s)nb.*selection\.top_k = 0"):
+        apply_overrides(base, {"selection.top_k": 0}, source="nb")
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(base, {"top_k": 3})  # the old flat name: not a key of the tree
+    with pytest.raises(ConfigError, match="state_dir is a value, not a section"):
+        apply_overrides(base, {"state_dir.x": 1})
+
+
+def test_notebook_parameter_names_are_the_params_keys() -> None:
+    names = {"selection__top_k": 3, "data__universe_size": None, "strategy__entry": 1.2,
+             "as_of": "2026-01-01T00:00Z", "__name__": "__main__", "_i1": "x", "a__": 1}
+    assert notebook_overrides(names) == {"selection.top_k": 3, "strategy.entry": 1.2}
+    p = apply_overrides(Params(), notebook_overrides(names))
+    assert (p.selection.top_k, p.strategy.entry) == (3, 1.2)
+    with pytest.raises(ConfigError, match="selection.topk"):
+        apply_overrides(Params(), notebook_overrides({"selection__topk": 3}))
+    # Every key can be such a parameter: none has a name the runner refuses as secret-like.
+    from pairlib.runner import _check_parameters
+
+    _check_parameters({dotted.replace(".", "__"): 1 for dotted in _leaf_fields(Params)}, {})
+
+
+def test_notebooks_name_their_overrides_after_params_keys() -> None:
+    """Every override parameter of the notebooks is a key of the tree (``<section>__<key>``
+    or a top-level key); nothing maps names by hand."""
+    import nbformat
+
+    leaves = set(_leaf_fields(Params))
+    for name in ("generate_pairs.ipynb", "tick.ipynb"):
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = re.findall(r"(?m)^([A-Za-z_]\w*)\s*=", cell.source)
+        assert "params_file" in assigned
+        overrides = [a for a in assigned if "__" in a or a in leaves]
+        for a in overrides:
+            assert a.replace("__", ".") in leaves, f"{name}: {a} names no params key"
+        assert not [a for a in assigned if a not in overrides
+                    and a not in ("as_of", "params_file", "notebook_path", "live")], name
+        assert "params/pairlib.yaml" in cell.source
+
+
+def test_cli_default_is_the_one_params_file() -> None:
+    from pairlib import cli
+
+    assert cli.PARAMS == PARAMS_FILE
 
 
 def test_params_are_frozen(tmp_path: Path) -> None:
@@ -94,7 +272,7 @@ def test_several_problems_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_pairs_params_inverted_half_life(tmp_path: Path) -> None:
-    path = write(tmp_path, {"half_life_min": 30, "half_life_max": 2}, "pairs.yaml")
+    path = write(tmp_path, {"selection": {"half_life_min": 30, "half_life_max": 2}})
     with pytest.raises(ConfigError, match=r"half_life_min \(30.0\) must be less than"):
         load_params(path, PairsParams)
 

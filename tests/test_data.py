@@ -228,8 +228,8 @@ def test_bad_symbols_dropped_with_reasons_and_alignment(tmp_path: Path) -> None:
         "ERR/USDT:USDT": _candles(g),
     }
     fake = FakeExchange(candles, failing={"ERR/USDT:USDT"})
-    params = DataParams(cache_dir=tmp_path, history_bars=n, min_history_bars=20, stale_bars=1)
-    md = load_market_data(fake, [*candles, "NOPE/USDT:USDT"], params, now)  # type: ignore[arg-type]
+    params = DataParams(cache_dir=tmp_path, min_history_bars=20, stale_bars=1)
+    md = load_market_data(fake, [*candles, "NOPE/USDT:USDT"], params, now, n)  # type: ignore[arg-type]
     assert list(md.closes.columns) == ["AAA/USDT:USDT", "BBB/USDT:USDT", "LAG/USDT:USDT"]
     assert set(md.dropped) == set(candles) - set(md.closes.columns) | {"NOPE/USDT:USDT"}
     expect_words = {"GAP": "gaps", "DUP": "duplicated", "NAN": "NaN", "NEG": "<= 0",
@@ -257,32 +257,31 @@ def test_nothing_usable_raises_data_error(tmp_path: Path) -> None:
     fake = FakeExchange({"AAA/USDT:USDT": _candles(g)})
     now = datetime.fromtimestamp(g[-1] / 1000, UTC)
     with pytest.raises(DataError, match="too short"):
-        load_market_data(fake, None, DataParams(cache_dir=tmp_path, history_bars=50,  # type: ignore[arg-type]
-                                                min_history_bars=20), now)
+        load_market_data(fake, None, DataParams(cache_dir=tmp_path,  # type: ignore[arg-type]
+                                                min_history_bars=20), now, 50)
 
 
 def test_cache_is_asked_only_for_what_it_lacks(tmp_path: Path) -> None:
     n = 30
     g = _grid(n + 10)
     fake = FakeExchange({"AAA/USDT:USDT": _candles(g)})
-    params = DataParams(cache_dir=tmp_path, history_bars=n, min_history_bars=5)
+    params = DataParams(cache_dir=tmp_path, min_history_bars=5)
 
     def at(i: int) -> datetime:  # a minute after candle g[i] opened: g[i - 1] is the last
         return datetime.fromtimestamp((g[i] + 60_000) / 1000, UTC)
 
-    load_market_data(fake, None, params, at(n + 5))  # type: ignore[arg-type]
+    load_market_data(fake, None, params, at(n + 5), n)  # type: ignore[arg-type]
     assert [(r.since_ms, r.until_ms) for r in fake.requests] == [(g[5], g[n + 4])]
     fake.requests.clear()
     # the window grows backwards and moves forwards: only the two missing ends are asked
-    longer = params.model_copy(update={"history_bars": n + 7})
-    md = load_market_data(fake, None, longer, at(n + 7))  # type: ignore[arg-type]
+    md = load_market_data(fake, None, params, at(n + 7), n + 7)  # type: ignore[arg-type]
     assert sorted((r.since_ms, r.until_ms) for r in fake.requests) == [
         (g[0], g[4]), (g[n + 5], g[n + 6])
     ]
     assert len(md.closes) == n + 7 and md.closes.notna().all().all()
     # a rewind is served from the cache without any request
     fake.requests.clear()
-    md2 = load_market_data(fake, None, params, at(n + 5))  # type: ignore[arg-type]
+    md2 = load_market_data(fake, None, params, at(n + 5), n)  # type: ignore[arg-type]
     assert fake.requests == []
     assert md2.closes.index[-1] == pd.Timestamp(g[n + 4], unit="ms", tz="UTC")
     assert md2.closes.index[0] == pd.Timestamp(g[5], unit="ms", tz="UTC")
@@ -291,14 +290,14 @@ def test_cache_is_asked_only_for_what_it_lacks(tmp_path: Path) -> None:
 def test_damaged_cache_file_is_refetched(tmp_path: Path) -> None:
     g = _grid(21)
     fake = FakeExchange({"AAA/USDT:USDT": _candles(g)})
-    params = DataParams(cache_dir=tmp_path, history_bars=20, min_history_bars=5)
+    params = DataParams(cache_dir=tmp_path, min_history_bars=5)
     now = datetime.fromtimestamp((g[-1] + 1) / 1000, UTC)
-    first = load_market_data(fake, None, params, now)  # type: ignore[arg-type]
+    first = load_market_data(fake, None, params, now, 20)  # type: ignore[arg-type]
     path = CandleCache(tmp_path, "fake", "4h").path("AAA/USDT:USDT")
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
     path.write_bytes(b"not parquet")
     fake.requests.clear()
-    again = load_market_data(fake, None, params, now)  # type: ignore[arg-type]
+    again = load_market_data(fake, None, params, now, 20)  # type: ignore[arg-type]
     assert len(fake.requests) == 1
     pd.testing.assert_frame_equal(first.closes, again.closes)
 
@@ -312,8 +311,8 @@ def test_paginates_and_equals_the_market(exchange: Exchange, market: Market, sim
     now = _now_after(2150, minutes_into_forming=95)
     sim.set_now(now)
     spy = Spy(exchange)
-    params = DataParams(cache_dir=tmp_path, history_bars=bars, min_history_bars=100)
-    md = load_market_data(exchange, list(market.symbols), params, now)  # venue ids work too
+    params = DataParams(cache_dir=tmp_path, min_history_bars=100)
+    md = load_market_data(exchange, list(market.symbols), params, now, bars)  # venue ids too
     n_sym = len(market.symbols)
     assert md.closes.shape == (bars, n_sym)
     per_symbol = {s: [r for r in spy.requests if r.symbol == s] for s in md.closes.columns}
@@ -332,8 +331,7 @@ def test_forming_candle_is_served_but_never_used(exchange: Exchange, sim: Any,
     raw = exchange.fetch_ohlcv("BTC/USDT:USDT", "4h", forming_open - 2 * H4, 10)
     assert raw[-1][0] == forming_open  # the venue does serve the forming candle
     md = load_market_data(exchange, ["BTC/USDT:USDT", "ETHUSDT"],
-                          DataParams(cache_dir=tmp_path, history_bars=50, min_history_bars=10),
-                          now)
+                          DataParams(cache_dir=tmp_path, min_history_bars=10), now, 50)
     assert list(md.closes.columns) == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
     assert md.closes.index[-1] == pd.Timestamp(forming_open - H4, unit="ms", tz="UTC")
     cached = CandleCache(tmp_path, exchange.venue_key, "4h").read("BTC/USDT:USDT")
@@ -345,10 +343,10 @@ def test_incremental_refresh_fetches_each_closed_candle_once(
 ) -> None:
     clock = SettableClock(_now_after(2170, minutes_into_forming=1))
     sim.set_now(clock.now())
-    params = DataParams(cache_dir=tmp_path, history_bars=1200, min_history_bars=100)
+    params = DataParams(cache_dir=tmp_path, min_history_bars=100)
     spy = Spy(exchange)
     symbols = [market.unified(s) for s in market.symbols]
-    first = load_market_data(exchange, symbols, params, clock.now())
+    first = load_market_data(exchange, symbols, params, clock.now(), 1200)
     n_sym = first.closes.shape[1]
     assert first.requests == 2 * n_sym
     prev_last = first.closes.index[-1]
@@ -356,7 +354,7 @@ def test_incremental_refresh_fetches_each_closed_candle_once(
         clock.advance(step)
         sim.set_now(clock.now())
         before = len(spy.requests)
-        md = load_market_data(exchange, symbols, params, clock.now())
+        md = load_market_data(exchange, symbols, params, clock.now(), 1200)
         new_requests = spy.requests[before:]
         n_new = step // timedelta(hours=4)  # closed candles added by this step
         if n_new == 0:  # nothing new has closed: nothing is asked
@@ -381,8 +379,8 @@ def test_cache_survives_a_new_process(exchange: Exchange, market: Market, sim: A
     sim.set_now(now)
     cache = tmp_path / "cache"
     symbols = list(market.symbols)
-    params = DataParams(cache_dir=cache, history_bars=300, min_history_bars=100)
-    fresh = load_market_data(exchange, symbols, params, now)
+    params = DataParams(cache_dir=cache, min_history_bars=100)
+    fresh = load_market_data(exchange, symbols, params, now, 300)
     out = tmp_path / "reloaded.parquet"
     script = textwrap.dedent(
         f"""
@@ -391,9 +389,9 @@ def test_cache_survives_a_new_process(exchange: Exchange, market: Market, sim: A
         from pairlib.clock import parse_time
         from pairlib.data import load_market_data
         from pairlib.exchange import Exchange
-        params = DataParams(cache_dir={str(cache)!r}, history_bars=300, min_history_bars=100)
+        params = DataParams(cache_dir={str(cache)!r}, min_history_bars=100)
         with Exchange.from_params(VenueParams(), sim_url={sim.url!r}) as ex:
-            md = load_market_data(ex, {symbols!r}, params, parse_time({now.isoformat()!r}))
+            md = load_market_data(ex, {symbols!r}, params, parse_time({now.isoformat()!r}), 300)
         md.closes.to_parquet({str(out)!r})
         print(json.dumps({{"requests": md.requests}}))
         """
@@ -409,9 +407,8 @@ def test_cache_survives_a_new_process(exchange: Exchange, market: Market, sim: A
 def test_universe_is_top_by_quote_volume(exchange: Exchange, sim: Any, tmp_path: Path) -> None:
     now = _now_after(2190)
     sim.set_now(now)
-    params = DataParams(cache_dir=tmp_path, history_bars=200, min_history_bars=100,
-                        universe_size=3)
-    md = load_market_data(exchange, None, params, now)
+    params = DataParams(cache_dir=tmp_path, min_history_bars=100, universe_size=3)
+    md = load_market_data(exchange, None, params, now, 200)
     volumes = exchange.fetch_quote_volumes()
     top = sorted(volumes, key=lambda s: (-volumes[s], s))[:3]
     assert list(md.closes.columns) == top

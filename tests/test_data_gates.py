@@ -143,7 +143,7 @@ class Spy:
 
 
 def _params(tmp_path: Path) -> DataParams:
-    return DataParams(cache_dir=tmp_path, history_bars=BARS, min_history_bars=120)
+    return DataParams(cache_dir=tmp_path, min_history_bars=120)
 
 
 def _expected(market: DefectiveMarket, now: datetime, symbol: str) -> pd.Series:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import InterpolationWarning
 from statsmodels.tsa.stattools import coint, kpss
 
-from pairlib.config import DataParams, PairsParams, load_params
+from pairlib.config import Params, apply_overrides
 from pairlib.errors import ConfigError, DataError
 from pairlib.pairs import (
     CHOSEN_COLUMNS,
@@ -36,9 +34,9 @@ from pairlib.pairs import (
 from pairlib.sim.market import GENESIS, Market, MarketSpec, simulate_prices
 
 ROOT = Path(__file__).resolve().parents[1]
-P = PairsParams()
-N = P.formation_bars
-N_IS = N - round(P.oos_fraction * N)
+P = Params()
+N = P.selection.formation_bars
+N_IS = N - round(P.selection.oos_fraction * N)
 PAIR_STAGES = {s.removeprefix("after ") for s, u in FUNNEL_STAGES if u == "pairs"} - {
     "pairs tested", "chosen"
 } | {"top_k"}
@@ -68,6 +66,12 @@ def frame(cols: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def key(y: object, x: object) -> frozenset[object]:
     return frozenset((y, x))
+
+
+def with_selection(**keys: object) -> Params:
+    """:data:`P` with some selection keys changed, not validated again (``select`` guards
+    its own windows and half-life range)."""
+    return P.model_copy(update={"selection": P.selection.model_copy(update=keys)})
 
 
 # --------------------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def test_selection_is_frozen_and_deterministic(planted: tuple) -> None:
 def test_top_k_keeps_the_best_ranked(planted: tuple) -> None:
     prices, _, sel = planted
     assert len(sel.chosen) >= 3
-    top = select(prices, P.model_copy(update={"top_k": 2}))
+    top = select(prices, with_selection(top_k=2))
     pd.testing.assert_frame_equal(top.chosen, sel.chosen.iloc[:2])
     dropped = top.rejected[top.rejected["stage"] == "top_k"]
     assert len(dropped) == len(sel.chosen) - 2
@@ -284,7 +288,7 @@ def test_one_pair_per_symbol() -> None:
     clash = one.rejected[one.rejected["stage"] == "one pair per symbol"]
     assert len(clash) == 2
     assert clash["reason"].str.contains("already in higher-ranked pair").all()
-    many = select(prices, P.model_copy(update={"one_pair_per_symbol": False}))
+    many = select(prices, with_selection(one_pair_per_symbol=False))
     assert len(many.chosen) == 3  # X/A, X/B and A/B are all cointegrated
     assert {key(r.y, r.x) for r in many.chosen.itertuples()} == {
         key("X", "A"), key("X", "B"), key("A", "B")
@@ -295,7 +299,7 @@ def test_stationary_leg_is_rejected_at_the_i1_stage() -> None:
     rng = np.random.default_rng(6)
     cols = {f"W{k}": walk(rng, 600) for k in range(4)}
     cols["STABLE"] = ou(rng, 600, 3.0, 0.002)  # a stablecoin-like leg
-    params = P.model_copy(update={"min_abs_corr": 0.0})  # let every pair reach the stage
+    params = with_selection(min_abs_corr=0.0)  # let every pair reach the stage
     sel = select(frame(cols), params)
     rej = sel.rejected
     stable = rej[(rej["y"] == "STABLE") | (rej["x"] == "STABLE")]
@@ -383,12 +387,12 @@ def test_fewer_than_two_symbols_left_is_an_empty_selection() -> None:
 def test_half_life_max_is_clipped_to_half_the_lookback() -> None:
     rng = np.random.default_rng(12)
     prices = frame({"A": walk(rng, 600), "B": walk(rng, 600)})
-    params = P.model_copy(update={"half_life_max": 50.0})
+    params = with_selection(half_life_max=50.0)
     sel = select(prices, params)
     assert any("half_life_max=50 clipped to 30" in n for n in sel.notes)
     assert select(prices, P).notes == ()
     with pytest.raises(ConfigError, match="half_life_min=35"):
-        select(prices, P.model_copy(update={"half_life_min": 35.0, "half_life_max": 50.0}))
+        select(prices, with_selection(half_life_min=35.0, half_life_max=50.0))
 
 
 # --------------------------------------------------------------------------------------
@@ -428,10 +432,10 @@ def test_bad_quote_volume_and_params() -> None:
     qv = pd.DataFrame(-1.0, index=prices.index, columns=prices.columns)
     with pytest.raises(DataError, match="quote_volume must be >= 0"):
         select(prices, P, quote_volume=qv)
-    short = PairsParams(formation_bars=60, oos_fraction=0.1, data=DataParams(history_bars=600))
+    short = apply_overrides(P, {"selection.formation_bars": 60, "selection.oos_fraction": 0.1})
     with pytest.raises(ConfigError, match="6 held-out bars"):
         select(prices, short)
-    with pytest.raises(TypeError, match="PairsParams"):
+    with pytest.raises(TypeError, match="must be Params"):
         select(prices, {})  # type: ignore[arg-type]
 
 
@@ -440,29 +444,28 @@ def test_bad_quote_volume_and_params() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_params_file_loads_and_lists_every_field() -> None:
-    path = ROOT / "params" / "pairs.yaml"
-    params = load_params(path, PairsParams)
-    assert params == PairsParams()
-    raw = yaml.safe_load(path.read_text())
-    assert set(raw) == set(PairsParams.model_fields)
-    assert set(raw["venue"]) == set(type(params.venue).model_fields)
-    assert set(raw["data"]) == set(type(params.data).model_fields)
-    text = path.read_text()
-    for name in PairsParams.model_fields:
-        line = next(ln for ln in text.splitlines() if ln.startswith(f"{name}:"))
-        assert "#" in line or name in ("venue", "data"), f"{name} has no comment"
+def test_selection_reads_its_section_and_the_strategy_lookback() -> None:
+    """Every selection key lives in the ``selection`` section, and the z window the
+    half-life is capped by is ``strategy.lookback`` (no second lookback to keep equal). The
+    shipped file's values are checked in tests/test_config.py, never pinned here."""
+    rng = np.random.default_rng(12)
+    prices = frame({"A": walk(rng, 600), "B": walk(rng, 600)})
+    wide = apply_overrides(P, {"selection.half_life_max": 50.0})
+    assert any("clipped to 30 bars (half of strategy.lookback=60)" in n
+               for n in select(prices, wide).notes)
+    longer = apply_overrides(P, {"selection.half_life_max": 50.0, "strategy.lookback": 100})
+    assert select(prices, longer).notes == ()  # 50 <= 100 / 2: nothing to clip
+    narrow = apply_overrides(P, {"strategy.lookback": 40})
+    assert any("clipped to 20 bars (half of strategy.lookback=40)" in n
+               for n in select(prices, narrow).notes)
 
 
-def test_48_symbol_universe_selects_in_well_under_a_few_seconds() -> None:
+def test_48_symbol_universe_goes_through_the_funnel() -> None:
+    # Its speed (target 2 s) is measured by `make bench` (benchmarks/bench_pairs.py).
     market = Market(MarketSpec(seed=3, n_symbols=48, n_pairs=8, horizon_bars=600))
     prices = market.closes(GENESIS, GENESIS + pd.Timedelta(hours=4 * 600))
     qv = market.quote_volumes(GENESIS, GENESIS + pd.Timedelta(hours=4 * 600))
-    select(prices, P, quote_volume=qv)  # warm-up (imports, thread pool)
-    t0 = time.perf_counter()
     sel = select(prices, P, quote_volume=qv)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0, f"select took {elapsed:.2f} s"
     count = dict(zip(sel.funnel["stage"], sel.funnel["count"], strict=True))
     assert count["symbols in"] == 48 and count["pairs tested"] > 500
 
@@ -472,7 +475,7 @@ def test_48_symbol_universe_selects_in_well_under_a_few_seconds() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _runs_with_any_pair(params: PairsParams, seeds: range) -> int:
+def _runs_with_any_pair(params: Params, seeds: range) -> int:
     runs = 0
     for seed in seeds:
         prices, _ = simulate_prices(seed, 20, (), N)
@@ -489,7 +492,7 @@ def test_random_walks_rarely_give_a_pair_without_the_corr_prefilter() -> None:
     # Independent walks are uncorrelated, so the prefilter alone stops them; switch it off so
     # that all 190 pairs per run go through the scan, FDR, half-life, crossings and OOS.
     # 100 seeds rather than 40 for a steadier estimate of the same 5 % bound.
-    params = P.model_copy(update={"min_abs_corr": 0.0})
+    params = with_selection(min_abs_corr=0.0)
     assert _runs_with_any_pair(params, range(100)) <= 5
 
 

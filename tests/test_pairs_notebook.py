@@ -11,7 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from pairlib.cli import app
-from pairlib.store import Store
+from pairlib.clock import parse_time
+from pairlib.config import apply_overrides, load_params, timeframe_ms
+from pairlib.errors import ConfigError
+from pairlib.generate import check_pair_set
+from pairlib.runner import read_scraps, run_notebook
+from pairlib.store import Store, iso
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = "2026-06-01T00:00:00Z"
@@ -62,6 +67,23 @@ def test_pairs_command_runs_the_notebook_and_stores_a_pair_set(project: Path) ->
     assert pair_set is not None and pair_set.id == scraps["pair_set_id"]
     assert pair_set.notebook_path == str(out)
     assert list(pair_set.pairs.y) == list(chosen.y)
+    # The set records what it was built on, from the params it ran with.
+    params = load_params(project / "params" / "pairlib.yaml")
+    meta = pair_set.meta
+    assert meta is not None
+    venue_key = f"sim-s{params.venue.sim_seed}-n{params.venue.sim_symbols}"
+    assert (meta.venue_kind, meta.venue_key) == ("sim", venue_key)
+    assert (meta.timeframe, meta.lookback) == (params.data.timeframe, params.strategy.lookback)
+    assert meta.data_end == iso(parse_time(AS_OF))
+    bar = pd.Timedelta(milliseconds=timeframe_ms(params.data.timeframe))
+    first_open = parse_time(AS_OF) - bar * params.history_bars
+    assert meta.data_start == iso(first_open)
+    assert meta.code_version
+    assert f"`{venue_key}`" in text and f"**z lookback** {params.strategy.lookback}" in text
+    check_pair_set(pair_set, params, venue_key)  # fits the params it was built with
+    longer = apply_overrides(params, {"strategy.lookback": params.strategy.lookback + 10})
+    with pytest.raises(ConfigError, match="pairlib pairs --as-of"):
+        check_pair_set(pair_set, longer, venue_key)
 
     again = CliRunner().invoke(app, ["pairs", "--as-of", AS_OF])  # a re-run keeps both reports
     assert again.exit_code == 0
@@ -82,8 +104,27 @@ def test_failed_pairs_notebook_is_kept_and_exits_non_zero(project: Path) -> None
 
 
 def test_bad_params_fail_before_any_notebook_runs(project: Path) -> None:
-    (project / "params" / "pairs.yaml").write_text("top_k: 0\n")
+    (project / "params" / "pairlib.yaml").write_text("selection:\n  top_k: 0\n")
     result = CliRunner().invoke(app, ["pairs", "--as-of", AS_OF])
     assert result.exit_code == 2
     assert "top_k" in result.output and "greater than or equal to 1" in result.output
     assert not Path("outputs").exists()
+
+
+def test_notebook_overrides_are_named_after_params_keys(project: Path) -> None:
+    """``selection__top_k`` overrides ``selection.top_k`` of the params file for this run
+    (no mapping of names anywhere); a misspelt override fails the run, naming the key."""
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "generate_pairs.ipynb"
+    out = project / "outputs" / "top1.ipynb"
+    res = run_notebook(notebook, out, {"as_of": AS_OF, "params_file": "params/pairlib.yaml",
+                                       "selection__top_k": 1, "notebook_path": str(out)},
+                       cwd=project)
+    assert res.ok, res.error
+    assert len(read_scraps(out)["chosen_pairs"]) == 1
+    with Store.at(project / ".state") as db:
+        pair_set = db.latest_pair_set()
+    assert pair_set is not None and len(pair_set.pairs) == 1
+    bad = project / "outputs" / "bad.ipynb"
+    res = run_notebook(notebook, bad, {"as_of": AS_OF, "params_file": "params/pairlib.yaml",
+                                       "selection__topk": 1}, cwd=project)
+    assert not res.ok and "selection.topk" in str(res.error)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pairlib.config import PairsParams, TradingParams, load_params
+from pairlib.config import PairsParams, Params, TradingParams, load_params
 from pairlib.errors import ConfigError
 
 
-def write(tmp_path: Path, text: str, name: str = "trading.yaml") -> Path:
+def write(tmp_path: Path, text: str, name: str = "pairlib.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p
@@ -45,19 +45,18 @@ def float_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
     return out
 
 
-FLOAT_FIELDS = [(TradingParams, f) for f in float_fields(TradingParams)] + [
-    (PairsParams, f) for f in float_fields(PairsParams)
-]
+FLOAT_FIELDS = [(Params, f) for f in float_fields(Params)]
 
 
 def test_the_float_field_walk_covers_every_model() -> None:
-    trading = {f for m, f in FLOAT_FIELDS if m is TradingParams}
-    pairs = {f for m, f in FLOAT_FIELDS if m is PairsParams}
+    assert TradingParams is Params and PairsParams is Params  # one tree
+    fields = {f for _, f in FLOAT_FIELDS}
     assert {"strategy.entry", "strategy.exit", "strategy.stop", "risk.risk_per_trade",
             "risk.max_gross_leverage", "risk.max_leg_notional",
-            "venue.sim_slippage_bps"} <= trading
-    assert {"oos_fraction", "fdr_q", "max_pvalue", "half_life_min", "half_life_max",
-            "hurst_max", "min_quote_volume", "venue.sim_slippage_bps"} <= pairs
+            "venue.sim_slippage_bps"} <= fields
+    assert {"selection.oos_fraction", "selection.fdr_q", "selection.max_pvalue",
+            "selection.half_life_min", "selection.half_life_max", "selection.hurst_max",
+            "selection.min_quote_volume"} <= fields
 
 
 @pytest.mark.parametrize(("yaml_value", "shown"), [(".inf", "inf"), ("-.inf", "-inf"),
@@ -112,10 +111,10 @@ def test_duplicate_keys_inside_a_list_of_mappings_are_found(tmp_path: Path) -> N
 
 
 def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
-    path = write(tmp_path, "half_life_min: 3.0\nhalf_life_max: 40.0\nvenue: {<<: {kind: sim},"
-                           " kind: paper}\n", "pairs.yaml")
+    path = write(tmp_path, "selection: {half_life_min: 3.0, half_life_max: 40.0}\n"
+                           "venue: {<<: {kind: sim}, kind: paper}\n", "pairlib.yaml")
     p = load_params(path, PairsParams)
-    assert p.venue.kind == "paper" and p.half_life_min == 3.0
+    assert p.venue.kind == "paper" and p.selection.half_life_min == 3.0
 
 
 def test_empty_universe_is_refused(tmp_path: Path) -> None:
@@ -129,7 +128,7 @@ def test_empty_universe_is_refused(tmp_path: Path) -> None:
 
 
 def test_single_symbol_universe_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "data:\n  universe: [BTC/USDT:USDT]\n", "pairs.yaml")
+    path = write(tmp_path, "data:\n  universe: [BTC/USDT:USDT]\n", "pairlib.yaml")
     with pytest.raises(ConfigError, match=r"data\.universe = \['BTC/USDT:USDT'\].*at least two"):
         load_params(path, PairsParams)
 

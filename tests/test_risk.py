@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pairlib.config import RiskParams
+from pairlib.config import Params, RiskParams
 from pairlib.risk import (
     CAP_GROSS,
     CAP_LEG,
@@ -458,9 +458,11 @@ def test_kill_switch_file() -> None:
 
 
 def test_kill_switch_off() -> None:
-    active, reason = kill_switch_active(RiskParams(), exists=lambda p: False)
+    # In the params tree the file defaults to <state_dir>/KILL.
+    active, reason = kill_switch_active(Params().risk, exists=lambda p: False)
     assert not active and reason == "kill switch off (no file at .state/KILL)"
-    active, reason = kill_switch_active(RiskParams(kill_switch_file=None), exists=lambda p: True)
+    # A risk section on its own has no state_dir, hence no file to check.
+    active, reason = kill_switch_active(RiskParams(), exists=lambda p: True)
     assert not active and reason == "kill switch off"
 
 

@@ -94,9 +94,9 @@ def test_secret_like_names_are_refused(tmp_path: Path, name: str) -> None:
 
 def test_ordinary_parameters_pass_with_secrets_around(secret_env: Path) -> None:
     runner._check_parameters({
-        "as_of": "2025-02-05T04:00:00+00:00", "params_file": "params/trading.yaml",
+        "as_of": "2025-02-05T04:00:00+00:00", "params_file": "params/pairlib.yaml",
         "live": False, "notebook_path": "outputs/ticks/2025/02/x.ipynb", "n": 3,
-        "empty": "", "nothing": None,
+        "empty": "", "nothing": None, "selection__top_k": 3, "missed_tick_entries": True,
     })
     with pytest.raises(ConfigError, match="only literals") as err:
         runner._check_parameters({"as_of": [API_KEY]})

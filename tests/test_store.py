@@ -1,17 +1,23 @@
-"""The state store: WAL, versioned schema, forward migrations, one transaction per change."""
+"""The state store: WAL, versioned schema, forward migrations, one transaction per change;
+what a pair set records about how it was built, and the check a tick makes of it."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from pairlib import store as store_mod
-from pairlib.errors import StoreError
-from pairlib.store import Store
+from pairlib.config import Params, validate_params
+from pairlib.errors import ConfigError, StoreError
+from pairlib.generate import check_pair_set, code_version
+from pairlib.store import PairSet, PairSetMeta, Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -92,3 +98,101 @@ def test_pair_set_missing_columns_rejected(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="missing columns"):
         s.save_pair_set(T0, "h", pd.DataFrame({"y": ["A"]}), None, T0)
     assert s.latest_pair_set() is None
+
+
+# --------------------------------------------------------------------------------------
+# What a pair set was built on (migration 4) and the check the tick makes
+# --------------------------------------------------------------------------------------
+
+META = PairSetMeta(venue_kind="sim", venue_key="sim-s7-n48", timeframe="4h", lookback=60,
+                   code_version="0123abcd", data_start="2025-10-04T00:00:00Z",
+                   data_end="2026-01-01T00:00:00Z")
+
+
+def test_pair_set_records_what_it_was_built_on(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.db")
+    set_id = s.save_pair_set(T0, "h1", pairs_frame(), None, T0, meta=META)
+    latest = s.latest_pair_set()
+    assert latest is not None and latest.id == set_id
+    assert latest.meta == META and latest.params_hash == "h1"
+    row = s.query("SELECT venue_kind, venue_key, timeframe, zscore_lookback, code_version,"
+                  " data_start, data_end FROM pair_sets").iloc[0].to_dict()
+    assert row == {"venue_kind": "sim", "venue_key": "sim-s7-n48", "timeframe": "4h",
+                   "zscore_lookback": 60, "code_version": "0123abcd",
+                   "data_start": "2025-10-04T00:00:00Z", "data_end": "2026-01-01T00:00:00Z"}
+    s.save_pair_set(datetime(2026, 2, 1, tzinfo=UTC), "h2", pairs_frame(), None, T0)
+    newest = s.latest_pair_set()
+    assert newest is not None and newest.meta is None  # stored without metadata
+
+
+def test_migration_4_keeps_older_pair_sets_without_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "s.db"
+    with monkeypatch.context() as m:  # a database as pairlib left it before migration 4
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:3])
+        old = Store(db)
+        assert old.schema_version == 3
+        old._conn.execute(
+            "INSERT INTO pair_sets (as_of, params_hash, notebook_path, created_at, n_pairs)"
+            " VALUES ('2025-12-01T00:00:00Z', 'old', NULL, '2025-12-01T00:00:00Z', 0)")
+        old.close()
+    s = Store(db)
+    assert s.schema_version == len(store_mod.MIGRATIONS) >= 4
+    legacy = s.latest_pair_set()
+    assert legacy is not None and legacy.params_hash == "old" and legacy.meta is None
+
+
+def _set(meta: PairSetMeta | None) -> PairSet:
+    return PairSet(id=7, as_of="2026-01-01T00:00:00Z", params_hash="h", notebook_path=None,
+                   pairs=pairs_frame(), meta=meta)
+
+
+def test_check_pair_set_accepts_a_matching_set() -> None:
+    check_pair_set(_set(META), Params(), "sim-s7-n48")
+    paper_built = dataclasses.replace(META, venue_kind="paper", venue_key="binanceusdm")
+    live = validate_params({"venue": {"kind": "live"}})
+    check_pair_set(_set(paper_built), live, "binanceusdm")  # same market: the kind may differ
+
+
+@pytest.mark.parametrize(("params", "venue_key", "needles"), [
+    ({}, "sim-s3-n48", ["market 'sim-s7-n48' (venue.kind sim)",
+                        "this run trades 'sim-s3-n48' (venue.kind sim)"]),
+    ({"venue": {"kind": "live"}}, "binanceusdm",
+     ["market 'sim-s7-n48'", "trades 'binanceusdm' (venue.kind live)"]),
+    ({"data": {"timeframe": "1h"}}, "sim-s7-n48",
+     ["timeframe 4h, but params say data.timeframe: 1h"]),
+    ({"strategy": {"lookback": 90}}, "sim-s7-n48",
+     ["z lookback 60 bars, but params say strategy.lookback: 90"]),
+])
+def test_check_pair_set_refuses_another_market_timeframe_or_lookback(
+    params: dict[str, Any], venue_key: str, needles: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_pair_set(_set(META), validate_params(params), venue_key)
+    msg = str(info.value)
+    assert msg.startswith("pair set #7 (as of 2026-01-01T00:00:00Z) was built for ")
+    for needle in needles:
+        assert needle in msg, msg
+    assert "pairlib pairs --as-of 2026-01-01T00:00:00Z" in msg
+
+
+def test_check_pair_set_accepts_a_set_without_metadata_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pairlib.generate"):
+        check_pair_set(_set(None), validate_params({"strategy": {"lookback": 90}}), "anything")
+    assert any("pair set #7" in r.getMessage() and "not checked" in r.getMessage()
+               and "pairlib pairs --as-of" in r.getMessage() for r in caplog.records)
+
+
+def test_code_version_is_the_commit_else_the_package(tmp_path: Path) -> None:
+    import subprocess
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert code_version().removesuffix("-dirty") == head
+    assert code_version(tmp_path) == f"pairlib {metadata.version('pairlib')}"  # no checkout

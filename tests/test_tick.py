@@ -4,6 +4,7 @@ exits-only modes and refusals (``pairlib.tick``)."""
 from __future__ import annotations
 
 import math
+import re
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from tick_fixtures import (
     BAR,
     EGLD_HBAR,
@@ -26,6 +28,7 @@ from tick_fixtures import (
 
 from pairlib import tick
 from pairlib.clock import SettableClock
+from pairlib.config import TradingParams, load_params
 from pairlib.exchange import Exchange
 from pairlib.execution import Executor
 from pairlib.risk import MarketRules, size_pair
@@ -82,13 +85,19 @@ def test_replay_enters_exits_and_equals_batch_positions_bar_by_bar(env: TickEnv)
     """Fifteen 4h ticks (2.5 days) with the sim clock advanced: pairs enter and exit, the
     store matches the venue after every tick, and every pair's position after every tick
     equals the batch rule (strategy.positions) over the same z-scores."""
+    _replay(env, env.params)
+
+
+def _replay(env: TickEnv, params: TradingParams, n: int = 15) -> dict[str, list[int]]:
+    """The replay scenario with ``params``; its expectations come from ``params`` (the
+    batch rule at its thresholds), so it holds for any entry, exit and stop. Returns each
+    pair's position after each tick."""
     env.save_pairs()
-    n = 15
     live: dict[str, list[int]] = {}
     z_seen: dict[str, list[float]] = {}
     actions: list[str] = []
     for i in range(n):
-        r = env.run(START + i * BAR)
+        r = env.run(START + i * BAR, params)
         assert r.status == "ok", r.error
         assert r.mode == "normal"
         assert r.mismatches.empty, r.mismatches
@@ -102,10 +111,10 @@ def test_replay_enters_exits_and_equals_batch_positions_bar_by_bar(env: TickEnv)
     assert {"enter_long", "enter_short"} & set(actions)
     assert {"exit", "stop"} & set(actions)
     for pid, pos in live.items():
-        z = env.z_path(pid, START + (n - 1) * BAR, n)
+        z = env.z_path(pid, START + (n - 1) * BAR, n, params.strategy.lookback)
         np.testing.assert_allclose(z_seen[pid], z.to_numpy(), rtol=0, atol=1e-9)
-        batch = positions(z.to_numpy(), env.params.strategy.entry, env.params.strategy.exit,
-                          env.params.strategy.stop)
+        batch = positions(z.to_numpy(), params.strategy.entry, params.strategy.exit,
+                          params.strategy.stop)
         assert pos == batch.tolist(), pid
     # The decisions table holds one row per pair per tick with its reason.
     dec = env.store.decisions()
@@ -117,6 +126,7 @@ def test_replay_enters_exits_and_equals_batch_positions_bar_by_bar(env: TickEnv)
     assert len(env.store.funding()) > 0  # funding paid on positions held over 8h marks
     fills = env.store.fills()
     assert (fills["fee"] > 0).all() and (fills["price"] > 0).all()
+    return live
 
 
 def test_same_tick_twice_places_no_new_orders(env: TickEnv) -> None:
@@ -427,6 +437,73 @@ def test_kill_switch_blocks_entries(env: TickEnv) -> None:
     wanted = r.signals[r.signals["signal"] != 0]
     assert len(wanted) > 0
     assert wanted["reason"].str.contains("kill switch").all()
+
+
+def test_kill_file_follows_a_moved_state_dir(
+    sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Move the state folder and ``touch <state_dir>/KILL``: the tick (the in-process
+    simulator, store and lock all under the new folder) takes no entry; without the file
+    the next tick enters."""
+    from tick_fixtures import planted_pairs, unthrottle
+
+    unthrottle(monkeypatch)
+    moved = tmp_path / "elsewhere" / "state"
+    params = trading_params(tmp_path, None, state_dir=str(moved),
+                            venue={"sim_state": None}, risk={"kill_switch_file": None})
+    assert params.risk.kill_switch_file == moved / "KILL"
+    assert params.venue.sim_state == moved / "sim_account.json"
+    with Store.at(moved) as db:
+        db.save_pair_set(START, "t", pd.DataFrame(planted_pairs(sim_market)), None, START)
+    (moved / "KILL").touch()
+    killed = tick.run(params, START)
+    assert killed.status == "ok", killed.error
+    assert killed.mode == "exits_only: kill switch"
+    assert killed.orders.empty
+    assert _signal(killed, INJ_SOL)["signal"] == 1  # it wanted to enter
+    assert "kill switch" in _signal(killed, INJ_SOL)["reason"]
+    assert (moved / "sim_account.json").exists()  # the account followed state_dir too
+    (moved / "KILL").unlink()
+    free = tick.run(params, START + BAR)
+    assert free.mode == "normal" and len(free.orders) > 0
+    with Store.at(moved) as db:
+        assert list(db.ticks()["mode"]) == ["exits_only: kill switch", "normal"]
+
+
+def test_scenarios_hold_when_an_analyst_edits_a_threshold(
+    env: TickEnv, tmp_path: Path
+) -> None:
+    """An analyst raises ``entry`` in (a copy of) params/pairlib.yaml, e.g. 1.0 -> 1.2: tick
+    scenarios built on that file hold, because their expectations follow the params they run
+    with, and the tick trades the edited threshold (its positions are the batch rule's at
+    the new entry, which differ from those at the old one)."""
+    shipped_file = Path(__file__).resolve().parents[1] / "params" / "pairlib.yaml"
+    shipped = load_params(shipped_file)
+    old = shipped.strategy.entry
+    new = round(min(old + 0.2, (old + shipped.strategy.stop) / 2), 6)
+    text, n = re.subn(r"(?m)^(  entry:\s*)\S+", lambda m: f"{m.group(1)}{new}",
+                      shipped_file.read_text())
+    assert n == 1
+    edited_file = tmp_path / "pairlib.yaml"
+    edited_file.write_text(text)
+    params = trading_params(env.tmp, env.params.venue.sim_url,
+                            base=yaml.safe_load(edited_file.read_text()))
+    assert params.strategy.entry == new
+    assert params.strategy.model_dump() == {**shipped.strategy.model_dump(), "entry": new}
+    n_ticks = 15
+    live = _replay(env, params, n_ticks)
+    end = START + (n_ticks - 1) * BAR
+    at_old = {pid: positions(env.z_path(pid, end, n_ticks, params.strategy.lookback).to_numpy(),
+                             old, params.strategy.exit, params.strategy.stop).tolist()
+              for pid in live}
+    assert at_old != live  # the edit changed what the tick did
+    # and the kill-switch scenario on the same file: no entry whatever the thresholds
+    blocked = env.run(START + n_ticks * BAR,
+                      trading_params(env.tmp, env.params.venue.sim_url,
+                                     base=yaml.safe_load(edited_file.read_text()),
+                                     risk={"kill_switch": True}))
+    assert blocked.mode == "exits_only: kill switch"
+    assert not blocked.orders["action"].str.startswith("enter").any()
 
 
 # ----------------------------------------------------------------------------- bad input

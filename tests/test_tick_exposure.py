@@ -301,3 +301,27 @@ def test_a_defective_candle_older_than_the_decision_window_does_not_stop_trading
         r2 = e.run(ENTRY + BAR)
         assert r2.orders.empty
         assert r2.status == "degraded" and "not evaluated" in str(r2.error), r2.error
+
+
+def test_pair_set_built_for_another_lookback_is_refused_but_open_pairs_exit(
+    env: TickEnv,
+) -> None:
+    import pandas as pd
+    from tick_fixtures import planted_pairs
+
+    from pairlib.store import PairSetMeta
+
+    env.save_pairs([GRT_RUNE])
+    assert env.run(ENTRY).status == "ok"
+    other = PairSetMeta("sim", "sim-s7-n48", "4h", env.params.strategy.lookback + 40, "test",
+                        "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z")
+    rows = pd.DataFrame(planted_pairs(env.market))
+    env.store.save_pair_set(ENTRY, "test", rows, None, ENTRY, meta=other)
+    r = env.run(EXIT)
+    assert "pair set refused" in r.mode
+    assert r.status == "degraded" and "lookback" in str(r.error), r.error
+    assert str(env.params.strategy.lookback + 40) in str(r.error)
+    assert "pairlib pairs" in str(r.error)  # how to regenerate
+    assert _signal(r, GRT_RUNE)["action"] == "exit"  # the open pair is still managed
+    assert not r.orders["action"].str.startswith("enter").any()
+    assert "pair_set_refused" in [i["kind"] for i in r.incidents]

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pairlib.cli import app
-from pairlib.config import PairsParams, Secrets, VenueParams
+from pairlib.config import Params, Secrets, VenueParams, load_params
 from pairlib.errors import ConfigError, LiveTradingRefused
 from pairlib.generate import apply_overrides
 from pairlib.venue import check_live
@@ -45,13 +45,27 @@ def test_allowed_combinations(kind: str, live: bool, secrets: Secrets) -> None:
 
 
 def test_overrides_apply_and_revalidate() -> None:
-    base = PairsParams()
-    p = apply_overrides(base, {"top_k": 3, "data.universe_size": 20, "fdr_q": None})
-    assert (p.top_k, p.data.universe_size, p.fdr_q) == (3, 20, base.fdr_q)
-    with pytest.raises(ConfigError, match=r"(?s)notebook parameters.*top_k = 0"):
-        apply_overrides(base, {"top_k": 0})
+    base = Params()
+    p = apply_overrides(base, {"selection.top_k": 3, "data.universe_size": 20,
+                               "selection.fdr_q": None}, source="notebook parameters")
+    assert (p.selection.top_k, p.data.universe_size, p.selection.fdr_q) == (
+        3, 20, base.selection.fdr_q)
+    with pytest.raises(ConfigError, match=r"(?s)notebook parameters.*selection\.top_k = 0"):
+        apply_overrides(base, {"selection.top_k": 0}, source="notebook parameters")
     with pytest.raises(ConfigError, match="unknown key"):
         apply_overrides(base, {"data.bogus": 1})
+
+
+def test_in_process_venue_needs_its_account_file() -> None:
+    """A venue section on its own has no state_dir to put the simulator's account in: opening
+    it in-process is refused, naming the key (a loaded tree always has it)."""
+    from pairlib.clock import parse_time
+    from pairlib.venue import open_exchange
+
+    with (pytest.raises(ConfigError, match=r"venue\.sim_state is not set"),
+          open_exchange(VenueParams(), parse_time("2026-06-01T00:00Z"))):
+        pass  # pragma: no cover - never reached
+    assert Params().venue.sim_state == Path(".state/sim_account.json")
 
 
 def test_data_command_prints_quality_and_cache(
@@ -61,7 +75,10 @@ def test_data_command_prints_quality_and_cache(
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["data", "--as-of", "2026-06-01T00:00:00Z"])
     assert result.exit_code == 0, result.output
-    assert "48 symbols kept, 0 dropped; 600 aligned closed candles" in result.output
+    shipped = load_params(tmp_path / "params" / "pairlib.yaml")
+    bars = shipped.selection.formation_bars + shipped.strategy.lookback  # what `pairs` fetches
+    kept = min(shipped.data.universe_size, shipped.venue.sim_symbols)
+    assert f"{kept} symbols kept, 0 dropped; {bars} aligned closed candles" in result.output
     assert str(tmp_path / ".data") in result.output
     assert any((tmp_path / ".data").rglob("*.parquet"))
 

@@ -6,7 +6,7 @@ Not a conftest: test modules build their fixture with :func:`make_env`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,10 +40,15 @@ def unthrottle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(exchange._WEIGHT_PER_MINUTE, "binanceusdm", 1e9)
 
 
-def trading_params(tmp: Path, url: str | None, **sections: dict[str, Any]) -> TradingParams:
+def trading_params(tmp: Path, url: str | None, base: Mapping[str, Any] | None = None,
+                   **sections: Any) -> TradingParams:
     """Test params: state, cache and kill file under ``tmp``; roomy risk limits so that
-    every signalling pair can open (override any section's keys)."""
-    raw: dict[str, Any] = {
+    every signalling pair can open (override any section's keys, or a top-level key).
+
+    ``base``: the raw params these settings go on top of (e.g. a params file's, as
+    ``yaml.safe_load`` reads it); default none, i.e. the model's defaults. The scenarios pin
+    nothing else, so they hold for any thresholds the base carries."""
+    fixture: dict[str, Any] = {
         "venue": {"kind": "sim", "sim_url": url, "sim_state": str(tmp / "sim_state.json"),
                   "max_retries": 2},
         "data": {"cache_dir": str(tmp / "data")},
@@ -51,17 +56,23 @@ def trading_params(tmp: Path, url: str | None, **sections: dict[str, Any]) -> Tr
                  "kill_switch_file": str(tmp / "KILL")},
         "state_dir": str(tmp / "state"),
     }
+    raw = _merge(_merge({}, dict(base or {})), fixture)
     return _merged(raw, sections)
 
 
-def _merged(raw: dict[str, Any], sections: dict[str, dict[str, Any]]) -> TradingParams:
-    """``raw`` params with each section's keys overridden, validated."""
+def _merge(raw: dict[str, Any], sections: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` with each section's keys (or a top-level key) overridden."""
     for name, values in sections.items():
-        if isinstance(raw.get(name), dict):
+        if isinstance(raw.get(name), dict) and isinstance(values, dict):
             raw[name] = {**raw[name], **values}
         else:
             raw[name] = values
-    return validate_params(raw, TradingParams)
+    return raw
+
+
+def _merged(raw: dict[str, Any], sections: Mapping[str, Any]) -> TradingParams:
+    """``raw`` params with each section's keys overridden, validated."""
+    return validate_params(_merge(raw, sections), TradingParams)
 
 
 @dataclass
@@ -86,8 +97,9 @@ class TickEnv:
         self.at(kw.pop("now", when))
         return tick.run(params or self.params, when, store=self.store, clock=self.clock, **kw)
 
-    def params_with(self, **sections: dict[str, Any]) -> TradingParams:
-        """This env's params with some keys changed."""
+    def params_with(self, **sections: Any) -> TradingParams:
+        """This env's params with some keys changed (a section's keys, or a top-level key
+        such as ``state_dir``)."""
         return _merged(self.params.model_dump(mode="json"), sections)
 
     def save_pairs(self, pair_ids: Sequence[str] | None = None,
@@ -110,11 +122,13 @@ class TickEnv:
         p = pos.get(venue_id)
         return 0.0 if p is None else float(p.amount)
 
-    def z_path(self, pid: str, end: datetime, bars: int) -> pd.Series:
+    def z_path(self, pid: str, end: datetime, bars: int,
+               lookback: int | None = None) -> pd.Series:
         """Batch z-scores of a planted pair on the ``bars`` candles closing up to ``end``
-        (computed from the market's own closes, independently of the tick)."""
+        (computed from the market's own closes, independently of the tick), over
+        ``lookback`` bars (default: this env's ``strategy.lookback``)."""
         row = next(r for r in planted_pairs(self.market) if pair_id(r["y"], r["x"]) == pid)
-        lookback = self.params.strategy.lookback
+        lookback = lookback or self.params.strategy.lookback
         closes = self.market.closes(end - (bars + lookback + 5) * BAR, end)
         closes.index = closes.index + BAR  # label by close time
         y, x = row["y"].split("/")[0] + "USDT", row["x"].split("/")[0] + "USDT"
