@@ -81,6 +81,7 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
     """
     from pairlib.jobs import run_pairs_job, run_tick_job
     from pairlib.store import Store
+    from pairlib.tick_result import positions_frame
 
     console = Console()
     start = parse_time(as_of)
@@ -129,11 +130,10 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
             ok = False
 
     with Store.at(state) as db:
-        positions = db.query(
-            "SELECT pair_id, position, amount_y, amount_x, entry_z, entry_time "
-            "FROM pair_state WHERE position != 0 ORDER BY pair_id"
-        )
-        equity = db.query("SELECT tick_as_of, equity FROM equity ORDER BY tick_as_of")
+        states = db.pair_states()
+        positions = positions_frame(states)
+        positions = positions[positions["position"] != 0]
+        equity = db.equity_history()[["tick_as_of", "equity"]]
     table = Table(title="open positions after the replay")
     for col in ("pair (y~x)", "side", "amount y", "amount x", "entry z", "entered"):
         table.add_column(col, no_wrap=True)

@@ -44,7 +44,7 @@ from typing import Any, Final, Protocol
 from pairlib.clock import Clock, from_ms, parse_time
 from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
 from pairlib.risk import MarketRules, round_amount
-from pairlib.store import Store, iso
+from pairlib.store import OrderRow, Store, iso
 from pairlib.strategy import Action
 
 __all__ = [
@@ -513,8 +513,8 @@ class Executor:
 
     def _leg_amount(self, order: LegOrder) -> float:
         """The pair's signed amount on this leg, as the store holds it."""
-        st = self.store.pair_state(order.pair_id) or {}
-        return float(st.get(f"amount_{order.leg}") or 0.0)
+        st = self.store.pair_state(order.pair_id)
+        return st.amount(order.leg) if st is not None else 0.0
 
     def _next_attempt(self, order: LegOrder) -> int:
         """The first attempt number whose client id this tick has not used."""
@@ -547,11 +547,11 @@ class Executor:
         """Place one order exactly once: store, then venue, then (only then) send."""
         cid = client_order_id(self.as_of, order.pair_id, order.leg, order.action, attempt)
         row = self.store.order(cid)
-        if row is not None and row["status"] in FINAL_STATUSES:
+        if row is not None and row.status in FINAL_STATUSES:
             log.info("order %s already %s in the store (filled %g): not sent again",
-                     cid, row["status"], row["filled"])
-            return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
-                           row["status"], row["error"])
+                     cid, row.status, row.filled)
+            return _Report(cid, float(row.filled), row.average, float(row.fee), row.status,
+                           row.error)
         try:
             found = self.exchange.fetch_order_by_client_id(order.symbol, cid)
         except ExchangeError as e:
@@ -559,17 +559,16 @@ class Executor:
             msg = f"not sent: look-up by client id failed: {e}"
             if row is None:
                 return _Report(cid, 0.0, None, 0.0, "failed", msg)
-            return _Report(cid, float(row["filled"]), row["average"], float(row["fee"]),
-                           str(row["status"]), msg)
+            return _Report(cid, float(row.filled), row.average, float(row.fee), row.status, msg)
         if found is not None:
             log.info("order %s found at the venue (%s): not sent again", cid, found.status)
             return self._settle(cid, order, found)
-        if row is not None and row["status"] in _UNRESOLVED:
+        if row is not None and row.status in _UNRESOLVED:
             # Left by an earlier run of this tick: it may have been sent at any moment
             # before now, so it may be booked until a full window from now.
             rep = self._await_outcome(cid, order, self.monotonic(),
-                                      f"order {cid} left {row['status']} by an earlier run")
-            if rep.status != "failed":
+                                      f"order {cid} left {row.status} by an earlier run")
+            if rep.status != OrderStatus.FAILED:
                 return rep
             log.warning("order %s was never booked: sending it now", cid)
         self._save(cid, order, status="sent")
@@ -687,10 +686,10 @@ class Executor:
 
     def _record(self, cid: str, order: LegOrder, res: Any) -> _Report:
         """Apply a venue report to the store: order row, new fill, leg amount (one tx)."""
-        prev = self.store.order(cid) or {}
-        prev_filled = float(prev.get("filled") or 0.0)
-        prev_avg = prev.get("average")
-        prev_fee = float(prev.get("fee") or 0.0)
+        prev = self.store.order(cid)
+        prev_filled = float(prev.filled) if prev is not None else 0.0
+        prev_avg = prev.average if prev is not None else None
+        prev_fee = float(prev.fee) if prev is not None else 0.0
         filled = float(res.filled or 0.0)
         average = res.average if res.average is not None else prev_avg
         fee = float(res.fee or 0.0)
@@ -699,8 +698,8 @@ class Executor:
         fee = max(fee, prev_fee)
         now = self.clock.now()
         row = self._row(cid, order, status=str(res.status), now=now)
-        if prev.get("tick_as_of"):  # an order of an earlier tick keeps its tick
-            row["tick_as_of"] = prev["tick_as_of"]
+        if prev is not None and prev.tick_as_of:  # an order of an earlier tick keeps its tick
+            row["tick_as_of"] = prev.tick_as_of
         row.update(exchange_id=str(res.id), filled=max(filled, prev_filled), average=average,
                    fee=fee, error=None)
         delta = filled - prev_filled
@@ -851,7 +850,7 @@ class Executor:
         self.store.update_order(str(row["client_id"]), status, error, self.clock.now())
 
 
-def _order_of(row: Mapping[str, Any]) -> LegOrder:
+def _order_of(row: OrderRow | Mapping[str, Any]) -> LegOrder:
     """The intended order of a stored order row."""
     return LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
                     str(row["symbol"]), str(row["side"]), float(row["amount"]),

@@ -19,16 +19,19 @@ import sqlite3
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from pairlib.errors import StoreError
 
-__all__ = ["DB_NAME", "MIGRATIONS", "PairSet", "PairSetMeta", "Store", "iso", "pair_id"]
+__all__ = [
+    "DB_NAME", "MIGRATIONS", "OrderRow", "PairSet", "PairSetMeta", "PairStateRow", "Store",
+    "TickRow", "iso", "pair_id",
+]
 
 DB_NAME = "pairlib.db"
 
@@ -183,6 +186,97 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pair_sets ADD COLUMN data_end TEXT;
     """,
 )
+
+
+class _Row:
+    """A frozen record of one stored row. Read it by attribute; ``row["col"]`` and
+    ``row.get("col")`` also work, so a row can stand where a read-only mapping is expected."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The column's value, or ``default`` for a column the row does not have."""
+        return getattr(self, key) if key in self.__dataclass_fields__ else default  # type: ignore[attr-defined]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TickRow(_Row):
+    """One ``ticks`` row: a tick's status and where its report is."""
+
+    as_of: str
+    status: str
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    notebook_path: str | None = None
+    pair_set_id: int | None = None
+    mode: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class PairStateRow(_Row):
+    """One pair's persisted state (``pair_state``): amounts are signed contracts filled."""
+
+    pair_id: str
+    y: str
+    x: str
+    beta: float
+    alpha: float
+    position: int = 0
+    locked_out: int = 0
+    amount_y: float = 0.0
+    amount_x: float = 0.0
+    entry_z: float | None = None
+    entry_time: str | None = None
+    entry_price_y: float | None = None
+    entry_price_x: float | None = None
+    spread_std: float | None = None
+    pair_set_id: int | None = None
+    updated_tick: str | None = None
+    closing: str | None = None
+
+    def amount(self, leg: str) -> float:
+        """The signed amount held on leg ``y`` or ``x``."""
+        return float((self.amount_y if leg == "y" else self.amount_x) or 0.0)
+
+    @property
+    def held(self) -> bool:
+        """Whether the pair holds a position or any leg."""
+        return int(self.position) != 0 or self.amount("y") != 0.0 or self.amount("x") != 0.0
+
+
+@dataclass(frozen=True)
+class OrderRow(_Row):
+    """One ``orders`` row: an order's intent and what the venue reported."""
+
+    client_id: str
+    tick_as_of: str
+    pair_id: str
+    leg: str
+    action: str
+    symbol: str
+    side: str
+    amount: float
+    status: str
+    created_at: str
+    updated_at: str
+    exchange_id: str | None = None
+    filled: float = 0.0
+    average: float | None = None
+    fee: float = 0.0
+    reduce_only: int = 0
+    error: str | None = None
+
+
+R = TypeVar("R", bound=_Row)
 
 
 def iso(when: datetime) -> str:
@@ -369,10 +463,10 @@ class Store:
         cols = [d[0] for d in cur.description or ()]
         return pd.DataFrame([tuple(r) for r in cur.fetchall()], columns=cols)
 
-    def _one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
-        """The first row of a query as a dict, or None."""
+    def _one(self, kind: type[R], sql: str, params: Sequence[Any]) -> R | None:
+        """The first row of a query as a frozen row of ``kind``, or None."""
         row = self._conn.execute(sql, params).fetchone()
-        return dict(row) if row is not None else None
+        return kind(**dict(row)) if row is not None else None
 
     def tables(self) -> list[str]:
         """Names of the tables in the database."""
@@ -462,9 +556,9 @@ class Store:
     # this store's orders actually filled; an order row's ``filled`` is what has been applied
     # to pair_state, so applying a venue report twice never double-counts.
 
-    def tick_row(self, as_of: datetime) -> dict[str, Any] | None:
+    def tick_row(self, as_of: datetime) -> TickRow | None:
         """The ``ticks`` row of the tick acting on the candle closing at ``as_of``."""
-        return self._one("SELECT * FROM ticks WHERE as_of = ?", (iso(as_of),))
+        return self._one(TickRow, "SELECT * FROM ticks WHERE as_of = ?", (iso(as_of),))
 
     def start_tick(
         self,
@@ -519,9 +613,14 @@ class Store:
         """Every pair's persisted state (one row per pair ever traded or decided)."""
         return self.query("SELECT * FROM pair_state ORDER BY pair_id")
 
-    def pair_state(self, pair_id: str) -> dict[str, Any] | None:
+    def pair_state_rows(self) -> list[PairStateRow]:
+        """Every pair's persisted state as frozen rows, by pair id."""
+        rows = self._conn.execute("SELECT * FROM pair_state ORDER BY pair_id").fetchall()
+        return [PairStateRow(**dict(r)) for r in rows]
+
+    def pair_state(self, pair_id: str) -> PairStateRow | None:
         """One pair's persisted state, or None."""
-        return self._one("SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,))
+        return self._one(PairStateRow, "SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,))
 
     def save_pair_state(self, state: Mapping[str, Any]) -> None:
         """Insert or update one pair's state; ``state`` needs ``pair_id``, ``y``, ``x``,
@@ -540,9 +639,9 @@ class Store:
                 values,
             )
 
-    def order(self, client_id: str) -> dict[str, Any] | None:
+    def order(self, client_id: str) -> OrderRow | None:
         """The order with this client id, or None."""
-        return self._one("SELECT * FROM orders WHERE client_id = ?", (client_id,))
+        return self._one(OrderRow, "SELECT * FROM orders WHERE client_id = ?", (client_id,))
 
     def orders(
         self, tick_as_of: datetime | None = None, statuses: Sequence[str] | None = None
@@ -797,6 +896,30 @@ class Store:
     def funding(self) -> pd.DataFrame:
         """Funding payments, oldest first."""
         return self.query("SELECT * FROM funding ORDER BY ts, symbol")
+
+    def funding_total(self) -> float:
+        """The sum of every funding payment recorded (+ received, - paid)."""
+        row = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM funding").fetchone()
+        return float(row[0])
+
+    def equity_at(self, tick_as_of: datetime) -> dict[str, float]:
+        """The account recorded at the end of one tick (equity, free, used, realized and
+        unrealized PnL, gross notional); only the values recorded."""
+        row = self._conn.execute("SELECT * FROM equity WHERE tick_as_of = ?",
+                                 (iso(tick_as_of),)).fetchone()
+        if row is None:
+            return {}
+        return {k: float(row[k]) for k in ("equity", "free", "used", "realized_pnl",
+                                            "unrealized_pnl", "gross_notional")
+                if row[k] is not None}
+
+    def recent_decision_z(self, pair_id: str, before: datetime, limit: int) -> list[float | None]:
+        """The z-scores of a pair's last ``limit`` decisions before ``before``, newest first
+        (None where the decision had no z: the pair could not be evaluated)."""
+        rows = self._conn.execute(
+            "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
+            "ORDER BY tick_as_of DESC LIMIT ?", (pair_id, iso(before), int(limit))).fetchall()
+        return [None if r[0] is None else float(r[0]) for r in rows]
 
 
 def pair_id(y: str, x: str) -> str:

@@ -75,7 +75,7 @@ from pairlib.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_cl
 from pairlib.portfolio import Book, PairView, Plan, plan
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.risk import MarketRules, Sizing, kill_switch_active
-from pairlib.store import Store, iso
+from pairlib.store import PairStateRow, Store, iso
 from pairlib.strategy import Action, Decision, PairState
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
@@ -196,7 +196,7 @@ def run(
         try:
             with lock:
                 prev = db.tick_row(when)
-                if prev is not None and prev["status"] == TickStatus.OK and not preview:
+                if prev is not None and prev.status == TickStatus.OK and not preview:
                     log.info("tick %s already ran (ok): nothing to do", iso(when))
                     return already_ran_result(p, db, when, prev, time.perf_counter() - t0)
                 tick = _Tick(p, db, when, clock, live, secrets, notebook_path,
@@ -307,7 +307,7 @@ def _unrun(
             db = store if store is not None else Store.at(p.state_dir)
             try:
                 prev = db.tick_row(when)
-                if prev is None or prev["status"] != TickStatus.OK:
+                if prev is None or prev.status != TickStatus.OK:
                     db.finish_tick(when, status, (clock or SystemClock()).now(), duration,
                                    mode=mode, message=error, notebook_path=notebook_path)
             finally:
@@ -328,7 +328,7 @@ class _Pair:
     beta: float
     alpha: float
     in_set: bool
-    state: dict[str, Any] | None
+    state: PairStateRow | None
     z: float = math.nan
     spread_std: float = math.nan
     problem: str | None = None
@@ -337,18 +337,18 @@ class _Pair:
 
     @property
     def position(self) -> int:
-        return int(self.state["position"]) if self.state else 0
+        return int(self.state.position) if self.state else 0
 
     @property
     def amounts(self) -> tuple[float, float]:
         if not self.state:
             return 0.0, 0.0
-        return float(self.state["amount_y"] or 0.0), float(self.state["amount_x"] or 0.0)
+        return self.state.amount("y"), self.state.amount("x")
 
     @property
     def closing(self) -> Action | None:
         """The close (exit, stop, flatten, exit_no_data) begun and not yet completed."""
-        return Action(self.state["closing"]) if self.state and self.state.get("closing") else None
+        return Action(self.state.closing) if self.state and self.state.closing else None
 
     @property
     def residual(self) -> bool:
@@ -360,8 +360,8 @@ class _Pair:
     def strategy_state(self) -> PairState:
         if not self.state:
             return PairState()
-        pos = int(self.state["position"])
-        return PairState(position=pos, locked_out=bool(self.state["locked_out"]) and pos == 0)
+        pos = int(self.state.position)
+        return PairState(position=pos, locked_out=bool(self.state.locked_out) and pos == 0)
 
 
 class _Tick:
@@ -586,27 +586,22 @@ class _Tick:
 
     # ------------------------------------------------------------------ pairs and data
     def _pairs(self) -> list[_Pair]:
-        states = self.db.pair_states()
-        by_id = {str(r["pair_id"]): r for r in states.to_dict("records")}
+        by_id = {st.pair_id: st for st in self.db.pair_state_rows()}
         out: list[_Pair] = []
         seen: set[str] = set()
         if self.pair_set is not None:
             for r in self.pair_set.pairs.to_dict("records"):
                 pid = str(r["pair_id"])
                 st = by_id.get(pid)
-                held = st is not None and (int(st["position"]) != 0 or float(st["amount_y"]) != 0
-                                           or float(st["amount_x"]) != 0)
                 # An open pair keeps the hedge ratio it was opened with until it is flat.
-                beta = float(st["beta"]) if held and st else float(r["beta"])
-                alpha = float(st["alpha"]) if held and st else float(r["alpha"])
+                kept = st if st is not None and st.held else None
+                beta = float(kept.beta) if kept else float(r["beta"])
+                alpha = float(kept.alpha) if kept else float(r["alpha"])
                 out.append(_Pair(pid, str(r["y"]), str(r["x"]), beta, alpha, True, st))
                 seen.add(pid)
         for pid, st in by_id.items():
-            held = int(st["position"]) != 0 or float(st["amount_y"]) != 0 \
-                or float(st["amount_x"]) != 0
-            if pid not in seen and held:
-                out.append(_Pair(pid, str(st["y"]), str(st["x"]), float(st["beta"]),
-                                 float(st["alpha"]), False, st))
+            if pid not in seen and st.held:
+                out.append(_Pair(pid, st.y, st.x, float(st.beta), float(st.alpha), False, st))
         return out
 
     def _signals(self, pairs: list[_Pair], md: Any) -> None:
@@ -655,8 +650,8 @@ class _Tick:
     def _view(self, pr: _Pair) -> PairView:
         """The pair as :func:`pairlib.portfolio.plan` sees it. A pair already decided by an
         earlier run of this tick keeps that run's signal row."""
-        st = pr.state or {}
-        decided = pr.closing is None and st.get("updated_tick") == iso(self.when)
+        decided = (pr.closing is None and pr.state is not None
+                   and pr.state.updated_tick == iso(self.when))
         if decided:
             prev = self.db.decisions(self.when)
             row = prev.loc[prev["pair_id"] == pr.pair_id]
@@ -681,12 +676,9 @@ class _Tick:
         """Consecutive earlier ticks whose decision for this open pair had no z."""
         if pr.problem is None or pr.position == 0:
             return 0
-        earlier = self.db.query(
-            "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
-            "ORDER BY tick_as_of DESC LIMIT ?",
-            (pr.pair_id, iso(self.when), self.p.risk.unevaluable_exit_bars + 1))
         streak = 0
-        for z in earlier["z"] if len(earlier) else []:
+        for z in self.db.recent_decision_z(pr.pair_id, self.when,
+                                           self.p.risk.unevaluable_exit_bars + 1):
             if z is not None and z == z:
                 break
             streak += 1
@@ -741,9 +733,9 @@ class _Tick:
             pr = by_id[f.pair_id]
             self._exit(pr, f.decision)
             if f.abandoned:
-                after = self.db.pair_state(pr.pair_id) or {}
-                left = any(abs(float(after.get(f"amount_{leg}") or 0.0)) > _DUST
-                           for leg in ("y", "x"))
+                after = self.db.pair_state(pr.pair_id)
+                left = after is not None and any(abs(after.amount(leg)) > _DUST
+                                                 for leg in ("y", "x"))
                 self._incident("resumed_entry_abandoned", pr.y,
                                f"{pr.pair_id}: an earlier run of this tick filled part of an "
                                f"entry that this run does not complete; {f.decision.reason}"
@@ -760,12 +752,12 @@ class _Tick:
     def _signal_row(self, pr: _Pair, z: Any, signal: Any, action: str, reason: str,
                     position: int) -> None:
         zf = float(z) if z is not None and np.isfinite(float(z)) else math.nan
-        st = pr.state or {}
+        st = pr.state
         self.signals[pr.pair_id] = {
             "pair_id": pr.pair_id, "y": pr.y, "x": pr.x, "z": zf,
             "signal": None if signal is None or signal != signal else int(signal),
             "action": action, "reason": reason, "position": int(position),
-            "entry_time": st.get("entry_time"), "entry_z": st.get("entry_z"),
+            "entry_time": st.entry_time if st else None, "entry_z": st.entry_z if st else None,
         }
 
     def _persist(self, pr: _Pair, state: PairState, d: Decision, action: str, reason: str,
@@ -797,10 +789,10 @@ class _Tick:
             pr.state = self.db.pair_state(pr.pair_id)
 
     def _close_legs(self, pr: _Pair, action: str) -> list[LegOrder]:
-        st = self.db.pair_state(pr.pair_id) or {}
+        st = self.db.pair_state(pr.pair_id)
         legs = []
         for leg, sym in (("y", pr.y), ("x", pr.x)):
-            amt = float(st.get(f"amount_{leg}") or 0.0)
+            amt = st.amount(leg) if st is not None else 0.0
             if abs(amt) > _DUST:
                 legs.append(LegOrder(pr.pair_id, leg, action, sym, "sell" if amt > 0 else "buy",
                                      abs(amt), reduce_only=True))
@@ -966,6 +958,5 @@ class _Tick:
 
     def _funding_total(self) -> float:
         """Funding recorded so far (all ticks)."""
-        total = self.db.query("SELECT COALESCE(SUM(amount), 0) AS s FROM funding")
-        return float(total.iloc[0]["s"])
+        return self.db.funding_total()
 

@@ -5,7 +5,6 @@ did not trade (refused, locked out) and a tick that already ran."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +15,7 @@ import pandas as pd
 from pairlib.config import TradingParams
 from pairlib.errors import PairlibError
 from pairlib.reconcile import mismatch_frame
-from pairlib.store import Store, iso
+from pairlib.store import Store, TickRow, iso
 
 __all__ = [
     "OK_STATUSES",
@@ -188,7 +187,7 @@ def empty_result(
 
 
 def already_ran_result(
-    p: TradingParams, db: Store, when: datetime, row: Mapping[str, Any], duration: float
+    p: TradingParams, db: Store, when: datetime, row: TickRow, duration: float
 ) -> TickResult:
     """The report of a tick that already ran, from the store (no venue call)."""
     states = db.pair_states()
@@ -199,19 +198,16 @@ def already_ran_result(
         for col in ("y", "x", "position", "entry_time", "entry_z"):
             signals[col] = signals["pair_id"].map(info[col])
     signals = signals.reindex(columns=list(SIGNAL_COLUMNS))
-    eq = db.query("SELECT * FROM equity WHERE tick_as_of = ?", (iso(when),))
-    account = {k: float(eq.iloc[0][k]) for k in ("equity", "free", "used", "realized_pnl",
-                                                  "unrealized_pnl", "gross_notional")
-               if len(eq) and eq.iloc[0][k] is not None}
+    account = db.equity_at(when)
     return TickResult(
-        as_of=when, status=TickStatus.ALREADY_RAN, mode=str(row.get("mode") or TickMode.NORMAL),
+        as_of=when, status=TickStatus.ALREADY_RAN, mode=str(row.mode or TickMode.NORMAL),
         signals=signals, z_history=pd.DataFrame(), orders=db.orders(tick_as_of=when),
         fills=db.fills(when), positions=positions_frame(states),
         equity=account.get("equity", math.nan), account=account,
         equity_history=db.equity_history()[["tick_as_of", "equity"]],
         incidents=incident_list(db, when), duration_s=duration,
         error=None, thresholds=(p.strategy.entry, p.strategy.exit, p.strategy.stop),
-        notebook_path=row.get("notebook_path"), pair_set_id=row.get("pair_set_id"),
+        notebook_path=row.notebook_path, pair_set_id=row.pair_set_id,
         venue=p.venue.kind,
     )
 

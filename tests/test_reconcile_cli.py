@@ -113,7 +113,7 @@ def test_residual_leg_of_a_flat_pair_is_accepted(env: TickEnv) -> None:
     assert st is not None and st["position"] == 1
     inj, sol = float(st["amount_y"]), float(st["amount_x"])
     # A failed unwind leaves the pair flat with both legs; the operator closes INJ by hand.
-    env.store.save_pair_state({**st, "position": 0})
+    env.store.save_pair_state({**st.as_dict(), "position": 0})
     env.at(START + BAR)
     _manual(env, INJ, "sell", inj, "manual-inj", reduce_only=True)
     assert _cli(env, START + BAR).exit_code == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +196,38 @@ def test_code_version_is_the_commit_else_the_package(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=True).stdout.strip()
         assert code_version().removesuffix("-dirty") == head
     assert code_version(tmp_path) == f"pairlib {metadata.version('pairlib')}"  # no checkout
+
+
+def test_rows_are_frozen_records_and_reads_need_no_sql(tmp_path: Path) -> None:
+    from pairlib.store import OrderRow, PairStateRow, TickRow
+
+    s = Store.at(tmp_path)
+    when = datetime(2026, 1, 1, 4, tzinfo=UTC)
+    s.save_pair_state({"pair_id": "A~B", "y": "A", "x": "B", "beta": 1.5, "alpha": 0.1,
+                       "position": -1, "amount_y": -2.0, "amount_x": 3.0})
+    st = s.pair_state("A~B")
+    assert isinstance(st, PairStateRow) and st.held and st.amount("x") == 3.0
+    assert st["position"] == -1 and st.get("nope", 7) == 7
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.position = 0  # type: ignore[misc]
+    with pytest.raises(KeyError):
+        st["nope"]
+    assert [r.pair_id for r in s.pair_state_rows()] == ["A~B"]
+    s.start_tick(when, when, "normal", None, None)
+    assert isinstance(s.tick_row(when), TickRow) and s.tick_row(when).status == "running"
+    s.save_order({"client_id": "pl-1", "tick_as_of": "2026-01-01T04:00:00Z", "pair_id": "A~B",
+                  "leg": "y", "action": "exit", "symbol": "A", "side": "buy", "amount": 2.0,
+                  "status": "planned", "created_at": "x", "updated_at": "x"})
+    assert isinstance(s.order("pl-1"), OrderRow) and s.order("pl-1").amount == 2.0
+    assert s.funding_total() == 0.0
+    s.add_funding("A", -1.25, when)
+    s.add_funding("B", 0.5, when)
+    assert s.funding_total() == pytest.approx(-0.75)
+    assert s.equity_at(when) == {}
+    s.save_equity(when, 100.0, free=60.0)
+    assert s.equity_at(when) == {"equity": 100.0, "free": 60.0}
+    for k, z in enumerate((None, 1.5, None)):
+        s.save_decision(when + timedelta(hours=4 * k), "A~B", z, -1, "hold", "r")
+    assert s.recent_decision_z("A~B", when + timedelta(hours=12), 5) == [None, 1.5, None]
+    assert s.recent_decision_z("A~B", when + timedelta(hours=8), 1) == [1.5]
+    s.close()
