@@ -22,7 +22,10 @@ from tick_fixtures import (
     INJ_SOL,
     START,
     TickEnv,
+    arm_after_orders,
+    assert_hedged_and_matching,
     make_env,
+    signal_of,
     trading_params,
 )
 
@@ -46,36 +49,10 @@ def _venue_count(env: TickEnv) -> int:
     return len(env.venue_orders())
 
 
-def _signal(result: tick.TickResult, pid: str) -> dict[str, Any]:
-    rows = result.signals.loc[result.signals["pair_id"] == pid]
-    assert len(rows) == 1, result.signals
-    return rows.iloc[0].to_dict()
 
 
-def _store_matches_venue(env: TickEnv) -> None:
-    states = env.store.pair_states()
-    expected: dict[str, float] = {}
-    for r in states.to_dict("records"):
-        expected[r["y"]] = expected.get(r["y"], 0.0) + r["amount_y"]
-        expected[r["x"]] = expected.get(r["x"], 0.0) + r["amount_x"]
-    for sym, amt in expected.items():
-        assert env.venue_position(sym) == pytest.approx(amt, abs=1e-9), sym
 
 
-def _arm_after_first_order(monkeypatch: pytest.MonkeyPatch, arm: Any, after: int = 1) -> None:
-    """Arm a simulator fault right after the ``after``-th order reached the venue."""
-    original = Exchange.create_order
-    calls = {"n": 0}
-
-    def wrapped(self: Exchange, *args: Any, **kw: Any) -> Any:
-        try:
-            return original(self, *args, **kw)
-        finally:
-            calls["n"] += 1
-            if calls["n"] == after:
-                arm()
-
-    monkeypatch.setattr(Exchange, "create_order", wrapped)
 
 
 # ----------------------------------------------------------------------------- replay
@@ -107,7 +84,7 @@ def _replay(env: TickEnv, params: TradingParams, n: int = 15) -> dict[str, list[
             live.setdefault(row["pair_id"], []).append(int(row["position"]))
             z_seen.setdefault(row["pair_id"], []).append(row["z"])
         actions.extend(r.signals["action"])
-        _store_matches_venue(env)
+        assert_hedged_and_matching(env)
     assert {"enter_long", "enter_short"} & set(actions)
     assert {"exit", "stop"} & set(actions)
     for pid, pos in live.items():
@@ -184,10 +161,10 @@ def test_second_leg_rejected_is_unwound_reduce_only(
     env: TickEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env.save_pairs([GRT_RUNE])
-    _arm_after_first_order(monkeypatch, lambda: env.server.faults.reject_next_orders(1, -2019))
+    arm_after_orders(monkeypatch, lambda: env.server.faults.reject_next_orders(1, -2019))
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
-    row = _signal(r, GRT_RUNE)
+    row = signal_of(r, GRT_RUNE)
     assert row["signal"] == -1 and row["action"] == "none" and row["position"] == 0
     assert "second leg failed" in row["reason"]
     kinds = [i["kind"] for i in r.incidents]
@@ -213,7 +190,7 @@ def test_partial_fill_is_completed(env: TickEnv) -> None:
     env.server.faults.partial_fill_next(1, 0.5)
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     y = r.orders[r.orders["leg"] == "y"].sort_values("client_id")
     assert len(y) == 2
     first, rest = y.iloc[0], y.iloc[1]
@@ -224,7 +201,7 @@ def test_partial_fill_is_completed(env: TickEnv) -> None:
     state = env.store.pair_state(GRT_RUNE)
     assert state["position"] == -1
     assert state["amount_y"] == pytest.approx(-first["amount"])
-    _store_matches_venue(env)
+    assert_hedged_and_matching(env)
 
 
 def test_partial_fill_that_cannot_complete_is_unwound(
@@ -232,10 +209,10 @@ def test_partial_fill_that_cannot_complete_is_unwound(
 ) -> None:
     env.save_pairs([GRT_RUNE])
     env.server.faults.partial_fill_next(1, 0.4)
-    _arm_after_first_order(monkeypatch, lambda: env.server.faults.reject_next_orders(5, -2019))
+    arm_after_orders(monkeypatch, lambda: env.server.faults.reject_next_orders(5, -2019))
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
-    row = _signal(r, GRT_RUNE)
+    row = signal_of(r, GRT_RUNE)
     assert row["action"] == "none" and row["position"] == 0
     assert "partial_fill_unwound" in [i["kind"] for i in r.incidents]
     # reject_next_orders(5) also rejects the unwind: the residual stays, recorded, and the
@@ -247,7 +224,7 @@ def test_partial_fill_that_cannot_complete_is_unwound(
     nxt = env.run(START + 8 * BAR)
     assert nxt.mismatches.empty
     if residual != 0:
-        assert _signal(nxt, GRT_RUNE)["action"] == "flatten"
+        assert signal_of(nxt, GRT_RUNE)["action"] == "flatten"
         assert any(o["action"] == "flatten" and o["reduce_only"] for o in
                    nxt.orders.to_dict("records"))
     assert env.venue_position("GRT/USDT:USDT") == 0.0
@@ -259,7 +236,7 @@ def test_partial_fill_unwound_when_remainder_rejected_once(
 ) -> None:
     env.save_pairs([GRT_RUNE])
     env.server.faults.partial_fill_next(1, 0.5)
-    _arm_after_first_order(monkeypatch, lambda: env.server.faults.reject_next_orders(1, -2019))
+    arm_after_orders(monkeypatch, lambda: env.server.faults.reject_next_orders(1, -2019))
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
     assert "partial_fill_unwound" in [i["kind"] for i in r.incidents]
@@ -276,13 +253,13 @@ def test_dropped_order_response_is_looked_up_by_client_id(env: TickEnv) -> None:
     env.server.faults.drop_response_next_orders(1)
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     for cid in r.orders["client_id"]:
         assert sum(o["clientOrderId"] == cid for o in env.venue_orders()) == 1
     assert _venue_count(env) == 2
     y = r.orders[r.orders["leg"] == "y"].iloc[0]
     assert y["status"] == "closed" and y["exchange_id"]
-    _store_matches_venue(env)
+    assert_hedged_and_matching(env)
 
 
 def test_crashed_tick_resumes_without_duplicates(
@@ -307,11 +284,11 @@ def test_crashed_tick_resumes_without_duplicates(
     r2 = env.run(when)
     assert r2.status == "ok", r2.error
     assert r2.mismatches.empty  # the booked order was found and applied before reconciling
-    assert _signal(r2, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r2, GRT_RUNE)["action"] == "enter_short"
     assert _venue_count(env) == 2
     cids = [o["clientOrderId"] for o in env.venue_orders()]
     assert len(set(cids)) == 2
-    _store_matches_venue(env)
+    assert_hedged_and_matching(env)
     assert env.run(when).status == "already_ran"
 
 
@@ -340,9 +317,9 @@ def test_crash_before_sending_resumes_after_grace(
     env.clock.set(later)
     r = tick.run(params, when, store=env.store, clock=env.clock, allow_missed_entries=True)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     assert _venue_count(env) == 2
-    _store_matches_venue(env)
+    assert_hedged_and_matching(env)
 
 
 # ----------------------------------------------------------------------------- reconciliation
@@ -353,7 +330,7 @@ def test_position_behind_the_stores_back_blocks_that_symbol(env: TickEnv) -> Non
     entry on that symbol, while exits elsewhere continue."""
     env.save_pairs()
     r0 = env.run(START)
-    assert _signal(r0, INJ_SOL)["action"] == "enter_long"
+    assert signal_of(r0, INJ_SOL)["action"] == "enter_long"
     env.at(START + BAR)
     with Exchange.from_params(env.params.venue) as ex:
         ex.create_order("HBAR/USDT:USDT", "buy", 1000.0, "manual-1")
@@ -363,10 +340,10 @@ def test_position_behind_the_stores_back_blocks_that_symbol(env: TickEnv) -> Non
     assert list(r1.mismatches["symbol"]) == ["HBAR/USDT:USDT"]
     assert r1.mismatches.iloc[0]["actual"] == 1000.0
     assert "reconcile_mismatch" in [i["kind"] for i in r1.incidents]
-    egld = _signal(r1, EGLD_HBAR)
+    egld = signal_of(r1, EGLD_HBAR)
     assert egld["signal"] == -1 and egld["action"] == "none"
     assert "mismatch" in egld["reason"]
-    assert _signal(r1, INJ_SOL)["action"] == "exit"  # exits on other symbols continue
+    assert signal_of(r1, INJ_SOL)["action"] == "exit"  # exits on other symbols continue
     assert not env.store.incidents(unresolved_only=True).empty
     # Resolved (the operator closes it): the symbol is free again.
     with Exchange.from_params(env.params.venue) as ex:
@@ -378,13 +355,13 @@ def test_position_behind_the_stores_back_blocks_that_symbol(env: TickEnv) -> Non
 
 def test_open_pair_dropped_from_a_new_pair_set_is_still_managed(env: TickEnv) -> None:
     env.save_pairs([GRT_RUNE])
-    assert _signal(env.run(START + 7 * BAR), GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(env.run(START + 7 * BAR), GRT_RUNE)["action"] == "enter_short"
     env.save_pairs([EGLD_HBAR])  # a newer pair set without the open pair
     r = env.run(START + 8 * BAR)
     assert set(r.signals["pair_id"]) == {GRT_RUNE, EGLD_HBAR}
-    assert _signal(r, GRT_RUNE)["action"] == "hold"
+    assert signal_of(r, GRT_RUNE)["action"] == "hold"
     r = env.run(START + 13 * BAR)
-    assert _signal(r, GRT_RUNE)["action"] == "exit"
+    assert signal_of(r, GRT_RUNE)["action"] == "exit"
     assert env.venue_position("GRT/USDT:USDT") == 0.0
     r = env.run(START + 14 * BAR)
     assert GRT_RUNE not in set(r.signals["pair_id"])  # flat and out of the set: forgotten
@@ -398,7 +375,7 @@ def test_missed_tick_acts_on_exits_only(env: TickEnv) -> None:
     late = START + 9 * BAR
     r = env.run(START + 7 * BAR, now=late)
     assert r.status == "ok" and r.mode == "exits_only: missed tick"
-    row = _signal(r, GRT_RUNE)
+    row = signal_of(r, GRT_RUNE)
     assert row["signal"] == -1 and row["action"] == "none" and "missed tick" in row["reason"]
     assert r.orders.empty and _venue_count(env) == 0
     assert env.store.tick_row(START + 7 * BAR)["mode"] == "exits_only: missed tick"
@@ -408,20 +385,20 @@ def test_missed_tick_entries_when_allowed(env: TickEnv) -> None:
     env.save_pairs([GRT_RUNE])
     r = env.run(START + 7 * BAR, now=START + 9 * BAR, allow_missed_entries=True)
     assert r.mode == "normal"
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
 
 
 def test_kill_switch_and_missed_tick_still_exit(env: TickEnv) -> None:
     env.save_pairs([GRT_RUNE])
-    assert _signal(env.run(START + 7 * BAR), GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(env.run(START + 7 * BAR), GRT_RUNE)["action"] == "enter_short"
     (env.tmp / "KILL").write_text("stop\n")
     r = env.run(START + 8 * BAR)
     assert r.mode == "exits_only: kill switch"
-    assert _signal(r, GRT_RUNE)["action"] == "hold"
+    assert signal_of(r, GRT_RUNE)["action"] == "hold"
     # The exit bar, run late and with the kill switch on: the exit goes through.
     r = env.run(START + 13 * BAR, now=START + 15 * BAR)
     assert r.mode == "exits_only: kill switch, missed tick"
-    row = _signal(r, GRT_RUNE)
+    row = signal_of(r, GRT_RUNE)
     assert row["action"] == "exit" and row["position"] == 0
     assert set(r.orders["reduce_only"]) == {1}
     assert env.venue_position("GRT/USDT:USDT") == 0.0
@@ -460,8 +437,8 @@ def test_kill_file_follows_a_moved_state_dir(
     assert killed.status == "ok", killed.error
     assert killed.mode == "exits_only: kill switch"
     assert killed.orders.empty
-    assert _signal(killed, INJ_SOL)["signal"] == 1  # it wanted to enter
-    assert "kill switch" in _signal(killed, INJ_SOL)["reason"]
+    assert signal_of(killed, INJ_SOL)["signal"] == 1  # it wanted to enter
+    assert "kill switch" in signal_of(killed, INJ_SOL)["reason"]
     assert (moved / "sim_account.json").exists()  # the account followed state_dir too
     (moved / "KILL").unlink()
     free = tick.run(params, START + BAR)
@@ -516,7 +493,7 @@ def test_bad_data_never_places_an_order(env: TickEnv) -> None:
                                        "beta": 1.0, "alpha": 0.0}])
     r = env.run(START + 7 * BAR)
     assert r.status == "ok", r.error
-    bad = _signal(r, "NOPE/USDT:USDT~GRT/USDT:USDT")
+    bad = signal_of(r, "NOPE/USDT:USDT~GRT/USDT:USDT")
     assert bad["action"] == "none" and math.isnan(bad["z"])
     assert "NOPE/USDT:USDT" in bad["reason"] and "no order" in bad["reason"]
     assert set(r.orders["pair_id"]) == {GRT_RUNE}

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tick_fixtures import BAR, GRT_RUNE, START, TickEnv, make_env
+from tick_fixtures import (
+    BAR,
+    GRT_RUNE,
+    START,
+    TickEnv,
+    arm_after_orders,
+    assert_hedged_and_matching,
+    make_env,
+    signal_of,
+)
 
 from pairlib import data as data_mod
 from pairlib import tick
@@ -28,37 +37,10 @@ def env(sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                         venue={"timeout_ms": 1500, "recv_window_ms": 2000})
 
 
-def _signal(result: tick.TickResult, pid: str) -> dict[str, Any]:
-    rows = result.signals.loc[result.signals["pair_id"] == pid]
-    assert len(rows) == 1, result.signals
-    return rows.iloc[0].to_dict()
 
 
-def _hedged_and_matching(env: TickEnv) -> None:
-    """The store equals the venue per symbol, and no pair holds one leg only."""
-    expected: dict[str, float] = {}
-    for r in env.store.pair_states().to_dict("records"):
-        assert (r["amount_y"] == 0) == (r["amount_x"] == 0), f"naked leg: {r}"
-        expected[r["y"]] = expected.get(r["y"], 0.0) + r["amount_y"]
-        expected[r["x"]] = expected.get(r["x"], 0.0) + r["amount_x"]
-    for sym, amt in expected.items():
-        assert env.venue_position(sym) == pytest.approx(amt, abs=1e-9), sym
 
 
-def _after_orders(monkeypatch: pytest.MonkeyPatch, n: int, arm: Any) -> None:
-    """Arm a simulator fault right after the ``n``-th create_order call returned or failed."""
-    original = Exchange.create_order
-    calls = {"n": 0}
-
-    def wrapped(self: Exchange, *args: Any, **kw: Any) -> Any:
-        try:
-            return original(self, *args, **kw)
-        finally:
-            calls["n"] += 1
-            if calls["n"] == n:
-                arm()
-
-    monkeypatch.setattr(Exchange, "create_order", wrapped)
 
 
 # ----------------------------------------------------------------------------- A1
@@ -68,14 +50,14 @@ def test_second_leg_booked_after_the_client_timed_out_completes_the_entry(
     env: TickEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env.save_pairs([GRT_RUNE])
-    _after_orders(monkeypatch, 1, lambda: env.server.faults.book_late_next_orders(
+    arm_after_orders(monkeypatch, after=1, arm=lambda: env.server.faults.book_late_next_orders(
         1, delay_s=1.0, mode="timeout", hold_s=2.0))
     r = env.run(ENTRY)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     assert not (r.orders["action"] == "unwind").any()
     assert env.venue_position(RUNE) != 0.0 and env.venue_position(GRT) != 0.0
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 def test_first_leg_booked_late_is_found_before_the_second_is_sent(env: TickEnv) -> None:
@@ -83,9 +65,9 @@ def test_first_leg_booked_late_is_found_before_the_second_is_sent(env: TickEnv) 
     env.server.faults.book_late_next_orders(1, delay_s=1.0, mode="close")
     r = env.run(ENTRY)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     assert len(env.venue_orders()) == 2
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 def test_dropped_response_with_failing_lookups_is_never_read_as_not_found(
@@ -94,14 +76,15 @@ def test_dropped_response_with_failing_lookups_is_never_read_as_not_found(
     env.save_pairs([GRT_RUNE])
 
     # The second leg is booked but its answer is lost; then its look-ups get 5xx for a while.
-    _after_orders(monkeypatch, 1, lambda: env.server.faults.drop_response_next_orders(1))
-    _after_orders(monkeypatch, 2, lambda: env.server.faults.fail_next(12, 503,
-                                                                      path="/fapi/v1/order"))
+    faults = env.server.faults
+    arm_after_orders(monkeypatch, after=1, arm=lambda: faults.drop_response_next_orders(1))
+    arm_after_orders(monkeypatch, after=2,
+                     arm=lambda: faults.fail_next(12, 503, path="/fapi/v1/order"))
     r = env.run(ENTRY)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     assert not (r.orders["action"] == "unwind").any()
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 # ----------------------------------------------------------------------------- A2
@@ -129,7 +112,7 @@ def test_interrupted_entry_not_completed_on_rerun_is_flattened_now(
     assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
     assert "resumed_entry_abandoned" in [i["kind"] for i in r.incidents]
     assert r.status == "ok", r.error  # hedged (flat) and matching the venue again
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 # ----------------------------------------------------------------------------- A3
@@ -140,14 +123,15 @@ def test_unwind_rejected_twice_is_retried_within_the_tick(
 ) -> None:
     env.save_pairs([GRT_RUNE])
     # The second leg is rejected, then the unwind of the first twice.
-    _after_orders(monkeypatch, 1, lambda: env.server.faults.reject_next_orders(3, -2019))
+    faults = env.server.faults
+    arm_after_orders(monkeypatch, after=1, arm=lambda: faults.reject_next_orders(3, -2019))
     r = env.run(ENTRY)
     assert r.status == "ok", r.error
     unwinds = r.orders[r.orders["action"] == "unwind"].sort_values("client_id")
     assert list(unwinds["status"]) == ["rejected", "rejected", "closed"]
     assert unwinds.iloc[2]["client_id"].endswith("-r2")
     assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 def test_exit_failing_all_tick_keeps_the_pair_open_and_degrades_then_completes(
@@ -169,7 +153,7 @@ def test_exit_failing_all_tick_keeps_the_pair_open_and_degrades_then_completes(
     state = env.store.pair_state(GRT_RUNE)
     assert state["position"] == 0 and state["closing"] is None
     assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 def test_exit_rejected_reduce_only_is_retried_under_a_new_id(env: TickEnv) -> None:
@@ -178,7 +162,7 @@ def test_exit_rejected_reduce_only_is_retried_under_a_new_id(env: TickEnv) -> No
     env.server.faults.reject_next_orders(1, -2022)
     r = env.run(EXIT)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "exit"
+    assert signal_of(r, GRT_RUNE)["action"] == "exit"
     exits = r.orders[r.orders["action"] == "exit"]
     assert (exits["status"] == "rejected").sum() == 1
     assert exits["client_id"].str.endswith("-r1").sum() == 1
@@ -193,7 +177,7 @@ def test_remainder_below_min_notional_completes_and_sizes_the_hedge(env: TickEnv
     env.server.faults.partial_fill_next(1, 0.999)
     r = env.run(ENTRY)
     assert r.status == "ok", r.error
-    assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+    assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
     first = r.orders[(r.orders["leg"] == "y")].iloc[0]
     left_notional = (first["amount"] - first["filled"]) * first["average"]
     assert 0 < left_notional < 5.0  # the scenario: what is left cannot be sent
@@ -204,7 +188,7 @@ def test_remainder_below_min_notional_completes_and_sizes_the_hedge(env: TickEnv
     state = env.store.pair_state(GRT_RUNE)
     assert state["position"] == -1
     assert abs(state["amount_y"]) == pytest.approx(first["filled"])
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 # ----------------------------------------------------------------------------- B7
@@ -229,7 +213,7 @@ def test_open_pair_without_usable_data_is_an_incident_then_closed(
     assert env.store.pair_state(GRT_RUNE)["position"] == -1 and r1.orders.empty
     r2 = env.run(ENTRY + 2 * BAR)  # risk.unevaluable_exit_bars: 1 -> closed now
     assert r2.status == "ok", r2.error
-    assert _signal(r2, GRT_RUNE)["action"] == "exit_no_data"
+    assert signal_of(r2, GRT_RUNE)["action"] == "exit_no_data"
     assert set(r2.orders["reduce_only"]) == {1}
     assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
     assert env.store.pair_state(GRT_RUNE)["position"] == 0
@@ -265,7 +249,8 @@ def test_rejected_unwind_leaves_the_pair_closing_never_flat_then_closes(
 ) -> None:
     env.save_pairs([GRT_RUNE])
     # The second leg, then every unwind and flatten of the first within the tick (5 + 5).
-    _after_orders(monkeypatch, 1, lambda: env.server.faults.reject_next_orders(11, -2019))
+    faults = env.server.faults
+    arm_after_orders(monkeypatch, after=1, arm=lambda: faults.reject_next_orders(11, -2019))
     r = env.run(ENTRY)
     assert r.status == "degraded" and "flatten incomplete" in str(r.error), r.error
     state = env.store.pair_state(GRT_RUNE)
@@ -277,7 +262,7 @@ def test_rejected_unwind_leaves_the_pair_closing_never_flat_then_closes(
     assert nxt.status == "ok", nxt.error
     assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
     assert env.store.pair_state(GRT_RUNE)["closing"] is None
-    _hedged_and_matching(env)
+    assert_hedged_and_matching(env)
 
 
 def test_a_defective_candle_older_than_the_decision_window_does_not_stop_trading(
@@ -294,7 +279,7 @@ def test_a_defective_candle_older_than_the_decision_window_does_not_stop_trading
         e.save_pairs([GRT_RUNE])
         r = e.run(ENTRY)
         assert r.status == "ok", r.error
-        assert _signal(r, GRT_RUNE)["action"] == "enter_short"
+        assert signal_of(r, GRT_RUNE)["action"] == "enter_short"
         # A defect inside the decision window (the newest candle): no order on bad data,
         # and the open pair is reported as not evaluated.
         market.defects[("GRTUSDT", to_ms(ENTRY))] = "nan"
@@ -322,6 +307,6 @@ def test_pair_set_built_for_another_lookback_is_refused_but_open_pairs_exit(
     assert r.status == "degraded" and "lookback" in str(r.error), r.error
     assert str(env.params.strategy.lookback + 40) in str(r.error)
     assert "pairlib pairs" in str(r.error)  # how to regenerate
-    assert _signal(r, GRT_RUNE)["action"] == "exit"  # the open pair is still managed
+    assert signal_of(r, GRT_RUNE)["action"] == "exit"  # the open pair is still managed
     assert not r.orders["action"].str.startswith("enter").any()
     assert "pair_set_refused" in [i["kind"] for i in r.incidents]

@@ -161,3 +161,40 @@ def make_env(
     finally:
         store.close()
         server.stop()
+
+
+def signal_of(result: tick.TickResult, pid: str) -> dict[str, Any]:
+    """The tick's signal row of one pair."""
+    rows = result.signals.loc[result.signals["pair_id"] == pid]
+    assert len(rows) == 1, result.signals
+    return dict(rows.iloc[0].to_dict())
+
+
+def assert_hedged_and_matching(env: TickEnv) -> None:
+    """The store equals the venue per symbol, and no pair holds one leg only."""
+    expected: dict[str, float] = {}
+    for r in env.store.pair_states().to_dict("records"):
+        assert (r["amount_y"] == 0) == (r["amount_x"] == 0), f"naked leg: {r}"
+        expected[r["y"]] = expected.get(r["y"], 0.0) + r["amount_y"]
+        expected[r["x"]] = expected.get(r["x"], 0.0) + r["amount_x"]
+    for sym, amt in expected.items():
+        assert env.venue_position(sym) == pytest.approx(amt, abs=1e-9), sym
+
+
+def arm_after_orders(monkeypatch: pytest.MonkeyPatch, arm: Any, after: int = 1) -> None:
+    """Arm a simulator fault right after the ``after``-th create_order call returned or
+    failed (wrappers stack: call it twice to arm two faults at two points)."""
+    from pairlib.exchange import Exchange
+
+    original = Exchange.create_order
+    calls = {"n": 0}
+
+    def wrapped(self: Exchange, *args: Any, **kw: Any) -> Any:
+        try:
+            return original(self, *args, **kw)
+        finally:
+            calls["n"] += 1
+            if calls["n"] == after:
+                arm()
+
+    monkeypatch.setattr(Exchange, "create_order", wrapped)
