@@ -21,6 +21,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -38,6 +39,7 @@ __all__ = [
     "PairState",
     "decisions",
     "positions",
+    "latest_signal",
     "spread",
     "step",
     "zscore",
@@ -430,6 +432,21 @@ def spread(log_y: ArrayLike, log_x: ArrayLike, beta: float, alpha: float) -> NDA
     b = finite("beta", beta)
     a = finite("alpha", alpha)
     return y - b * x - a
+
+
+def latest_signal(spread: ArrayLike, lookback: int) -> tuple[float, float]:
+    """The z-score of the last bar and the spread's std over the last ``lookback`` bars.
+
+    The one computation both runtimes use for the bar they act on (the live tick and the
+    backtest), so their signals agree to the last bit: ``zscore(window, lookback)[-1]`` and
+    ``std(window, ddof=1)`` with ``window`` the last ``lookback`` values of ``spread``. NaN for
+    both when fewer than ``lookback`` values are given.
+    """
+    s = _as_1d_float(spread, "spread")
+    if s.size < lookback:
+        return math.nan, math.nan
+    window = s[-lookback:]
+    return float(zscore(window, lookback)[-1]), float(np.std(window, ddof=1))
 
 
 def zscore(spread: ArrayLike, lookback: int) -> NDArray[np.float64]:

@@ -76,7 +76,7 @@ from pairlib.portfolio import Book, PairView, Plan, plan
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.risk import MarketRules, Sizing, kill_switch_active
 from pairlib.store import PairStateRow, Store, iso
-from pairlib.strategy import Action, Decision, PairState
+from pairlib.strategy import Action, Decision, PairState, latest_signal
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
 from pairlib.tick_result import (
@@ -629,10 +629,8 @@ class _Tick:
                 self.last_close[pr.x] = float(closes[pr.x].iloc[-1])
                 s = spread_of(np.log(closes[pr.y].to_numpy()), np.log(closes[pr.x].to_numpy()),
                               pr.beta, pr.alpha)
-                z = zscore_of(s, lookback)
-                pr.z = float(z[-1])
-                window = s[-lookback:]
-                pr.spread_std = float(np.std(window, ddof=1)) if len(window) > 1 else math.nan
+                z = zscore_of(s, lookback)  # the history shown in the report
+                pr.z, pr.spread_std = latest_signal(s, lookback)  # what is traded
                 if not math.isfinite(pr.z):
                     problem = "z-score is NaN (too little or flat history)"
                 zs = pd.Series(z, index=closes.index + self.tf)

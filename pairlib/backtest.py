@@ -1,0 +1,307 @@
+"""Walk-forward backtest on the live rules: the same pair selection, ``strategy.step`` and
+``portfolio.plan`` as the tick, folded over history bar by bar.
+
+At each month start the pair set is chosen by :func:`pairlib.pairs.select` from the formation
+window that ends at that bar only, before that bar is traded (the order the scheduler runs
+pair generation and the tick in). A new pair set is handled exactly as the tick handles it:
+pairs that leave the set but are open keep being managed (exits only) with the hedge ratio they
+were opened with. Each bar, every pair's z-score comes from
+:func:`pairlib.strategy.latest_signal` (the tick's own computation) and
+:func:`pairlib.portfolio.plan` decides closes, flattens and entries with their sizes.
+
+Fill model (also in the report): the tick sends market orders just after the candle close,
+so every order fills at the signal bar's close moved against the order by ``slippage_bps``
+(buys higher, sells lower) and pays ``taker_fee`` on its notional. Amounts are the plan's,
+already rounded to the market's precision and minimums as live (today's market rules applied to
+the past). Funding is paid on open legs at every funding time that falls in a bar, from the
+venue's funding-rate history: ``-amount * close * rate`` (longs pay a positive rate, as the
+venue does); a missing rate counts as 0 and is reported. Equity is marked at the bar's close.
+Exit reasons: ``reverted`` (|z| back inside the exit band), ``stop``, ``no data`` (the pair
+could not be evaluated for ``risk.unevaluable_exit_bars`` bars) and ``end of test`` (open when
+the test ends; closed at the last close with costs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pairlib.config import Params, timeframe_ms
+from pairlib.metrics import Performance, performance
+from pairlib.portfolio import Book, PairView, plan
+from pairlib.risk import MarketRules
+from pairlib.store import pair_id
+from pairlib.strategy import Action, PairState, latest_signal
+from pairlib.strategy import spread as spread_of
+
+__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "simulate"]
+
+FUNDING_MS = 8 * 3_600_000
+TRADE_COLUMNS = (
+    "pair_id", "side", "entry_time", "exit_time", "entry_z", "exit_z", "exit_reason",
+    "amount_y", "amount_x", "gross_pnl", "fees", "funding", "net_pnl", "risk_budget",
+    "loss_multiple",
+)
+_REASONS = {Action.EXIT: "reverted", Action.STOP: "stop", Action.EXIT_NO_DATA: "no data",
+            Action.FLATTEN: "flatten"}
+
+
+@dataclass(frozen=True)
+class FillModel:
+    """How the backtest fills: the close of the signal bar, slippage and the taker fee."""
+
+    slippage_bps: float = 2.0
+    taker_fee: float = 0.0005
+
+    def price(self, close: float, side: str) -> float:
+        """The fill price of a market order of ``side`` at a bar whose close is ``close``."""
+        move = self.slippage_bps / 10_000.0
+        return close * (1.0 + move if side == "buy" else 1.0 - move)
+
+
+@dataclass
+class _Open:
+    """One open pair position in the backtest's book."""
+
+    pair_id: str
+    y: str
+    x: str
+    beta: float
+    alpha: float
+    position: int
+    amount_y: float
+    amount_x: float
+    price_y: float
+    price_x: float
+    entry_time: datetime
+    entry_z: float
+    risk_budget: float
+    fees: float = 0.0
+    funding: float = 0.0
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Trades, the equity curve per bar, the pair sets used and the metrics."""
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    pair_sets: Mapping[datetime, pd.DataFrame]
+    metrics: Performance
+    fill_model: FillModel
+    notes: tuple[str, ...] = ()
+    exposure: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+
+
+def simulate(
+    params: Params,
+    closes: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    rules: Mapping[str, MarketRules],
+    *,
+    quote_volume: pd.DataFrame | None = None,
+    funding_rates: Mapping[str, Mapping[int, float]] | None = None,
+    fill: FillModel = FillModel(),
+    initial_equity: float = 10_000.0,
+    select: Any = None,
+) -> BacktestResult:
+    """Trade ``closes`` from ``start`` to ``end`` (close times) with the live rules.
+
+    Parameters
+    ----------
+    params : Params
+        Strategy, risk and selection settings (the one params tree).
+    closes : DataFrame
+        Closed candles' closes, indexed by candle open time (UTC), one column per unified
+        symbol; it must reach back a formation window plus a lookback before ``start``.
+    start, end : datetime
+        The first and last bar traded, as candle close times.
+    rules : mapping
+        Symbol -> :class:`~pairlib.risk.MarketRules` (today's precision and minimums).
+    quote_volume : DataFrame, optional
+        Per-bar quote volume, aligned with ``closes`` (for the selection's volume filter).
+    funding_rates : mapping, optional
+        Symbol -> {funding time in ms: rate}.
+    fill : FillModel
+        Slippage and fee.
+    initial_equity : float
+        Starting equity (quote currency).
+    select : callable, optional
+        The pair selection, ``select(prices, params, quote_volume) -> Selection``; default
+        :func:`pairlib.pairs.select` (injectable for tests).
+
+    Returns
+    -------
+    BacktestResult
+    """
+    if select is None:
+        from pairlib.pairs import select as select_pairs
+
+        select = select_pairs
+    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
+    lookback = params.strategy.lookback
+    formation = params.selection.formation_bars
+    closes = closes.sort_index()
+    bars = [t for t in closes.index + tf if start <= t <= end]
+    if not bars:
+        raise ValueError(f"no bar closes between {start} and {end}")
+    log_closes = np.log(closes.astype(float))
+    rates = funding_rates or {}
+    notes: list[str] = []
+    missing_rates: set[str] = set()
+
+    cash = initial_equity
+    book: dict[str, _Open] = {}
+    states: dict[str, PairState] = {}
+    unevaluable: dict[str, int] = {}
+    pair_set = pd.DataFrame(columns=["pair_id", "y", "x", "beta", "alpha"])
+    pair_sets: dict[datetime, pd.DataFrame] = {}
+    trades: list[dict[str, Any]] = []
+    equity_points: list[float] = []
+    exposure_points: list[float] = []
+    month = None
+
+    def mark(prices: Mapping[str, float]) -> float:
+        unreal = sum(o.amount_y * (prices.get(o.y, o.price_y) - o.price_y)
+                     + o.amount_x * (prices.get(o.x, o.price_x) - o.price_x)
+                     for o in book.values())
+        return cash + unreal
+
+    def close_position(o: _Open, when: datetime, prices: Mapping[str, float], z: float,
+                       reason: str) -> None:
+        nonlocal cash
+        gross = 0.0
+        fees = 0.0
+        for sym, amt, entry in ((o.y, o.amount_y, o.price_y), (o.x, o.amount_x, o.price_x)):
+            side = "sell" if amt > 0 else "buy"
+            px = fill.price(prices[sym], side)
+            gross += amt * (px - entry)
+            fees += abs(amt) * px * fill.taker_fee
+        cash += gross - fees
+        total_fees = o.fees + fees
+        net = gross - total_fees + o.funding
+        trades.append({
+            "pair_id": o.pair_id, "side": "long" if o.position > 0 else "short",
+            "entry_time": o.entry_time, "exit_time": when, "entry_z": o.entry_z, "exit_z": z,
+            "exit_reason": reason, "amount_y": o.amount_y, "amount_x": o.amount_x,
+            "gross_pnl": gross, "fees": total_fees, "funding": o.funding, "net_pnl": net,
+            "risk_budget": o.risk_budget,
+            "loss_multiple": (-net / o.risk_budget) if o.risk_budget > 0 else math.nan,
+        })
+        del book[o.pair_id]
+
+    for t in bars:
+        i_last = closes.index.get_loc(t - tf)  # the candle closing at t
+        row = closes.iloc[i_last]
+        prices = {s: float(v) for s, v in row.items() if np.isfinite(v) and v > 0}
+        # Month start: choose the pair set from the formation window that ends here.
+        if month != (t.year, t.month):
+            month = (t.year, t.month)
+            window = closes.iloc[max(0, i_last + 1 - formation - lookback): i_last + 1]
+            qv = None if quote_volume is None else quote_volume.loc[window.index]
+            chosen = select(window, params, qv).chosen
+            pair_set = chosen.assign(
+                pair_id=[pair_id(str(y), str(x)) for y, x in zip(chosen["y"], chosen["x"],
+                                                                  strict=True)]
+            )[["pair_id", "y", "x", "beta", "alpha"]]
+            pair_sets[t] = chosen
+        # Funding at every funding time in (t - tf, t].
+        for ft in range(((int((t - tf).timestamp() * 1000)) // FUNDING_MS + 1) * FUNDING_MS,
+                        int(t.timestamp() * 1000) + 1, FUNDING_MS):
+            for o in book.values():
+                for sym, amt in ((o.y, o.amount_y), (o.x, o.amount_x)):
+                    rate = rates.get(sym, {}).get(ft)
+                    if rate is None:
+                        missing_rates.add(sym)
+                        continue
+                    pay = -amt * prices.get(sym, 0.0) * rate
+                    cash += pay
+                    o.funding += pay
+        # Gather: the pair set's pairs and every open pair outside it.
+        views: list[PairView] = []
+        zs: dict[str, float] = {}
+        members = {str(r["pair_id"]): r for r in pair_set.to_dict("records")}
+        ids = sorted(set(members) | set(book))
+        for pid in ids:
+            held = book.get(pid)
+            if held is not None:
+                y, x, beta, alpha = held.y, held.x, held.beta, held.alpha
+            else:
+                r = members[pid]
+                y, x, beta, alpha = str(r["y"]), str(r["x"]), float(r["beta"]), float(r["alpha"])
+            problem = None
+            z = sd = math.nan
+            if y not in log_closes.columns or x not in log_closes.columns:
+                problem = f"{y if y not in log_closes.columns else x} has no data"
+            else:
+                ly = log_closes[y].to_numpy()[i_last + 1 - lookback: i_last + 1]
+                lx = log_closes[x].to_numpy()[i_last + 1 - lookback: i_last + 1]
+                if len(ly) < lookback or not (np.all(np.isfinite(ly)) and np.all(np.isfinite(lx))):
+                    problem = "a leg's data is missing in the decision window"
+                else:
+                    z, sd = latest_signal(spread_of(ly, lx, beta, alpha), lookback)
+                    if not math.isfinite(z):
+                        problem = "z-score is NaN (too little or flat history)"
+            zs[pid] = z
+            state = states.get(pid, PairState())
+            views.append(PairView(
+                pid, y, x, beta, alpha, state,
+                (held.amount_y, held.amount_x) if held else (0.0, 0.0), z=z, spread_std=sd,
+                in_set=pid in members, problem=problem,
+                unevaluable_before=unevaluable.get(pid, 0) if held else 0))
+        gross = sum(abs(o.amount_y) * prices.get(o.y, o.price_y)
+                    + abs(o.amount_x) * prices.get(o.x, o.price_x) for o in book.values())
+        the_plan = plan(views, Book(equity=mark(prices), gross_notional=gross, prices=prices,
+                                    rules=rules), params.strategy, params.risk)
+        # Execute: closes (and flattens: none arise here, fills are complete), then entries.
+        for c in (*the_plan.closes, *the_plan.flattens):
+            closing = book.get(c.pair_id)
+            if closing is not None:
+                close_position(closing, t, prices, zs.get(c.pair_id, math.nan),
+                               _REASONS.get(c.decision.action, str(c.decision.action)))
+            states[c.pair_id] = c.decision.state
+            unevaluable.pop(c.pair_id, None)
+        for e in the_plan.entries:
+            v = next(v for v in views if v.pair_id == e.pair_id)
+            long_spread = e.decision.position > 0
+            ay = e.sizing.amount_y if long_spread else -e.sizing.amount_y
+            ax = -e.sizing.amount_x if long_spread else e.sizing.amount_x
+            py = fill.price(prices[v.y], "buy" if ay > 0 else "sell")
+            px = fill.price(prices[v.x], "buy" if ax > 0 else "sell")
+            fees = (abs(ay) * py + abs(ax) * px) * fill.taker_fee
+            cash -= fees
+            book[e.pair_id] = _Open(e.pair_id, v.y, v.x, v.beta, v.alpha, e.decision.position,
+                                    ay, ax, py, px, t, v.z, e.sizing.risk_amount, fees=fees)
+            states[e.pair_id] = e.decision.state
+        for sk in the_plan.skips:
+            states[sk.pair_id] = sk.state
+            unevaluable[sk.pair_id] = unevaluable.get(sk.pair_id, 0) + 1 if sk.alert else 0
+        equity_points.append(mark(prices))
+        exposure_points.append(sum(abs(o.amount_y) * prices.get(o.y, o.price_y)
+                                   + abs(o.amount_x) * prices.get(o.x, o.price_x)
+                                   for o in book.values()))
+    last = bars[-1]
+    last_prices = {s: float(v) for s, v in closes.loc[last - tf].items() if np.isfinite(v)}
+    for o in list(book.values()):
+        close_position(o, last, last_prices, math.nan, "end of test")
+    equity_points[-1] = cash
+    if missing_rates:
+        notes.append("no funding rate for " + ", ".join(sorted(missing_rates))
+                     + " at some funding times: counted as 0")
+    equity = pd.Series(equity_points, index=pd.DatetimeIndex(bars, name="close_time"),
+                       name="equity")
+    curve = np.concatenate([[initial_equity], equity.to_numpy()])
+    return BacktestResult(
+        trades=pd.DataFrame(trades, columns=list(TRADE_COLUMNS)),
+        equity=equity, pair_sets=pair_sets,
+        metrics=performance(curve, timeframe_ms(params.data.timeframe)),
+        fill_model=fill, notes=tuple(notes),
+        exposure=pd.Series(exposure_points, index=equity.index, name="gross_notional"),
+    )
