@@ -40,7 +40,7 @@ from pairlib.store import pair_id
 from pairlib.strategy import Action, PairState, latest_signal
 from pairlib.strategy import spread as spread_of
 
-__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "simulate"]
+__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "run", "simulate"]
 
 FUNDING_MS = 8 * 3_600_000
 TRADE_COLUMNS = (
@@ -305,3 +305,47 @@ def simulate(
         fill_model=fill, notes=tuple(notes),
         exposure=pd.Series(exposure_points, index=equity.index, name="gross_notional"),
     )
+
+
+def run(
+    params: Params,
+    start: datetime,
+    end: datetime,
+    *,
+    fill: FillModel | None = None,
+    initial_equity: float = 10_000.0,
+) -> BacktestResult:
+    """A backtest from ``start`` to ``end`` (candle close times) on the venue named in params.
+
+    Candles come through the same data layer as the tick (:func:`pairlib.data.load_market_data`,
+    Parquet cache included) and funding rates through the same adapter, so a backtest runs on
+    the simulator offline and on a real venue's public history where there is network. The
+    universe is ``data.universe``, else the venue's top ``data.universe_size`` symbols by
+    volume *today* (a survivorship bias the report states). Today's market rules (precision,
+    minimums) are applied to the past.
+    """
+    from pairlib.data import load_market_data
+    from pairlib.venue import open_exchange
+
+    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
+    if end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    warm = params.selection.formation_bars + params.strategy.lookback
+    bars = int((end - start) / tf) + 1 + warm
+    with open_exchange(params.venue, end) as ex:
+        data = load_market_data(ex, params.data.universe, params.data, now=end, bars=bars)
+        markets = ex.markets()
+        rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
+                 for s, m in markets.items() if s in data.closes.columns}
+        since, until = int((start - tf).timestamp() * 1000), int(end.timestamp() * 1000)
+        rates = {s: dict(ex.fetch_funding_rates(s, since, until)) for s in data.closes.columns}
+    result = simulate(params, data.closes, start, end, rules, quote_volume=data.quote_volume,
+                      funding_rates=rates, fill=fill or FillModel(
+                          slippage_bps=params.venue.sim_slippage_bps),
+                      initial_equity=initial_equity)
+    dropped = [f"{s}: {why}" for s, why in sorted(data.dropped.items())]
+    notes = (*result.notes,
+             "universe chosen by today's volume (survivorship bias)",
+             *(["symbols dropped by the data layer: " + "; ".join(dropped)] if dropped else []))
+    return BacktestResult(result.trades, result.equity, result.pair_sets, result.metrics,
+                          result.fill_model, notes, result.exposure)

@@ -113,3 +113,23 @@ def test_a_planted_future_only_signal_is_not_used(
         seen[["pair_id", "side", "entry_time", "entry_z"]].reset_index(drop=True))
     np.testing.assert_allclose(base.equity[base.equity.index <= cut],
                                planted.equity[planted.equity.index <= cut])
+
+
+def test_run_goes_through_the_venue_and_data_layer(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from pairlib.backtest import run
+
+    tmp = Path(str(tmp_path))
+    params = Params.model_validate({
+        "venue": {"sim_state": str(tmp / "sim.json")}, "data": {"cache_dir": str(tmp / "d")},
+        "state_dir": str(tmp / "state"), "risk": {"risk_per_trade": 0.01}})
+    r = run(params, START, START + 120 * BAR)
+    assert len(r.equity) == 121 and len(r.trades) > 0
+    assert r.fill_model.slippage_bps == params.venue.sim_slippage_bps
+    assert any("survivorship" in n for n in r.notes)
+    assert not any("no funding rate" in n for n in r.notes)  # the venue's history was used
+    assert (r.trades["funding"] != 0).any()
+    # The cache makes the second run read nothing new from the venue.
+    again = run(params, START, START + 120 * BAR)
+    pd.testing.assert_frame_equal(r.trades, again.trades)
