@@ -32,7 +32,8 @@ PARAMS = Path("params/pairlib.yaml")
 from there so that ``pairlib --help`` loads no pydantic)."""
 
 
-TICK_EXIT_CODES = {"ok": 0, "already_ran": 0, "degraded": 3, "failed": 1, "refused": 2}
+TICK_EXIT_CODES = {"ok": 0, "already_ran": 0, "preview": 0, "degraded": 3, "failed": 1,
+                   "refused": 2}
 """``pairlib tick``'s exit code by tick status (any other status exits 1)."""
 
 
@@ -90,7 +91,8 @@ def pairs(
     params: Path = typer.Option(PARAMS, help="Params file (its selection section and "
                                 "strategy.lookback)."),
     as_of: str | None = typer.Option(None, help="ISO-8601 candle close; default: last closed."),
-    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks "
+                                 "(a relative one is relative to the project root)."),
 ) -> None:
     """Generate a pair set: run notebooks/generate_pairs.ipynb into outputs/pairs/."""
     from pairlib.errors import PairlibError
@@ -112,7 +114,8 @@ def demo(
     as_of: str = typer.Option("2026-06-01T00:00:00Z", help="Pair-generation time (ISO-8601)."),
     ticks: int = typer.Option(6, min=1, max=60, help="4h ticks to replay after it."),
     state: Path = typer.Option(Path(".state/demo"), help="Demo state folder (reset each run)."),
-    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks "
+                                 "(a relative one is relative to the project root)."),
 ) -> None:
     """Run the main job offline on the simulated exchange: data, pairs, a day of ticks."""
     from pairlib.demo import run_demo
@@ -206,16 +209,21 @@ def tick(
         "candle."),
     live: bool = typer.Option(False, "--live", help="Trade a live venue (also needs "
                               "venue.kind: live in params and keys in the environment)."),
-    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks "
+                                 "(a relative one is relative to the project root)."),
     wait: float = typer.Option(600.0, min=0.0, help="Seconds to wait for another tick job "
                                "of the same state_dir to finish."),
+    preview: bool = typer.Option(False, "--preview", help="Compute every decision and the "
+                                 "orders the tick would send, and report them, without "
+                                 "sending an order or recording anything (report: "
+                                 "...Z-tick-preview.ipynb)."),
 ) -> None:
     """Run one tick: notebooks/tick.ipynb into outputs/ticks/ (failed reports are kept).
-    The first line printed is the report's path.
+    The first line printed is the report's path. With --preview nothing is traded.
 
     \b
     Exit codes:
-      0  ok or already_ran
+      0  ok or already_ran; with --preview, the preview ran
       1  failed: the tick ran into an error (see the report)
       2  rejected before any network call: bad params, a bad --as-of,
          the live guard, or another tick job of the same state_dir
@@ -231,18 +239,25 @@ def tick(
         typer.secho(line, fg=typer.colors.YELLOW, err=True)
 
     try:
-        result = run_tick_job(params, as_of, outputs, live=live, lock_timeout_s=wait,
-                              on_wait=waiting)
+        result = run_tick_job(params, as_of, outputs, live=live, trade=not preview,
+                              lock_timeout_s=wait, on_wait=waiting)
     except (ConfigError, LiveTradingRefused, JobLocked) as e:
         raise _fail(str(e)) from None
     typer.echo(str(result.path))
     status = result.status
     code = TICK_EXIT_CODES.get(status, 1)
     if not result.report_complete:
-        typer.secho(f"warning: the report notebook is incomplete ({result.error}); the "
-                    "tick's outcome below is what the tick recorded",
-                    fg=typer.colors.YELLOW, err=True)
-    if code == 0:
+        typer.secho(f"warning: the report notebook is incomplete ({result.error})"
+                    + ("" if preview else "; the tick's outcome below is what the tick "
+                       "recorded"), fg=typer.colors.YELLOW, err=True)
+    if status == "preview":
+        duration = result.scraps.get("duration_s") or result.duration_s
+        shown = str(result.scraps.get("mode") or "")
+        what = (shown if shown.startswith("preview")
+                else "preview: no order sent, nothing recorded")
+        typer.echo(f"tick {what}; {result.scraps.get('n_orders', '?')} order(s) planned, in "
+                   f"{float(duration):.2f} s")
+    elif code == 0:
         duration = result.scraps.get("duration_s") or result.duration_s
         mode = result.scraps.get("mode")
         typer.echo(f"tick {status}{f' ({mode})' if mode else ''} in {float(duration):.2f} s")

@@ -18,17 +18,25 @@ or sub-minute timeframe, an empty or malformed universe, a half-life range the z
 leaves empty -- raises one :class:`ConfigError` naming the file, the key, the value and what
 is allowed, before any network call or order.
 
+Relative paths -- the params file's own path and, inside it, ``state_dir``,
+``data.cache_dir``, ``venue.sim_state`` and ``risk.kill_switch_file`` -- are relative to the
+project root (:func:`project_root`: the nearest folder, walking up from the working directory,
+that holds ``params/pairlib.yaml`` or ``pyproject.toml``), so a notebook whose kernel starts in
+``notebooks/`` reads and writes the same files as ``pairlib`` run from the root. Absolute
+paths stay as given.
+
 Secrets never live here: API keys come from the environment (``PAIRLIB_API_KEY``,
 ``PAIRLIB_API_SECRET``) or a git-ignored ``.env`` file, via :func:`load_secrets`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -48,6 +56,7 @@ from pairlib.errors import ConfigError
 
 __all__ = [
     "PARAMS_FILE",
+    "PROJECT_MARKERS",
     "SECTIONS",
     "SIM_API_KEY",
     "SIM_API_SECRET",
@@ -68,13 +77,21 @@ __all__ = [
     "load_secrets",
     "notebook_overrides",
     "params_hash",
+    "project_path",
+    "project_root",
     "timeframe_ms",
     "validate_params",
 ]
 
 PARAMS_FILE = Path("params/pairlib.yaml")
 """The params file every command, job, notebook and the demo read by default (relative to
-the working directory, which is the repository root for ``make`` and the CLI)."""
+the project root, see :func:`project_root`)."""
+
+PROJECT_MARKERS: tuple[str, ...] = ("params/pairlib.yaml", "pyproject.toml")
+"""A folder holding any of these is a project root (:func:`project_root`)."""
+_PATH_KEYS: tuple[str, ...] = ("state_dir", "data.cache_dir", "venue.sim_state",
+                               "risk.kill_switch_file")
+"""The params keys that hold paths (dotted), resolved against the project root."""
 
 SIM_ACCOUNT_NAME = "sim_account.json"
 """``venue.sim_state`` when not set: ``<state_dir>/sim_account.json``."""
@@ -114,6 +131,48 @@ _MIN_TIMEFRAME_MS = 60_000
 # A universe entry: a unified symbol (BASE/QUOTE:SETTLE, optionally with a -suffix such as
 # a delivery date) or a venue id (no slash, colon or space).
 _SYMBOL_FORM = re.compile(r"[^\s/:]+/[^\s/:]+:[^\s/:]+|[^\s/:]+")
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The project root: the nearest folder, from ``start`` (default: the working directory)
+    up, that holds ``params/pairlib.yaml`` or ``pyproject.toml``; ``start`` itself when no
+    folder above it does.
+
+    Every relative path of the project resolves against it (:func:`project_path`), so a
+    notebook whose kernel starts in ``notebooks/`` finds ``params/pairlib.yaml`` and the
+    state folder where ``pairlib`` run from the root does. Without a project above the
+    working directory, relative paths keep meaning what they mean there.
+    """
+    here = Path.cwd() if start is None else Path(start).absolute()
+    for folder in (here, *here.parents):
+        if any((folder / marker).is_file() for marker in PROJECT_MARKERS):
+            return folder
+    return here
+
+
+def project_path(path: str | Path, root: str | Path | None = None) -> Path:
+    """``path`` resolved against the project root.
+
+    Parameters
+    ----------
+    path : str or Path
+        An absolute path (returned as given) or one relative to the project root.
+    root : str or Path, optional
+        The project root; default :func:`project_root` of the working directory.
+
+    Returns
+    -------
+    Path
+        Absolute (``root / path``) when the working directory is not the root; as given when
+        it is (the path already points there, and stays as short as it was written).
+    """
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    base = project_root() if root is None else Path(root)
+    if base.absolute() == Path.cwd():
+        return p
+    return base / p
 
 
 def timeframe_ms(timeframe: str) -> int:
@@ -559,10 +618,20 @@ def load_params(path: str | Path, model: type[BaseModel] = Params) -> BaseModel:
         Missing file, invalid YAML, a key repeated in one mapping (named with both line
         numbers), or any validation problem. The message names the file, each offending
         key, its value and what is allowed.
+
+    Notes
+    -----
+    A relative ``path``, and the relative paths inside the file (``state_dir``,
+    ``data.cache_dir``, ``venue.sim_state``, ``risk.kill_switch_file``), are relative to the
+    project root (:func:`project_root`); absolute ones stay as given. From the root itself
+    the values are those written in the file.
     """
-    p = Path(path)
+    root = project_root()
+    p = project_path(path, root)
     if not p.is_file():
-        raise ConfigError(f"{p}: params file not found")
+        where = "" if p == Path(path) else (
+            f" (a relative params path is relative to the project root {root})")
+        raise ConfigError(f"{p}: params file not found{where}")
     try:
         raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
     except _DuplicateKeys as e:
@@ -574,7 +643,35 @@ def load_params(path: str | Path, model: type[BaseModel] = Params) -> BaseModel:
         raise ConfigError(f"{p}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(raw).__name__}")
-    return validate_params(raw, model, source=str(p))
+    params = validate_params(raw, model, source=str(p))
+    if isinstance(params, Params):
+        params = _anchored(params, root, source=str(p))
+    return params
+
+
+def _anchored(params: Params, root: Path, source: str) -> Params:
+    """``params`` with its relative path keys (:data:`_PATH_KEYS`) resolved by
+    :func:`project_path` against ``root``; the paths derived from ``state_dir`` follow it."""
+    raw = params.model_dump(mode="json")  # derived paths are None: they follow state_dir
+    changed = False
+    for node, leaf in _path_entries(raw):
+        resolved = project_path(node[leaf], root)
+        if resolved != Path(node[leaf]):
+            node[leaf] = str(resolved)
+            changed = True
+    return validate_params(raw, type(params), source=source) if changed else params
+
+
+def _path_entries(raw: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """``(section, key)`` of each path key (:data:`_PATH_KEYS`) set in a dumped tree (a
+    derived path is dumped as None and skipped), for reading or replacing its value."""
+    for dotted in _PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        if node.get(leaf) is not None:
+            yield node, leaf
 
 
 @overload
@@ -674,8 +771,19 @@ def notebook_overrides(names: Mapping[str, Any]) -> dict[str, Any]:
 
 def params_hash(params: BaseModel) -> str:
     """Short, stable hash of a params model (recorded with every pair set and tick); derived
-    paths count through ``state_dir`` (see :class:`Params`)."""
-    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    paths count through ``state_dir`` (see :class:`Params`).
+
+    A path inside the project root counts relative to it, so the same file gives the same
+    hash whether it was loaded from the root or from ``notebooks/`` (:func:`load_params`
+    makes relative paths absolute there)."""
+    raw = params.model_dump(mode="json")
+    if isinstance(params, Params):
+        root = project_root().absolute()
+        for node, leaf in _path_entries(raw):
+            if Path(node[leaf]).is_absolute():
+                with contextlib.suppress(ValueError):  # outside the root: kept absolute
+                    node[leaf] = Path(node[leaf]).relative_to(root).as_posix()
+    blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

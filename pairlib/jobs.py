@@ -3,6 +3,11 @@ execute. Each job validates its params (and, for the tick, its ``as_of``) before
 else, picks the run's ``as_of``, reserves a fresh report path and runs its notebook with
 papermill into ``outputs/`` (failed notebooks are kept).
 
+The tick job trades only when asked to (``trade=True``, what ``pairlib tick`` passes); with
+``trade=False`` (``pairlib tick --preview``) its notebook previews the tick: every decision and
+the orders it would send, none sent and nothing recorded. Relative ``outputs`` folders are
+relative to the project root (:func:`pairlib.config.project_path`), as the params' own paths.
+
 The tick job holds ``<state_dir>/tick-job.lock`` for the whole life of its kernel: the
 kernel inherits the lock's descriptor, so the lock is free only once both the job and its
 kernel are gone, and a second tick job of the same state folder waits (saying who holds the
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
-from pairlib.config import PARAMS_FILE, Params, load_params, timeframe_ms
+from pairlib.config import PARAMS_FILE, Params, load_params, project_path, timeframe_ms
 from pairlib.errors import ConfigError, PairlibError
 from pairlib.runner import (
     RunResult,
@@ -52,7 +57,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 JOB_LOCK_NAME = "tick-job.lock"
 """The tick job's lock in ``state_dir`` (not ``tick.lock``: the tick in the kernel takes that)."""
 _HOLDER_SUFFIX = ".holder.json"
-_OK = ("ok", "already_ran")
+_OK = ("ok", "already_ran", "preview")
 
 
 class JobLocked(PairlibError):
@@ -69,7 +74,7 @@ class TickJobResult(RunResult):
     status : str
         The tick's status: the notebook's ``status`` scrap, else (the notebook stopped before
         gluing it) the store's ``ticks`` row: ``ok``, ``already_ran``, ``degraded``,
-        ``failed`` or ``refused``.
+        ``failed`` or ``refused``; ``preview`` for a preview (``trade=False``) that ran.
     message : str or None
         The tick's error or exposure line (the scraps' ``error``, or the store's message).
     report_complete : bool
@@ -166,11 +171,12 @@ def run_pairs_job(
     """Run ``generate_pairs.ipynb`` into ``outputs/pairs/<stamp>Z-generate_pairs.ipynb``.
 
     The params file is validated here, before any kernel starts; the notebook gets its path
-    (``params_file``) and no other params.
+    (``params_file``) and no other params. A relative ``outputs`` is relative to the project
+    root.
     """
     params = load_params(params_file)  # fail fast, before any kernel starts
     when = resolve_as_of(as_of, params.data.timeframe, clock)
-    out = unique_path(pairs_output_path(Path(outputs), when))
+    out = unique_path(pairs_output_path(project_path(outputs), when))
     return _run_reserved(
         NOTEBOOKS / "generate_pairs.ipynb",
         out,
@@ -190,10 +196,12 @@ def run_tick_job(
     live: bool = False,
     clock: Clock | None = None,
     *,
+    trade: bool = True,
     lock_timeout_s: float = 600.0,
     on_wait: Callable[[str], None] | None = None,
 ) -> TickJobResult:
-    """Run ``tick.ipynb`` into ``outputs/ticks/YYYY/MM/<stamp>Z-tick.ipynb``.
+    """Run ``tick.ipynb`` into ``outputs/ticks/YYYY/MM/<stamp>Z-tick.ipynb`` (a preview into
+    ``<stamp>Z-tick-preview.ipynb``).
 
     Parameters
     ----------
@@ -202,11 +210,17 @@ def run_tick_job(
     as_of : str or datetime, optional
         See :func:`tick_as_of`.
     outputs : path
-        Folder for executed notebooks.
+        Folder for executed notebooks (a relative one is relative to the project root).
     live : bool
         ``--live``.
     clock : Clock, optional
         Default: the system clock.
+    trade : bool
+        The notebook's ``trade`` parameter. True (``pairlib tick``): the tick sends its
+        orders and records everything. False (``pairlib tick --preview``): a preview
+        (:func:`pairlib.tick.run` with ``preview=True``): every decision and the orders the
+        tick would send are reported, no order is sent and nothing is recorded; its status
+        is ``preview``.
     lock_timeout_s : float
         How long to wait for another tick job of the same ``state_dir``.
     on_wait : callable, optional
@@ -216,7 +230,8 @@ def run_tick_job(
     -------
     TickJobResult
         The notebook run and the tick's outcome (from the store when the notebook stopped
-        early).
+        early; a preview that stopped early is ``failed``, since a preview records
+        nothing).
 
     Raises
     ------
@@ -232,20 +247,21 @@ def run_tick_job(
     check_live(params.venue, live, load_secrets())  # refuse before any kernel or network
     when = tick_as_of(as_of, params.data.timeframe, clock, params.venue.kind)
     with tick_job_lock(params.state_dir, when, lock_timeout_s, on_wait) as fd:
-        out = unique_path(tick_output_path(Path(outputs), when))
+        out = unique_path(tick_output_path(project_path(outputs), when, preview=not trade))
         run = _run_reserved(
             NOTEBOOKS / "tick.ipynb",
             out,
             {
                 "as_of": when.isoformat(),
                 "params_file": str(params_file),
+                "trade": trade,
                 "live": live,
                 "notebook_path": str(out),
             },
             cwd=Path.cwd(),
             kernel_fds=(fd,),
         )
-        return _tick_outcome(run, params, when)
+        return _tick_outcome(run, params, when, trade)
 
 
 def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
@@ -260,11 +276,17 @@ def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
         raise
 
 
-def _tick_outcome(run: RunResult, params: Params, when: datetime) -> TickJobResult:
+def _tick_outcome(run: RunResult, params: Params, when: datetime,
+                  trade: bool = True) -> TickJobResult:
     """The tick's status from the notebook's scraps, or from the store when the notebook
-    stopped before gluing them."""
+    stopped before gluing them (a preview records nothing: without its scraps it failed)."""
     status = run.scraps.get("status")
-    if isinstance(status, str):
+    message: str | None
+    if not isinstance(status, str) and not trade:
+        status, complete = "failed", False
+        message = (f"the report notebook stopped ({run.error or 'no scraps'}) before the "
+                   "preview finished; a preview sends no order and records nothing")
+    elif isinstance(status, str):
         error = run.scraps.get("error")
         message = None if error is None else str(error)
         # A failed, refused or degraded tick fails its last cell on purpose; an ok tick

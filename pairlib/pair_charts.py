@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from pairlib.config import StrategyParams
     from pairlib.generate import PairGeneration
 
-__all__ = ["dropped_line", "funnel", "glue_result", "pair_figure", "pvalue_histogram",
-           "stats_heatmap", "summary_line"]
+__all__ = ["QUALITY_PROBLEM_COUNTS", "dropped_line", "funnel", "glue_result", "pair_figure",
+           "pair_figures", "pvalue_histogram", "quality_issues", "quality_line",
+           "rejection_counts", "rejection_examples", "stats_heatmap", "summary_line"]
+
+QUALITY_PROBLEM_COUNTS = ("gaps", "duplicates", "nans", "nonpositive", "masked", "jumps",
+                          "lag_bars")
+"""Quality-report counts (:data:`pairlib.data.QUALITY_COLUMNS`) of which any non-zero value
+makes a symbol worth a look (:func:`quality_issues`)."""
 
 _HEAT_COLUMNS = ("pvalue", "qvalue", "half_life", "crossings", "spread_std", "hurst",
                  "oos_pvalue", "johansen_trace")
@@ -149,6 +155,57 @@ def pair_figure(
     fig.update_layout(title=f"{y} ~ {x} (beta {beta:.3f})", height=520,
                       legend={"orientation": "h"})
     return fig
+
+
+def pair_figures(result: PairGeneration) -> list[go.Figure]:
+    """One :func:`pair_figure` per chosen pair, best first, over the formation window, with
+    the strategy's lookback and bands (what the tick trades)."""
+    rule, bars = result.params.strategy, result.params.selection.formation_bars
+    return [pair_figure(result.data.closes, str(pair.y), str(pair.x), float(pair.beta),
+                        float(pair.alpha), rule, bars=bars)
+            for pair in result.selection.chosen.itertuples()]
+
+
+def quality_issues(quality: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a data-quality report worth a look: a symbol that is not ``ok`` (dropped),
+    has ``notes`` (masked bars, jumps), is ``stale`` or ``too_short``, or has any non-zero
+    count of :data:`QUALITY_PROBLEM_COUNTS`. Same columns and order; empty when every
+    symbol is clean."""
+    flag = pd.Series(False, index=quality.index)
+    if "ok" in quality.columns:
+        flag |= ~quality["ok"].astype(bool)
+    if "notes" in quality.columns:
+        flag |= quality["notes"].fillna("").astype(str).str.strip() != ""
+    for col in ("stale", "too_short"):
+        if col in quality.columns:
+            flag |= quality[col].fillna(False).astype(bool)
+    for col in QUALITY_PROBLEM_COUNTS:
+        if col in quality.columns:
+            flag |= pd.to_numeric(quality[col], errors="coerce").fillna(0) != 0
+    return quality.loc[flag]
+
+
+def quality_line(result: PairGeneration) -> str:
+    """The data quality in one Markdown line: how many symbols are clean, how many are
+    listed (:func:`quality_issues`) and how many were dropped."""
+    quality = result.data.quality
+    issues = quality_issues(quality)
+    total, listed = len(quality), len(issues)
+    if not listed:
+        return f"**Data quality:** all {total} symbols clean (the full table is at the end)."
+    return (f"**Data quality:** {total - listed} of {total} symbols clean; {listed} with "
+            f"something to note, {len(result.data.dropped)} of them dropped (the full table "
+            "is at the end).")
+
+
+def rejection_counts(rejected: pd.DataFrame) -> pd.DataFrame:
+    """Rejected symbols and pairs per selection stage (index ``stage``, column ``rejected``)."""
+    return rejected.groupby("stage").size().rename("rejected").to_frame()
+
+
+def rejection_examples(rejected: pd.DataFrame, per_stage: int = 3) -> pd.DataFrame:
+    """The first ``per_stage`` rejections of each stage, with their reasons."""
+    return rejected.groupby("stage").head(per_stage)
 
 
 def summary_line(result: PairGeneration) -> str:

@@ -1,9 +1,12 @@
 """Run parameterized notebooks headlessly with papermill; read their scraps back.
 
 Every executed notebook is kept as the run's auditable report, including failed ones
-(papermill puts an error banner at the top). Nothing is overwritten: a report's path is
-reserved by creating it exclusively, and a second run for the same slot gets a numbered
-name. Secrets are refused as parameters, by name and by value, because papermill writes
+(papermill puts an error banner at the top). Papermill saves the report before and after every
+cell (its ``request_save_on_cell_execute`` stays on): without those saves it writes the
+report only when the kernel finishes, so a kernel that died mid-tick would leave an empty
+file instead of the report up to the cell that was running. Nothing is overwritten: a
+report's path is reserved by creating it exclusively, and a second run for the same slot gets
+a numbered name. Secrets are refused as parameters, by name and by value, because papermill writes
 every parameter into the output notebook (injected cell and metadata).
 
 A kernel never outlives the process that started it: on Linux the kernel is launched with
@@ -113,10 +116,12 @@ def unique_path(path: Path) -> Path:
         return candidate
 
 
-def tick_output_path(outputs: Path, as_of: datetime) -> Path:
-    """``outputs/ticks/YYYY/MM/<YYYY-MM-DDTHHMM>Z-tick.ipynb``."""
+def tick_output_path(outputs: Path, as_of: datetime, preview: bool = False) -> Path:
+    """``outputs/ticks/YYYY/MM/<YYYY-MM-DDTHHMM>Z-tick.ipynb``; a preview's report (nothing
+    traded) is ``...Z-tick-preview.ipynb``, so it is never taken for the tick's own."""
     s = stamp(as_of)
-    return outputs / "ticks" / s[:4] / s[5:7] / f"{s}-tick.ipynb"
+    name = f"{s}-tick-preview.ipynb" if preview else f"{s}-tick.ipynb"
+    return outputs / "ticks" / s[:4] / s[5:7] / name
 
 
 def pairs_output_path(outputs: Path, as_of: datetime) -> Path:

@@ -15,6 +15,7 @@ import html
 import io
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,14 +24,18 @@ import pandas as pd
 if TYPE_CHECKING:
     from pairlib.tick_result import TickResult
 
-__all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "capture_logs", "equity_figure",
-           "glue_result", "incidents_frame", "reported_pairs", "status_banner", "z_figure",
-           "z_figures"]
+__all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "actions_frame", "actions_line",
+           "capture_logs", "equity_figure", "glue_result", "incidents_frame", "log_problems",
+           "orders_line", "reported_pairs", "status_banner", "z_figure", "z_figures"]
 
 Spec = dict[str, Any]
 """A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
 
 _CAPTURE = "pairlib.tick_charts.capture"
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The start of one record as _LOG_FORMAT writes it (logging's default asctime), with its level.
+_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) ", re.M)
+_PROBLEM_LEVELS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 
 ACTED = frozenset({"enter_long", "enter_short", "exit", "stop", "flatten"})
 """Actions that placed (or tried to place) orders."""
@@ -49,7 +54,7 @@ def capture_logs(name: str = "pairlib", level: int = logging.INFO) -> io.StringI
     the status banner stays the first output); returns the buffer."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     handler.set_name(_CAPTURE)
     logger = logging.getLogger(name)
     for old in [h for h in logger.handlers if h.get_name() == _CAPTURE]:
@@ -79,6 +84,59 @@ def status_banner(result: TickResult) -> str:
         colour, body = "#1b5e20", facts
     return (f"<div style='border:3px solid {colour};color:{colour};padding:8px;"
             f"margin:4px 0'>{body}</div>")
+
+
+def log_problems(text: str) -> str:
+    """The warning, error and critical records of a log captured by :func:`capture_logs`
+    (each with its continuation lines, e.g. a traceback), in order; empty when there are
+    none."""
+    starts = list(_RECORD_START.finditer(text))
+    records = [(m.group("level"), text[m.start():nxt.start() if nxt else len(text)])
+               for m, nxt in zip(starts, [*starts[1:], None], strict=True)]
+    return "".join(r for level, r in records if level in _PROBLEM_LEVELS)
+
+
+def _is_preview(result: TickResult) -> bool:
+    return str(result.status) == "preview"
+
+
+def actions_frame(result: TickResult) -> pd.DataFrame:
+    """The pairs the tick acted on (in a preview: would act on) or holds after it
+    (:func:`reported_pairs`): ``pair_id``, ``z``, ``signal``, ``action``, ``position`` and
+    ``reason``, in signal order. Every pair's row is in ``result.signals``."""
+    columns = ["pair_id", "z", "signal", "action", "position", "reason"]
+    s = result.signals
+    if s.empty:
+        return pd.DataFrame(columns=columns)
+    keep = s["pair_id"].astype(str).isin(reported_pairs(result))
+    return s.loc[keep, [c for c in columns if c in s.columns]].reset_index(drop=True)
+
+
+def actions_line(result: TickResult) -> str:
+    """The tick's actions in one Markdown line: how many pairs took each action (or would,
+    in a preview), how many are open after it and how many were evaluated."""
+    s = result.signals
+    if s.empty:
+        return "**Actions:** no pair evaluated (see the status above)."
+    acted = s.loc[s["action"].isin(ACTED), "action"].astype(str).value_counts()
+    what = ", ".join(f"{action} {n}" for action, n in acted.items()) or "none"
+    open_ = int((s["position"].fillna(0).astype(int) != 0).sum())
+    if _is_preview(result):
+        return (f"**Actions this preview would take:** {what} · {open_} pair(s) would be open "
+                f"after the tick · {len(s)} pair(s) evaluated.")
+    return (f"**Actions:** {what} · {open_} pair(s) open after the tick · {len(s)} pair(s) "
+            "evaluated.")
+
+
+def orders_line(result: TickResult) -> str:
+    """What the orders table holds, in one Markdown line: in a preview the orders the tick
+    would send (none was sent), else the orders sent and their fills."""
+    n = len(result.orders)
+    if _is_preview(result):
+        return (f"**Preview:** the tick would send these {n} order(s); none was sent and "
+                "nothing was recorded." if n else
+                "**Preview:** the tick would send no order.")
+    return f"**{n} order(s)** and **{len(result.fills)} fill(s)** this tick."
 
 
 def reported_pairs(result: TickResult) -> list[str]:

@@ -132,6 +132,7 @@ def test_exit_code_follows_the_ticks_status(params_file: Path, status: str, code
     assert res.output.splitlines()[0] == str(call["output"])
     assert call["reserved"] and call["fds"]  # path reserved, kernel holds the job lock
     assert call["parameters"]["as_of"] == WHEN.isoformat()
+    assert call["parameters"]["trade"] is True  # pairlib tick trades; only it does
     if code == 0:
         assert f"tick {status} (normal) in 1.50 s" in res.output
         assert "incomplete" not in res.output
@@ -174,6 +175,55 @@ def test_a_secret_in_the_parameters_is_refused_and_leaves_no_report(
     assert "'params_file'" in res.output and "VENUE_TOKEN" in res.output
     assert str(params_file) not in res.output
     assert not list((params_file.parent / "out").rglob("*.ipynb"))  # reservation given back
+
+
+def test_preview_runs_the_notebook_with_trade_false_and_exits_0(
+    params_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pairlib tick --preview``: the notebook gets ``trade=False``, its report is named as a
+    preview, and the command says what was planned and that nothing was sent."""
+    fake = FakeNotebook({"status": "preview", "duration_s": 0.4, "n_orders": 2,
+                         "mode": "preview (normal): no order sent, nothing recorded"})
+    monkeypatch.setattr(jobs, "run_notebook", fake)
+    res = _tick(params_file, "--as-of", iso(WHEN), "--preview")
+    _clean_exit(res)
+    assert res.exit_code == 0, res.output
+    (call,) = fake.calls
+    assert call["parameters"]["trade"] is False
+    assert call["output"].name == "2025-02-04T0400Z-tick-preview.ipynb"
+    assert res.output.splitlines()[0] == str(call["output"])
+    assert ("tick preview (normal): no order sent, nothing recorded; 2 order(s) planned, "
+            "in 0.40 s") in res.output
+
+
+def test_a_preview_that_stops_early_failed(params_file: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview records nothing, so the store cannot stand in for its missing scraps: an
+    earlier ok run of the same tick does not make the preview ``already_ran``."""
+    _row(params_file.parent / "state", "ok", "out/ticks/2025/02/earlier.ipynb")
+    monkeypatch.setattr(jobs, "run_notebook", FakeNotebook(None, ok=False,
+                                                           error="DeadKernelError: died"))
+    res = _tick(params_file, "--as-of", iso(WHEN), "--preview")
+    _clean_exit(res)
+    assert res.exit_code == 1, res.output
+    assert "before the preview finished" in res.output and "already_ran" not in res.output
+    assert "what the tick recorded" not in res.output
+
+
+def test_outputs_are_relative_to_the_project_root(params_file: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from a folder inside the project, the reports still go to ``<root>/out``."""
+    root = params_file.parent
+    (root / "pyproject.toml").write_text("")
+    (root / "notebooks").mkdir()
+    monkeypatch.chdir(root / "notebooks")
+    fake = FakeNotebook({"status": "ok", "mode": "normal", "duration_s": 0.1})
+    monkeypatch.setattr(jobs, "run_notebook", fake)
+    res = _tick(params_file, "--as-of", iso(WHEN))
+    assert res.exit_code == 0, res.output
+    (call,) = fake.calls
+    assert call["output"] == root / "out" / "ticks" / "2025" / "02" / "2025-02-04T0400Z-tick.ipynb"
+    assert not (root / "notebooks" / "out").exists()
 
 
 def test_help_documents_the_exit_codes() -> None:
@@ -291,7 +341,8 @@ def _dying_tick_notebook(folder: Path) -> Path:
     folder.mkdir()
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
-        "as_of = None\nparams_file = 'params/pairlib.yaml'\nlive = False\nnotebook_path = None")
+        "as_of = None\nparams_file = 'params/pairlib.yaml'\ntrade = False\nlive = False\n"
+        "notebook_path = None")
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         "import os\n"

@@ -24,6 +24,8 @@ from pairlib.config import (
     load_secrets,
     notebook_overrides,
     params_hash,
+    project_path,
+    project_root,
     timeframe_ms,
     validate_params,
 )
@@ -213,7 +215,7 @@ def test_notebooks_name_their_overrides_after_params_keys() -> None:
         for a in overrides:
             assert a.replace("__", ".") in leaves, f"{name}: {a} names no params key"
         assert not [a for a in assigned if a not in overrides
-                    and a not in ("as_of", "params_file", "notebook_path", "live")], name
+                    and a not in ("as_of", "params_file", "notebook_path", "live", "trade")], name
         assert "params/pairlib.yaml" in cell.source
 
 
@@ -327,3 +329,74 @@ def test_secrets_are_not_params(tmp_path: Path) -> None:
     path = write(tmp_path, {"venue": {"api_key": "abc"}})
     with pytest.raises(ConfigError, match="unknown key"):
         load_params(path, TradingParams)
+
+
+# ------------------------------------------------------------------ paths from the project root
+
+
+def _project(tmp_path: Path) -> Path:
+    """A project: ``params/pairlib.yaml`` (relative state, cache and an explicit relative
+    kill file; ``sim_state`` follows ``state_dir``) and a ``notebooks/`` folder."""
+    root = tmp_path / "proj"
+    (root / "params").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+    (root / "params" / "pairlib.yaml").write_text(yaml.safe_dump({
+        "state_dir": ".state", "data": {"cache_dir": ".data"},
+        "risk": {"kill_switch_file": "ops/KILL"}, "venue": {"sim_state": None}}))
+    return root
+
+
+def test_relative_paths_resolve_from_the_project_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ``notebooks/`` (where JupyterLab starts a kernel) the params file and every
+    relative path in it are the project root's; from the root they are as written, as they
+    always were; the hash does not depend on where the tree was loaded from."""
+    root = _project(tmp_path)
+    monkeypatch.chdir(root / "notebooks")
+    assert project_root() == root
+    inside = load_params(PARAMS_FILE)
+    assert inside.state_dir == root / ".state"
+    assert inside.data.cache_dir == root / ".data"
+    assert inside.venue.sim_state == root / ".state" / "sim_account.json"
+    assert inside.risk.kill_switch_file == root / "ops" / "KILL"
+    assert inside.derived == {"venue.sim_state"}  # still follows state_dir
+    monkeypatch.chdir(root)
+    at_root = load_params(PARAMS_FILE)
+    assert at_root.state_dir == Path(".state") and at_root.data.cache_dir == Path(".data")
+    assert at_root.risk.kill_switch_file == Path("ops/KILL")
+    assert params_hash(at_root) == params_hash(inside)
+    monkeypatch.chdir(root / "notebooks")
+    assert params_hash(inside) == params_hash(at_root)
+
+
+def test_absolute_paths_stay_and_a_missing_file_names_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    (root / "params" / "pairlib.yaml").write_text(yaml.safe_dump({
+        "state_dir": str(elsewhere / "st"), "data": {"cache_dir": str(elsewhere / "c")}}))
+    deep = root / "notebooks" / "scratch"
+    deep.mkdir()
+    monkeypatch.chdir(deep)
+    p = load_params("params/pairlib.yaml")
+    assert p.state_dir == elsewhere / "st" and p.data.cache_dir == elsewhere / "c"
+    assert project_path(elsewhere) == elsewhere
+    assert project_path("outputs") == root / "outputs"
+    with pytest.raises(ConfigError, match=r"params file not found \(a relative params path "
+                                          r"is relative to the project root .*proj\)"):
+        load_params("params/other.yaml")
+
+
+def test_pyproject_marks_a_root_and_without_a_project_paths_stay_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare" / "sub"
+    bare.mkdir(parents=True)
+    monkeypatch.chdir(bare)
+    assert project_root() == bare  # no project above: the working directory
+    assert project_path(".state") == Path(".state")
+    (tmp_path / "bare" / "pyproject.toml").write_text("")
+    assert project_root() == tmp_path / "bare"
+    assert project_path(".state") == tmp_path / "bare" / ".state"

@@ -23,6 +23,8 @@ AS_OF = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
 def test_output_paths() -> None:
     out = Path("outputs")
     assert tick_output_path(out, AS_OF) == Path("outputs/ticks/2026/03/2026-03-05T0800Z-tick.ipynb")
+    assert tick_output_path(out, AS_OF, preview=True) == Path(
+        "outputs/ticks/2026/03/2026-03-05T0800Z-tick-preview.ipynb")  # never the tick's own
     assert pairs_output_path(out, AS_OF) == Path(
         "outputs/pairs/2026-03-05T0800Z-generate_pairs.ipynb"
     )

@@ -4,7 +4,6 @@ charts and scraps; failures keep the report and exit non-zero."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import yaml
-from tick_fixtures import BAR, START, TickEnv, make_env
+from tick_fixtures import BAR, GRT_RUNE, START, TickEnv, make_env
 from typer.testing import CliRunner
 
 from pairlib.cli import app
@@ -43,18 +42,6 @@ def _outputs(path: Path) -> list[dict]:
     return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
 
 
-def test_committed_notebook_is_what_the_generator_writes(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("make_tick", ROOT / "notebooks" /
-                                                  "make_tick_notebook.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    import nbformat
-
-    nbformat.write(mod.build(), tmp_path / "tick.ipynb")
-    assert json.loads((tmp_path / "tick.ipynb").read_text()) == json.loads(NOTEBOOK.read_text())
-
-
 @pytest.mark.slow
 def test_tick_notebook_runs_against_the_simulator(env: TickEnv) -> None:
     env.save_pairs()
@@ -63,7 +50,8 @@ def test_tick_notebook_runs_against_the_simulator(env: TickEnv) -> None:
     params = _params_file(env)
     out = env.tmp / "outputs" / "tick.ipynb"
     res = run_notebook(NOTEBOOK, out, {"as_of": when.isoformat(), "params_file": str(params),
-                                       "live": False, "notebook_path": str(out)},
+                                       "trade": True, "live": False,
+                                       "notebook_path": str(out)},
                        cwd=env.tmp)
     assert res.ok, res.error
     scraps = read_scraps(out)
@@ -118,6 +106,47 @@ def test_pairlib_tick_command(env: TickEnv, monkeypatch: pytest.MonkeyPatch) -> 
     assert refused.exit_code != 0 and "--live" in refused.output
 
 
+def _tables(env: TickEnv) -> dict[str, pd.DataFrame]:
+    names = env.store.query("SELECT name FROM sqlite_master WHERE type = 'table'")["name"]
+    return {t: env.store.query(f"SELECT * FROM {t}") for t in names}
+
+
+@pytest.mark.slow
+def test_pairlib_tick_preview_sends_nothing_and_the_tick_sends_what_it_showed(
+    env: TickEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pairlib tick --preview`` runs the real notebook with ``trade=False``: exit 0, a
+    ``-tick-preview`` report listing the planned orders, no order at the venue, the store
+    unchanged. ``pairlib tick`` then sends exactly those orders."""
+    env.save_pairs([GRT_RUNE])
+    when = START + 7 * BAR
+    env.at(when)
+    params = _params_file(env)
+    monkeypatch.chdir(env.tmp)
+    before = _tables(env)
+    args = ["tick", "--params", str(params), "--as-of", when.isoformat(), "--outputs", "out"]
+    shown = CliRunner().invoke(app, [*args, "--preview"])
+    assert shown.exit_code == 0, shown.output
+    report = Path(shown.output.splitlines()[0])
+    assert report.name == "2025-02-05T0400Z-tick-preview.ipynb"
+    assert "tick preview (normal): no order sent, nothing recorded; 2 order(s) planned" in (
+        shown.output)
+    planned = read_scraps(report)["orders"].set_index("leg")
+    assert env.venue_orders() == []
+    after = _tables(env)
+    for table in before:
+        pd.testing.assert_frame_equal(before[table], after[table], check_dtype=False,
+                                      obj=table)
+    traded = CliRunner().invoke(app, args)
+    assert traded.exit_code == 0 and "tick ok" in traded.output, traded.output
+    assert Path(traded.output.splitlines()[0]).name == "2025-02-05T0400Z-tick.ipynb"
+    sent = env.store.orders(tick_as_of=when).set_index("leg")
+    assert len(env.venue_orders()) == len(sent) == 2
+    for leg in ("y", "x"):
+        assert sent.loc[leg, "side"] == planned.loc[leg, "side"]
+        assert float(sent.loc[leg, "amount"]) == pytest.approx(planned.loc[leg, "amount"])
+
+
 def _result(status: str = "ok", error: str | None = None) -> object:
     from pairlib.tick import SIGNAL_COLUMNS, TickResult
 
@@ -164,6 +193,27 @@ def test_report_helpers() -> None:
 
     assert tick_charts.account_line(ok) == "no account data"
     assert list(tick_charts.incidents_frame(ok).columns) == ["kind", "symbol", "detail"]
+
+    actions = tick_charts.actions_frame(ok)
+    assert list(actions["pair_id"]) == ["A~B", "E~F"]  # acted on; C~D stayed flat
+    assert list(actions.columns) == ["pair_id", "z", "signal", "action", "position", "reason"]
+    assert tick_charts.actions_line(ok) == ("**Actions:** enter_short 1, exit 1 · 1 pair(s) "
+                                            "open after the tick · 3 pair(s) evaluated.")
+    assert tick_charts.orders_line(ok) == "**0 order(s)** and **0 fill(s)** this tick."
+    planned = dataclasses.replace(_result("preview"), orders=pd.DataFrame(
+        {"pair_id": ["A~B", "A~B"], "leg": ["y", "x"], "side": ["sell", "buy"]}))
+    assert "would send these 2 order(s); none was sent" in tick_charts.orders_line(planned)
+    assert tick_charts.actions_line(planned).startswith("**Actions this preview would take:** "
+                                                        "enter_short 1, exit 1 · 1 pair(s) "
+                                                        "would be open")
+    log = ("2025-02-01 04:00:00,001 INFO pairlib.tick: fine\n"
+           "2025-02-01 04:00:00,002 WARNING pairlib.data: jump\n  detail line\n"
+           "2025-02-01 04:00:00,003 INFO pairlib.tick: fine again\n"
+           "2025-02-01 04:00:00,004 ERROR pairlib.tick: failed\n")
+    assert tick_charts.log_problems(log) == (
+        "2025-02-01 04:00:00,002 WARNING pairlib.data: jump\n  detail line\n"
+        "2025-02-01 04:00:00,004 ERROR pairlib.tick: failed\n")
+    assert tick_charts.log_problems(log.splitlines(keepends=True)[0]) == ""
 
     bad = _result("failed", "ExchangeUnavailable: <down> & out")
     banner = tick_charts.status_banner(bad)
