@@ -185,7 +185,7 @@ def run() -> list[Row]:
             target = out / f"tick-{k}.ipynb"
             t0 = time.perf_counter()
             res = run_notebook(tick_nb, target, {"as_of": start.isoformat(),
-                                                 "params_file": str(path),
+                                                 "params_file": str(path), "trade": True,
                                                  "notebook_path": str(target)}, cwd=tmp)
             elapsed = time.perf_counter() - t0
             assert res.ok, res.error
@@ -210,7 +210,7 @@ def run() -> list[Row]:
             target = out / f"tick-cli-{k}.ipynb"
             elapsed = _cli([*papermill, str(tick_nb), str(target), "-p", "as_of",
                             start.isoformat(), "-p", "params_file", str(path),
-                            "-p", "notebook_path", str(target)], tmp)
+                            "-p", "notebook_path", str(target), "-p", "trade", "True"], tmp)
             return elapsed, int(read_scraps(target)["n_orders"])
 
         t_cli = _best([cli_tick(k) for k in range(3)], "papermill tick")

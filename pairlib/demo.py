@@ -17,7 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pairlib.clock import parse_time
-from pairlib.config import PARAMS_FILE, load_params, timeframe_ms, validate_params
+from pairlib.config import (
+    PARAMS_FILE,
+    load_params,
+    project_path,
+    timeframe_ms,
+    validate_params,
+)
 
 __all__ = ["data_summary", "demo_params", "run_demo"]
 
@@ -85,6 +91,7 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
 
     console = Console()
     start = parse_time(as_of)
+    state = project_path(state)  # the same folder the params' state_dir resolves to
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)

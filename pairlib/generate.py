@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pairlib.clock import Clock, SystemClock, last_close, parse_time
+from pairlib.clock import Clock, SettableClock, SystemClock, last_close, parse_time
 from pairlib.config import (
     PARAMS_FILE,
     Params,
@@ -191,11 +191,13 @@ def run(
     """
     from pairlib.data import load_market_data
     from pairlib.pairs import select
-    from pairlib.venue import open_exchange
+    from pairlib.venue import open_exchange, simulator_now
 
     p = params if isinstance(params, Params) else load_params(params)
     p = apply_overrides(p, overrides, source="notebook parameters")
-    clock = clock or SystemClock()
+    if clock is None:  # a running simulator's clock is the present, as for the tick
+        clock = (SettableClock(simulator_now(p.venue)) if p.venue.kind == "sim"
+                 and p.venue.sim_url is not None and as_of is None else SystemClock())
     when = parse_time(as_of) if as_of is not None else last_close(clock.now(), p.data.timeframe)
     with open_exchange(p.venue, when) as ex:
         venue_key = ex.venue_key

@@ -34,8 +34,11 @@ simulator acts as if each tick ran on time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,7 +70,6 @@ from pairlib.config import (
 from pairlib.errors import (
     ConfigError,
     ExchangeError,
-    ExchangeUnavailable,
     LiveTradingRefused,
     PairlibError,
 )
@@ -75,7 +77,7 @@ from pairlib.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_cl
 from pairlib.portfolio import Book, PairView, Plan, plan
 from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.risk import MarketRules, Sizing, kill_switch_active
-from pairlib.store import PairStateRow, Store, iso
+from pairlib.store import DB_NAME, PairStateRow, Store, iso
 from pairlib.strategy import Action, Decision, PairState, latest_signal
 from pairlib.strategy import spread as spread_of
 from pairlib.strategy import zscore as zscore_of
@@ -91,7 +93,7 @@ from pairlib.tick_result import (
     incident_list,
     positions_frame,
 )
-from pairlib.venue import check_live, open_exchange
+from pairlib.venue import check_live, open_exchange, simulator_now
 
 __all__ = [  # the result types are defined in pairlib.tick_result and re-exported here
     "SIGNAL_COLUMNS",
@@ -159,7 +161,7 @@ def run(
         p = params if isinstance(params, TradingParams) else load_params(params, TradingParams)
         if clock is None:
             if p.venue.kind == "sim" and p.venue.sim_url is not None:
-                clock = SettableClock(_simulator_now(p.venue.sim_url, p.venue.timeout_ms))
+                clock = SettableClock(simulator_now(p.venue))
             elif p.venue.kind == "sim" and as_of is not None:
                 clock = SettableClock(parse_time(as_of))  # the in-process simulator's present
             else:
@@ -182,7 +184,12 @@ def run(
                            else p.missed_tick_entries)
     own = store is None
     try:
-        db = store if store is not None else Store.at(p.state_dir)
+        if store is not None:
+            db = store
+        elif preview and not (Path(p.state_dir) / DB_NAME).exists():
+            db = Store(":memory:")  # a preview writes nothing, not even an empty database
+        else:
+            db = Store.at(p.state_dir)
     except PairlibError as e:  # StoreError: corrupt, locked or read-only database
         log.error("tick %s not run: %s", iso(when), e)
         return empty_result(p, when, TickStatus.FAILED, TickMode.NORMAL,
@@ -191,8 +198,11 @@ def run(
     try:
         from filelock import FileLock, Timeout
 
-        Path(p.state_dir).mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(Path(p.state_dir) / "tick.lock"), timeout=_LOCK_TIMEOUT_S)
+        if not preview:
+            Path(p.state_dir).mkdir(parents=True, exist_ok=True)
+        # A preview only reads: it takes no lock (it may run beside a tick).
+        lock: Any = (contextlib.nullcontext() if preview
+                     else FileLock(str(Path(p.state_dir) / "tick.lock"), timeout=_LOCK_TIMEOUT_S))
         try:
             with lock:
                 prev = db.tick_row(when)
@@ -209,7 +219,8 @@ def run(
                                 f"{type(e).__name__}: {e}",
                                 time.perf_counter() - t0, notebook_path)
         except Timeout:
-            msg = f"another tick holds {lock.lock_file} (waited {_LOCK_TIMEOUT_S:.0f} s)"
+            msg = (f"another tick holds {Path(p.state_dir) / 'tick.lock'} "
+                   f"(waited {_LOCK_TIMEOUT_S:.0f} s)")
             log.error("tick %s not run: %s", iso(when), msg)
             return empty_result(p, when, TickStatus.FAILED, TickMode.NORMAL, msg,
                                 time.perf_counter() - t0,
@@ -242,20 +253,6 @@ def _resolve_as_of(
             "the clock: that candle has not closed yet"
         )
     return when, when < last
-
-
-def _simulator_now(sim_url: str, timeout_ms: int) -> datetime:
-    """The present of a running simulator (``GET /sim/clock``): a tick against it is late,
-    and acts on exits only, exactly when it would be against a real venue."""
-    import json
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{sim_url}/sim/clock", timeout=timeout_ms / 1000) as r:
-            return parse_time(json.loads(r.read())["now"])
-    except (OSError, ValueError, KeyError) as e:
-        raise ExchangeUnavailable(f"cannot read the simulator's clock at {sim_url}/sim/clock: "
-                                  f"{e}") from None
 
 
 PLANNED_ORDER_COLUMNS = ("pair_id", "leg", "action", "symbol", "side", "amount", "reduce_only",
@@ -423,6 +420,18 @@ class _Tick:
         if self.preview:
             self.mode = f"{TickMode.PREVIEW} ({self.mode}): no order sent, nothing recorded"
 
+    def _venue(self, stack: contextlib.ExitStack) -> Any:
+        """The venue params; a preview of an in-process simulator runs on a copy of its
+        account file, so that nothing of the venue's state changes either."""
+        v = self.p.venue
+        if (not self.preview or v.kind not in ("sim", "paper") or v.sim_url is not None
+                or v.sim_state is None):
+            return v
+        copy = Path(stack.enter_context(tempfile.TemporaryDirectory())) / v.sim_state.name
+        if v.sim_state.exists():
+            shutil.copyfile(v.sim_state, copy)
+        return v.model_copy(update={"sim_state": copy})
+
     def _check_pair_set(self, venue_key: str) -> None:
         """Refuse a pair set built for another market, timeframe or lookback: exits only
         (open pairs keep their own hedge ratios), an incident, and the tick says so."""
@@ -449,7 +458,9 @@ class _Tick:
                           self.pair_set.id if self.pair_set else None, self.notebook_path)
         status, error = (TickStatus.PREVIEW if self.preview else TickStatus.OK), None
         try:
-            with open_exchange(p.venue, when, live=self.live, secrets=self.secrets) as ex:
+            with contextlib.ExitStack() as stack:
+                ex = stack.enter_context(open_exchange(
+                    self._venue(stack), when, live=self.live, secrets=self.secrets))
                 exposed = self._body(ex)
             if exposed:
                 status = TickStatus.DEGRADED

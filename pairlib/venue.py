@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pairlib.exchange import Exchange
     from pairlib.sim.source import MarketSource
 
-__all__ = ["check_live", "open_exchange"]
+__all__ = ["check_live", "open_exchange", "simulator_now"]
 
 _KEYED = ("demo", "live")  # the venue kinds that talk to the real exchange with keys
 
@@ -154,3 +154,29 @@ def open_exchange(
             source, state_path=venue.sim_state, now=now, slippage_bps=venue.sim_slippage_bps
         ))
         yield stack.enter_context(connect(sim_url=server.url))
+
+
+def simulator_now(venue: VenueParams) -> datetime:
+    """The present of the running simulator at ``venue.sim_url`` (``GET /sim/clock``): a run
+    against it is late, or on time, exactly as it would be against a real venue.
+
+    Raises
+    ------
+    ExchangeUnavailable
+        The simulator's clock cannot be read.
+    """
+    import json
+    import urllib.request
+
+    from pairlib.clock import parse_time
+    from pairlib.errors import ExchangeUnavailable
+
+    if venue.sim_url is None:
+        raise ConfigError("simulator_now needs venue.sim_url")
+    url = f"{venue.sim_url}/sim/clock"
+    try:
+        with urllib.request.urlopen(url, timeout=venue.timeout_ms / 1000) as r:
+            return parse_time(json.loads(r.read())["now"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ExchangeUnavailable(f"cannot read the simulator's clock at {url}: {e}") \
+            from None

@@ -58,3 +58,28 @@ def test_preview_of_an_exit_lists_reduce_only_closes(env: TickEnv) -> None:
     assert len(env.venue_orders()) == booked
     assert env.store.pair_state(GRT_RUNE)["position"] == -1
     assert env.store.tick_row(START + 13 * BAR) is None
+
+
+def test_preview_of_the_in_process_simulator_changes_no_file(env: TickEnv, tmp_path: Path) -> None:
+    from pairlib import tick
+    from pairlib.store import Store
+
+    params = env.params_with(venue={"sim_url": None,
+                                    "sim_state": str(tmp_path / "inproc" / "sim.json")},
+                             state_dir=str(tmp_path / "inproc"))
+    real = tick.run(params, ENTRY - BAR)  # creates the account file and the database
+    assert real.status == "ok", real.error
+    account = (tmp_path / "inproc" / "sim.json").read_bytes()
+    with Store.at(params.state_dir) as db:
+        before = {t: db.query(f"SELECT * FROM {t}") for t in db.tables()}
+    shown = tick.run(params, ENTRY, preview=True)
+    assert shown.status == "preview", shown.error
+    assert (tmp_path / "inproc" / "sim.json").read_bytes() == account
+    with Store.at(params.state_dir) as db:
+        for t, frame in before.items():
+            pd.testing.assert_frame_equal(frame, db.query(f"SELECT * FROM {t}"), obj=t)
+    fresh = env.params_with(venue={"sim_url": None,
+                                   "sim_state": str(tmp_path / "fresh" / "sim.json")},
+                            state_dir=str(tmp_path / "fresh"))
+    assert tick.run(fresh, ENTRY, preview=True).status == "preview"
+    assert not (tmp_path / "fresh").exists()  # not even an empty database or a lock
