@@ -59,10 +59,16 @@ class FillModel:
     slippage_bps: float = 2.0
     taker_fee: float = 0.0005
 
-    def price(self, close: float, side: str) -> float:
-        """The fill price of a market order of ``side`` at a bar whose close is ``close``."""
+    def price(self, close: float, side: str, tick: float | None = None) -> float:
+        """The fill price of a market order of ``side`` at a bar whose close is ``close``:
+        moved against the order by the slippage, then to the market's price ``tick`` away
+        from the taker (as the venue fills)."""
         move = self.slippage_bps / 10_000.0
-        return close * (1.0 + move if side == "buy" else 1.0 - move)
+        raw = close * (1.0 + move if side == "buy" else 1.0 - move)
+        if not tick:
+            return raw
+        units = round(raw / tick, 6)
+        return (math.ceil(units) if side == "buy" else math.floor(units)) * tick
 
 
 @dataclass
@@ -97,6 +103,7 @@ class BacktestResult:
     fill_model: FillModel
     notes: tuple[str, ...] = ()
     exposure: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def simulate(
@@ -111,6 +118,7 @@ def simulate(
     fill: FillModel = FillModel(),
     initial_equity: float = 10_000.0,
     select: Any = None,
+    price_steps: Mapping[str, float] | None = None,
 ) -> BacktestResult:
     """Trade ``closes`` from ``start`` to ``end`` (close times) with the live rules.
 
@@ -136,6 +144,8 @@ def simulate(
     select : callable, optional
         The pair selection, ``select(prices, params, quote_volume) -> Selection``; default
         :func:`pairlib.pairs.select` (injectable for tests).
+    price_steps : mapping, optional
+        Symbol -> price tick; fills are rounded to it away from the taker, as the venue's.
 
     Returns
     -------
@@ -154,6 +164,7 @@ def simulate(
         raise ValueError(f"no bar closes between {start} and {end}")
     log_closes = np.log(closes.astype(float))
     rates = funding_rates or {}
+    ticks = price_steps or {}
     notes: list[str] = []
     missing_rates: set[str] = set()
 
@@ -164,6 +175,7 @@ def simulate(
     pair_set = pd.DataFrame(columns=["pair_id", "y", "x", "beta", "alpha"])
     pair_sets: dict[datetime, pd.DataFrame] = {}
     trades: list[dict[str, Any]] = []
+    decided: list[tuple[datetime, str, float, str, str]] = []
     equity_points: list[float] = []
     exposure_points: list[float] = []
     month = None
@@ -181,7 +193,7 @@ def simulate(
         fees = 0.0
         for sym, amt, entry in ((o.y, o.amount_y, o.price_y), (o.x, o.amount_x, o.price_x)):
             side = "sell" if amt > 0 else "buy"
-            px = fill.price(prices[sym], side)
+            px = fill.price(prices[sym], side, ticks.get(sym))
             gross += amt * (px - entry)
             fees += abs(amt) * px * fill.taker_fee
         cash += gross - fees
@@ -260,6 +272,16 @@ def simulate(
                     + abs(o.amount_x) * prices.get(o.x, o.price_x) for o in book.values())
         the_plan = plan(views, Book(equity=mark(prices), gross_notional=gross, prices=prices,
                                     rules=rules), params.strategy, params.risk)
+        for c in (*the_plan.closes, *the_plan.flattens):
+            decided.append((t, c.pair_id, zs.get(c.pair_id, math.nan), str(c.decision.action),
+                            c.decision.reason))
+        for e in the_plan.entries:
+            capped = f", capped by {e.sizing.capped_by}" if e.sizing.capped_by else ""
+            decided.append((t, e.pair_id, zs.get(e.pair_id, math.nan), str(e.decision.action),
+                            f"{e.decision.reason}; risk {e.sizing.risk_amount:.2f}{capped}"))
+        for sk in the_plan.skips:
+            decided.append((t, sk.pair_id, zs.get(sk.pair_id, math.nan), str(sk.action),
+                            sk.reason))
         # Execute: closes (and flattens: none arise here, fills are complete), then entries.
         for c in (*the_plan.closes, *the_plan.flattens):
             closing = book.get(c.pair_id)
@@ -273,8 +295,8 @@ def simulate(
             long_spread = e.decision.position > 0
             ay = e.sizing.amount_y if long_spread else -e.sizing.amount_y
             ax = -e.sizing.amount_x if long_spread else e.sizing.amount_x
-            py = fill.price(prices[v.y], "buy" if ay > 0 else "sell")
-            px = fill.price(prices[v.x], "buy" if ax > 0 else "sell")
+            py = fill.price(prices[v.y], "buy" if ay > 0 else "sell", ticks.get(v.y))
+            px = fill.price(prices[v.x], "buy" if ax > 0 else "sell", ticks.get(v.x))
             fees = (abs(ay) * py + abs(ax) * px) * fill.taker_fee
             cash -= fees
             book[e.pair_id] = _Open(e.pair_id, v.y, v.x, v.beta, v.alpha, e.decision.position,
@@ -304,6 +326,8 @@ def simulate(
         metrics=performance(curve, timeframe_ms(params.data.timeframe)),
         fill_model=fill, notes=tuple(notes),
         exposure=pd.Series(exposure_points, index=equity.index, name="gross_notional"),
+        decisions=pd.DataFrame(decided, columns=["close_time", "pair_id", "z", "action",
+                                                 "reason"]),
     )
 
 
@@ -342,10 +366,11 @@ def run(
     result = simulate(params, data.closes, start, end, rules, quote_volume=data.quote_volume,
                       funding_rates=rates, fill=fill or FillModel(
                           slippage_bps=params.venue.sim_slippage_bps),
-                      initial_equity=initial_equity)
+                      initial_equity=initial_equity,
+                      price_steps={s: m.price_step for s, m in markets.items()})
     dropped = [f"{s}: {why}" for s, why in sorted(data.dropped.items())]
     notes = (*result.notes,
              "universe chosen by today's volume (survivorship bias)",
              *(["symbols dropped by the data layer: " + "; ".join(dropped)] if dropped else []))
     return BacktestResult(result.trades, result.equity, result.pair_sets, result.metrics,
-                          result.fill_model, notes, result.exposure)
+                          result.fill_model, notes, result.exposure, result.decisions)

@@ -694,12 +694,28 @@ class _Tick:
         return streak
 
     def _book(self, ex: Any, blocked: set[str]) -> Book:
-        """The account as the plan sees it (equity and positions read now)."""
+        """The account as the plan sees it, valued at the close of the candle acted on.
+
+        The venue values open positions at its mark price; sizing uses the close the z-score
+        saw (as the backtest does, so research and live size alike): equity is the venue's
+        wallet plus each position's PnL at that close, gross exposure each position's size at
+        that close. A symbol without a close keeps the venue's valuation.
+        """
+        balance = ex.fetch_balance()
+        equity = float(balance.equity)
+        gross = 0.0
+        for pos in self.venue_positions:
+            close = self.last_close.get(pos.symbol)
+            if close is None:
+                gross += abs(float(pos.notional))
+                continue
+            equity += (float(pos.contracts) * (close - float(pos.entry_price))
+                       - float(pos.unrealized_pnl))
+            gross += abs(float(pos.contracts)) * close
         return Book(
-            equity=float(ex.fetch_balance().equity),
-            gross_notional=float(sum(abs(pos.notional) for pos in self.venue_positions)),
-            prices=dict(self.last_close), rules=self.rules, blocked=frozenset(blocked),
-            entries_allowed=self.entries_allowed, exits_only_why="; ".join(self.exits_only_why))
+            equity=equity, gross_notional=gross, prices=dict(self.last_close), rules=self.rules,
+            blocked=frozenset(blocked), entries_allowed=self.entries_allowed,
+            exits_only_why="; ".join(self.exits_only_why))
 
     def _show(self, the_plan: Plan, by_id: Mapping[str, _Pair]) -> None:
         """A preview: every pair's planned action and reason, and the orders the tick would
