@@ -1,4 +1,4 @@
-"""Benchmark pairlib.coint.scan against a loop of statsmodels' coint, side by side.
+"""Benchmark pairlib.core.coint.scan against a loop of statsmodels' coint, side by side.
 
 Figures (1,500 bars, crypto-like synthetic panel):
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import Row, best_of
-from pairlib.coint import scan
+from pairlib.core.coint import scan
 
 __all__ = ["make_panel", "panels", "run", "sample_pairs", "time_statsmodels"]
 

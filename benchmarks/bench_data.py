@@ -23,10 +23,10 @@ from pathlib import Path
 
 from benchmarks.common import Row
 from pairlib.config import DataParams, VenueParams
-from pairlib.data import load_market_data
-from pairlib.exchange import Exchange
+from pairlib.edges.data import load_market_data
 from pairlib.sim.market import GENESIS, Market, MarketSpec
 from pairlib.sim.server import SimServer
+from pairlib.venue.exchange import Exchange
 
 __all__ = ["run"]
 

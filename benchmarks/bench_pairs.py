@@ -1,4 +1,4 @@
-"""Pair selection on a small universe: ``pairlib.pairs.select`` end to end.
+"""Pair selection on a small universe: ``pairlib.core.pairs.select`` end to end.
 
 Figures
 -------
@@ -19,7 +19,7 @@ import pandas as pd
 
 from benchmarks.common import Row, best_of
 from pairlib.config import PairsParams
-from pairlib.pairs import select
+from pairlib.core.pairs import select
 from pairlib.sim.market import GENESIS, Market, MarketSpec
 
 __all__ = ["run", "universe"]

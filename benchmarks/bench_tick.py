@@ -3,7 +3,7 @@
 Setup: the simulated exchange (10 planted pairs) served in this process on 127.0.0.1, a pair
 set of its 10 planted pairs, params with the venue's production settings (nothing patched).
 
-* ``tick library call, warm cache``: ``pairlib.tick.run`` on a fresh store for a candle
+* ``tick library call, warm cache``: ``pairlib.engine.tick.run`` on a fresh store for a candle
   whose closes are already in the Parquet cache (best of 3). Target <= 0.5 s.
 * ``tick library call, next candle``: the following ticks, each fetching one new candle per
   symbol and trading (median of 4; for information).
@@ -11,10 +11,11 @@ set of its 10 planted pairs, params with the venue's production settings (nothin
   ``notebooks/tick.ipynb`` (a fresh account and store, warm cache, 10 pairs trading) over the
   ``papermill`` command running an empty notebook on the same kernel, best of 3 each.
   Target <= 1.5. For information: the floor, a notebook that only imports pandas, ccxt and
-  ``pairlib.tick`` (importing them, and the kernel's exit tearing them down, cost more than the
+  ``pairlib.engine.tick`` (importing them, and the kernel's exit tearing them down, cost more than
+  the
   target leaves); the same ratio with papermill imported once in this process (kernel start and
   notebook only); and ``pairlib tick`` over ``papermill empty.ipynb``.
-* ``import pairlib.tick``: in a fresh interpreter, minus the interpreter's own start-up; the
+* ``import pairlib.engine.tick``: in a fresh interpreter, minus the interpreter's own start-up; the
   tick's import path must not load papermill, plotly or statsmodels.
 """
 
@@ -45,7 +46,7 @@ __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("papermill", "plotly", "statsmodels")
-FLOOR_CODE = "import pandas, ccxt, pairlib.tick"
+FLOOR_CODE = "import pandas, ccxt, pairlib.engine.tick"
 """What any tick notebook must import: the data frames, the one exchange client, the tick."""
 
 
@@ -74,8 +75,8 @@ def _account(stack: ExitStack, tmp: Path, market: Market, params: TradingParams,
              start: datetime, tag: str) -> tuple[SimServer, TradingParams, Path]:
     """A fresh simulated account on its own loopback server, and a params file whose state
     folder holds the pair set of the 10 planted pairs: the tick then opens positions."""
+    from pairlib.edges.store import Store
     from pairlib.sim import SimServer
-    from pairlib.store import Store
 
     server = SimServer(market, tmp / f"sim-{tag}.json", now=start)
     url = server.start()
@@ -99,7 +100,7 @@ def _best(runs: list[tuple[float, int]], what: str) -> float:
 
 
 def _import_time() -> tuple[float, list[str]]:
-    code = ("import sys, time; t = time.perf_counter(); import pairlib.tick; "
+    code = ("import sys, time; t = time.perf_counter(); import pairlib.engine.tick; "
             "print(time.perf_counter() - t); "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     times, heavy = [], ""
@@ -127,11 +128,11 @@ def _cli(args: list[str], cwd: Path) -> float:
 
 def run() -> list[Row]:
     """Measure; see the module docstring."""
-    from pairlib import tick
+    from pairlib.app.runner import ensure_kernel, read_scraps, run_notebook
     from pairlib.clock import SettableClock
-    from pairlib.runner import ensure_kernel, read_scraps, run_notebook
+    from pairlib.edges.store import Store
+    from pairlib.engine import tick
     from pairlib.sim import GENESIS
-    from pairlib.store import Store
 
     rows: list[Row] = []
     start = GENESIS + timedelta(days=400) + timedelta(hours=28)
@@ -240,7 +241,7 @@ def run() -> list[Row]:
                         "info", True, f"{t_pairlib:.2f} s vs {cli_empty:.2f} s"))
 
     t_import, heavy = _import_time()
-    rows.append(Row("import pairlib.tick", t_import, "s", "no papermill/plotly/statsmodels",
+    rows.append(Row("import pairlib.engine.tick", t_import, "s", "no papermill/plotly/statsmodels",
                     not heavy, "loaded: " + (", ".join(heavy) or "none of them")))
     return rows
 

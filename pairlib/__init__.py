@@ -2,7 +2,7 @@
 
 The library is a pure core (``coint``, ``pairs``, ``strategy``, ``risk``) with I/O at the
 edges (``exchange``, the only module that imports ccxt; ``data``; ``store``). Notebooks under
-``notebooks/`` are run headlessly by papermill through ``pairlib.runner``.
+``notebooks/`` are run headlessly by papermill through ``pairlib.app.runner``.
 """
 
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from pairlib.cli import main
+from pairlib.app.cli import main
 
 main()

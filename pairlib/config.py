@@ -348,7 +348,7 @@ class RiskParams(_Frozen):
 
 
 class SelectionParams(_Frozen):
-    """The pair-selection pipeline (:func:`pairlib.pairs.select`).
+    """The pair-selection pipeline (:func:`pairlib.core.pairs.select`).
 
     Notes
     -----

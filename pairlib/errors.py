@@ -15,7 +15,7 @@ Every error the library raises on purpose derives from :class:`PairlibError`::
         ├── InvalidOrder         rejected order: duplicate client id (-4116), bad amount, ...
         └── OrderNotFound        no order with that id / client id
 
-Exchange errors are raised by ``pairlib.exchange`` only, translated from ccxt's exceptions
+Exchange errors are raised by ``pairlib.venue.exchange`` only, translated from ccxt's exceptions
 with ``raise ... from e`` so the original stays attached.
 """
 

@@ -1,4 +1,4 @@
-"""The walk-forward backtest on the live rules (``pairlib.backtest``): accounting identities,
+"""The walk-forward backtest on the live rules (``pairlib.engine.backtest``): accounting identities,
 funding, and no lookahead (a planted future-only signal, truncation invariance)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pairlib.backtest import FillModel, simulate
 from pairlib.config import Params
-from pairlib.risk import MarketRules
+from pairlib.core.risk import MarketRules
+from pairlib.engine.backtest import FillModel, simulate
 from pairlib.sim import GENESIS, Market
 
 BAR = timedelta(hours=4)
@@ -118,7 +118,7 @@ def test_a_planted_future_only_signal_is_not_used(
 def test_run_goes_through_the_venue_and_data_layer(tmp_path: object) -> None:
     from pathlib import Path
 
-    from pairlib.backtest import run
+    from pairlib.engine.backtest import run
 
     tmp = Path(str(tmp_path))
     params = Params.model_validate({

@@ -18,13 +18,13 @@ from click.testing import Result
 from tick_fixtures import BAR, START, trading_params
 from typer.testing import CliRunner
 
-from pairlib import jobs
-from pairlib.cli import TICK_EXIT_CODES, app
+from pairlib.app import jobs
+from pairlib.app.cli import TICK_EXIT_CODES, app
+from pairlib.app.jobs import JobLocked, run_tick_job, tick_as_of, tick_job_lock
+from pairlib.app.runner import RunResult
+from pairlib.edges.store import Store, iso
 from pairlib.errors import StoreError
-from pairlib.jobs import JobLocked, run_tick_job, tick_as_of, tick_job_lock
-from pairlib.runner import RunResult
 from pairlib.sim import SimServer
-from pairlib.store import Store, iso
 
 WHEN = START + BAR  # 2025-02-04T04:00Z, a 4h close
 
@@ -51,7 +51,7 @@ def _clean_exit(res: Result) -> None:
 
 
 class FakeNotebook:
-    """Stands in for :func:`pairlib.runner.run_notebook` in the tick job: records the call
+    """Stands in for :func:`pairlib.app.runner.run_notebook` in the tick job: records the call
     and returns the scraps a tick notebook would glue (or none)."""
 
     def __init__(self, scraps: Mapping[str, Any] | None, ok: bool = True,
@@ -349,7 +349,7 @@ def _dying_tick_notebook(folder: Path) -> Path:
         "from pathlib import Path\n"
         "from pairlib.clock import parse_time\n"
         "from pairlib.config import load_params\n"
-        "from pairlib.store import Store\n"
+        "from pairlib.edges.store import Store\n"
         "p = load_params(params_file)\n"
         "when = parse_time(as_of)\n"
         "with Store.at(p.state_dir) as db:\n"
@@ -391,13 +391,13 @@ def test_a_kernel_dying_after_the_tick_reports_the_stores_outcome(
 
 
 @pytest.mark.parametrize(("argv", "target"), [
-    (["tick", "--as-of", iso(WHEN)], "pairlib.jobs.run_tick_job"),
-    (["pairs", "--as-of", iso(WHEN)], "pairlib.jobs.run_pairs_job"),
-    (["data", "--as-of", iso(WHEN)], "pairlib.demo.data_summary"),
-    (["demo"], "pairlib.demo.run_demo"),
-    (["reconcile", "--as-of", iso(WHEN)], "pairlib.reconcile.report"),
+    (["tick", "--as-of", iso(WHEN)], "pairlib.app.jobs.run_tick_job"),
+    (["pairs", "--as-of", iso(WHEN)], "pairlib.app.jobs.run_pairs_job"),
+    (["data", "--as-of", iso(WHEN)], "pairlib.app.demo.data_summary"),
+    (["demo"], "pairlib.app.demo.run_demo"),
+    (["reconcile", "--as-of", iso(WHEN)], "pairlib.engine.reconcile.report"),
     (["reconcile", "--as-of", iso(WHEN), "--accept", "SOL/USDT:USDT", "--reason", "x"],
-     "pairlib.reconcile.snapshot"),
+     "pairlib.engine.reconcile.snapshot"),
     (["exchange", "serve", "--port", "0"], "pairlib.sim.account.Account.saved_clock"),
 ])
 @pytest.mark.parametrize("error", [

@@ -1,4 +1,5 @@
-"""Tests for pairlib.coint: pinned to statsmodels' coint / adfuller / mackinnonp on seeded data.
+"""Tests for pairlib.core.coint: pinned to statsmodels' coint / adfuller / mackinnonp on seeded
+data.
 
 Agreement is asserted to 1e-8 in the t-statistic and the p-value (relative 1e-9 on top for the
 few near-exact fits of very short series, where |t| runs into the hundreds and statsmodels' own
@@ -19,8 +20,8 @@ from statsmodels.tools.sm_exceptions import CollinearityWarning
 from statsmodels.tsa.adfvalues import mackinnonp
 from statsmodels.tsa.stattools import adfuller, coint
 
-import pairlib.coint as pc
-from pairlib.coint import adf_pvalues, mackinnon_pvalue, scan
+import pairlib.core.coint as pc
+from pairlib.core.coint import adf_pvalues, mackinnon_pvalue, scan
 from pairlib.errors import ConfigError, DataError
 
 ATOL = 1e-8

@@ -195,7 +195,7 @@ def test_notebook_parameter_names_are_the_params_keys() -> None:
     with pytest.raises(ConfigError, match="selection.topk"):
         apply_overrides(Params(), notebook_overrides({"selection__topk": 3}))
     # Every key can be such a parameter: none has a name the runner refuses as secret-like.
-    from pairlib.runner import _check_parameters
+    from pairlib.app.runner import _check_parameters
 
     _check_parameters({dotted.replace(".", "__"): 1 for dotted in _leaf_fields(Params)}, {})
 
@@ -220,7 +220,7 @@ def test_notebooks_name_their_overrides_after_params_keys() -> None:
 
 
 def test_cli_default_is_the_one_params_file() -> None:
-    from pairlib import cli
+    from pairlib.app import cli
 
     assert cli.PARAMS == PARAMS_FILE
 

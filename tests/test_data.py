@@ -1,4 +1,4 @@
-"""pairlib.data: closed candles, Parquet cache, quality report, alignment.
+"""pairlib.edges.data: closed candles, Parquet cache, quality report, alignment.
 
 Pure parts run on crafted frames; fetching runs against the simulated exchange (a real
 HTTP server on 127.0.0.1 behind the real ccxt client) or, for defects the simulator never
@@ -23,7 +23,7 @@ import pytest
 
 from pairlib.clock import SettableClock, to_ms
 from pairlib.config import DataParams, VenueParams
-from pairlib.data import (
+from pairlib.edges.data import (
     QUALITY_COLUMNS,
     CandleCache,
     MarketData,
@@ -32,9 +32,9 @@ from pairlib.data import (
     quality_report,
 )
 from pairlib.errors import DataError, ExchangeUnavailable
-from pairlib.exchange import Exchange
-from pairlib.records import MarketInfo, OhlcvBatch, OhlcvRequest
 from pairlib.sim.market import GENESIS, Market, MarketSpec
+from pairlib.venue.exchange import Exchange
+from pairlib.venue.records import MarketInfo, OhlcvBatch, OhlcvRequest
 
 H4 = 4 * 3_600_000
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,8 +387,8 @@ def test_cache_survives_a_new_process(exchange: Exchange, market: Market, sim: A
         import json, sys
         from pairlib.config import DataParams, VenueParams
         from pairlib.clock import parse_time
-        from pairlib.data import load_market_data
-        from pairlib.exchange import Exchange
+        from pairlib.edges.data import load_market_data
+        from pairlib.venue.exchange import Exchange
         params = DataParams(cache_dir={str(cache)!r}, min_history_bars=100)
         with Exchange.from_params(VenueParams(), sim_url={sim.url!r}) as ex:
             md = load_market_data(ex, {symbols!r}, params, parse_time({now.isoformat()!r}), 300)

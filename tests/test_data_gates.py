@@ -1,4 +1,4 @@
-"""pairlib.data gates: a defect only drops a symbol where a decision uses it.
+"""pairlib.edges.data gates: a defect only drops a symbol where a decision uses it.
 
 Everything runs against the simulator (a real HTTP server on 127.0.0.1 behind the real ccxt
 adapter). The simulated market serves clean candles; :class:`DefectiveMarket` wraps it as a
@@ -25,13 +25,19 @@ import pytest
 
 from pairlib.clock import to_ms
 from pairlib.config import DataParams, VenueParams
-from pairlib.data import JUMP_LOG_RETURN, CandleCache, MarketData, load_market_data, quality_report
+from pairlib.core.strategy import zscore
+from pairlib.edges.data import (
+    JUMP_LOG_RETURN,
+    CandleCache,
+    MarketData,
+    load_market_data,
+    quality_report,
+)
 from pairlib.errors import DataError
-from pairlib.exchange import Exchange
-from pairlib.records import OhlcvBatch, OhlcvRequest
 from pairlib.sim.market import GENESIS, Market, MarketSpec
 from pairlib.sim.server import SimServer
-from pairlib.strategy import zscore
+from pairlib.venue.exchange import Exchange
+from pairlib.venue.records import OhlcvBatch, OhlcvRequest
 
 H4 = 4 * 3_600_000
 BARS = 180  # what the tick fetches (lookback 60 + 120 bars of z history)
@@ -315,7 +321,7 @@ def test_corrupted_cache_is_fetched_again(
     path = CandleCache(tmp_path, exchange.venue_key, "4h").path(ETH)
     _rewrite(path, CORRUPTIONS[how])
     spy = Spy(exchange)
-    with caplog.at_level(logging.WARNING, logger="pairlib.data"):
+    with caplog.at_level(logging.WARNING, logger="pairlib.edges.data"):
         md = _load(exchange, tmp_path, decision_bars=None)
     asked = spy.requests(ETH)
     assert len(asked) == 1 and asked[0].since_ms is not None and asked[0].until_ms is not None

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pairlib.cli import app
-from pairlib.store import Store
+from pairlib.app.cli import app
+from pairlib.edges.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""pairlib.exchange against the simulated exchange (real ccxt over loopback HTTP).
+"""pairlib.venue.exchange against the simulated exchange (real ccxt over loopback HTTP).
 
 Covers: markets and precision, error translation (with the ccxt exception chained), retried
 reads, never-retried order creation, key hygiene, venue construction rules, and the async
@@ -19,10 +19,10 @@ import pytest
 from pairlib import errors
 from pairlib.clock import to_ms
 from pairlib.config import Secrets, VenueParams
-from pairlib.exchange import Exchange, rewrite_api_urls, translate_error
-from pairlib.ratelimit import RetryPolicy
-from pairlib.records import OhlcvRequest
 from pairlib.sim.market import GENESIS, Market, MarketSpec
+from pairlib.venue.exchange import Exchange, rewrite_api_urls, translate_error
+from pairlib.venue.ratelimit import RetryPolicy
+from pairlib.venue.records import OhlcvRequest
 
 KEY = "pk_test_KEY_0123456789abcdef"
 SECRET = "sk_test_SECRET_fedcba9876543210"

@@ -1,5 +1,5 @@
-"""Idempotent order execution (``pairlib.execution``) against an in-memory venue, and the
-pure reconciliation and PnL rules (``pairlib.reconcile``)."""
+"""Idempotent order execution (``pairlib.engine.execution``) against an in-memory venue, and the
+pure reconciliation and PnL rules (``pairlib.engine.reconcile``)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pairlib.clock import SettableClock
-from pairlib.errors import ExchangeUnavailable, InsufficientFunds, InvalidOrder
-from pairlib.execution import (
+from pairlib.core.risk import MarketRules
+from pairlib.edges.store import Store
+from pairlib.engine.execution import (
     ACTION_CODES,
     Executor,
     LegOrder,
     client_order_id,
     is_own_client_id,
 )
-from pairlib.reconcile import expected_positions, realized_pnl, reconcile
-from pairlib.records import OrderResult, PositionInfo, TradeInfo
-from pairlib.risk import MarketRules
-from pairlib.store import Store
+from pairlib.engine.reconcile import expected_positions, realized_pnl, reconcile
+from pairlib.errors import ExchangeUnavailable, InsufficientFunds, InvalidOrder
+from pairlib.venue.records import OrderResult, PositionInfo, TradeInfo
 
 BINANCE_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 T0 = datetime(2026, 1, 31, 20, tzinfo=UTC)

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from tick_fixtures import START, unthrottle
 
-from pairlib import errors, exchange
+from pairlib import errors
 from pairlib.clock import to_ms
 from pairlib.config import VenueParams
-from pairlib.exchange import Exchange
 from pairlib.sim import Market, SimServer
+from pairlib.venue import exchange
+from pairlib.venue.exchange import Exchange
 
 HOLDERS = 37  # positions held: 1000 % 37 != 0, so a page ends inside a funding time
 FUNDINGS = 60  # funding times crossed (8 h apart: 20 days)

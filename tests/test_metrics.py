@@ -1,4 +1,4 @@
-"""Performance metrics and overfitting statistics (``pairlib.metrics``): values computed by
+"""Performance metrics and overfitting statistics (``pairlib.core.metrics``): values computed by
 hand, and the deflated Sharpe ratio against the paper's worked example."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pairlib.metrics import (
+from pairlib.core.metrics import (
     bars_per_year,
     deflated_sharpe,
     drawdowns,

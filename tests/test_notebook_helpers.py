@@ -1,4 +1,4 @@
-"""pairlib.notebook writes exactly what scrapbook.glue and plotly's fig.show() write in a
+"""pairlib.report.notebook writes exactly what scrapbook.glue and plotly's fig.show() write in a
 kernel, and scrapbook reads the scraps back."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import scrapbook as sb
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from pairlib import notebook as pnb
-from pairlib.runner import read_scraps
+from pairlib.app.runner import read_scraps
+from pairlib.report import notebook as pnb
 
 FRAME = pd.DataFrame({"symbol": ["BTC/USDT:USDT", "ETH/USDT:USDT"], "z": [1.25, -0.5],
                       "n": [3, 4]}, index=pd.RangeIndex(2))

@@ -25,9 +25,9 @@ import pytest
 import yaml
 from tick_fixtures import BAR, GRT_RUNE, START, planted_pairs
 
-from pairlib.runner import run_notebook
+from pairlib.app.runner import run_notebook
+from pairlib.edges.store import PairSetMeta, Store, iso, pair_id
 from pairlib.sim import Market, SimServer
-from pairlib.store import PairSetMeta, Store, iso, pair_id
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("tick.ipynb", "generate_pairs.ipynb")
@@ -227,8 +227,8 @@ def test_tick_notebook_trades_only_when_told() -> None:
 def test_quality_issues_list_only_the_symbols_to_look_at() -> None:
     from types import SimpleNamespace
 
-    from pairlib import pair_charts
-    from pairlib.data import QUALITY_COLUMNS
+    from pairlib.edges.data import QUALITY_COLUMNS
+    from pairlib.report import pair_charts
 
     clean = {c: 0 for c in QUALITY_COLUMNS} | {"rows": 600, "ok": True, "stale": False,
                                                 "too_short": False, "reason": "", "notes": "",

@@ -1,4 +1,4 @@
-"""Tests for pairlib.pairs: building blocks against known answers, the pipeline's bookkeeping,
+"""Tests for pairlib.core.pairs: building blocks against known answers, the pipeline's bookkeeping,
 bad inputs, and selection quality on the simulator (whose ground truth is known)."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from statsmodels.tools.sm_exceptions import InterpolationWarning
 from statsmodels.tsa.stattools import coint, kpss
 
 from pairlib.config import Params, apply_overrides
-from pairlib.errors import ConfigError, DataError
-from pairlib.pairs import (
+from pairlib.core.pairs import (
     CHOSEN_COLUMNS,
     FUNNEL_STAGES,
     REJECTED_COLUMNS,
@@ -31,6 +30,7 @@ from pairlib.pairs import (
     kpss_stat,
     select,
 )
+from pairlib.errors import ConfigError, DataError
 from pairlib.sim.market import GENESIS, Market, MarketSpec, simulate_prices
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pairlib.cli import app
+from pairlib.app.cli import app
+from pairlib.app.runner import read_scraps, run_notebook
 from pairlib.clock import parse_time
 from pairlib.config import apply_overrides, load_params, timeframe_ms
+from pairlib.edges.store import Store, iso
+from pairlib.engine.generate import check_pair_set
 from pairlib.errors import ConfigError
-from pairlib.generate import check_pair_set
-from pairlib.runner import read_scraps, run_notebook
-from pairlib.store import Store, iso
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = "2026-06-01T00:00:00Z"
@@ -48,7 +48,7 @@ def test_pairs_command_runs_the_notebook_and_stores_a_pair_set(project: Path) ->
     assert out.exists()
     assert "application/vnd.plotly.v1+json" in _mimetypes(out)  # charts are in the report
 
-    from pairlib.runner import read_scraps
+    from pairlib.app.runner import read_scraps
 
     scraps = read_scraps(out)
     chosen = scraps["chosen_pairs"]

@@ -17,15 +17,15 @@ import pandas as pd
 import pytest
 from tick_fixtures import BAR, START, planted_pairs, trading_params, unthrottle
 
-from pairlib import tick
 from pairlib.clock import SettableClock, to_ms
 from pairlib.config import VenueParams
+from pairlib.edges.store import Store
+from pairlib.engine import tick
 from pairlib.errors import ConfigError
-from pairlib.exchange import Exchange
 from pairlib.sim import Market, SimServer
-from pairlib.sim.live_source import PaperExchange, PublicMarket
-from pairlib.store import Store
-from pairlib.venue import open_exchange
+from pairlib.venue.exchange import Exchange
+from pairlib.venue.open import open_exchange
+from pairlib.venue.paper import PaperExchange, PublicMarket
 
 ETH = "ETH/USDT:USDT"
 

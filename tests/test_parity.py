@@ -1,6 +1,6 @@
 """Research-to-live parity: the live tick replayed bar by bar against the simulated exchange
 (over the real ccxt client, monthly pair sets regenerated the same way) takes the same trades
-as the backtest (``pairlib.backtest``) over the same bars."""
+as the backtest (``pairlib.engine.backtest``) over the same bars."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from tick_fixtures import make_env
 
-from pairlib import generate, tick
-from pairlib.backtest import FillModel, simulate
 from pairlib.config import Params
-from pairlib.exchange import Exchange
-from pairlib.risk import CAP_GROSS, MarketRules
+from pairlib.core.risk import CAP_GROSS, MarketRules
+from pairlib.engine import generate, tick
+from pairlib.engine.backtest import FillModel, simulate
 from pairlib.sim import GENESIS, Market
+from pairlib.venue.exchange import Exchange
 
 BAR = timedelta(hours=4)
 START = GENESIS + timedelta(days=400)

@@ -1,4 +1,4 @@
-"""The portfolio rule, driven directly (``pairlib.portfolio.plan``): slots, caps, blocked and
+"""The portfolio rule, driven directly (``pairlib.core.portfolio.plan``): slots, caps, blocked and
 shared symbols, closes before entries, unevaluable pairs, interrupted entries."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import math
 import pytest
 
 from pairlib.config import RiskParams, StrategyParams
-from pairlib.portfolio import Book, PairView, plan
-from pairlib.risk import MarketRules, size_pair
-from pairlib.strategy import PairState
+from pairlib.core.portfolio import Book, PairView, plan
+from pairlib.core.risk import MarketRules, size_pair
+from pairlib.core.strategy import PairState
 
 S = StrategyParams()  # entry 1.0, exit 0.5, stop 3.5
 SYMS = ("A", "B", "C", "D", "E", "F", "G", "H")

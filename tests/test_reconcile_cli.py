@@ -1,5 +1,5 @@
 """``pairlib reconcile``: the report of store/venue mismatches and the operator's
-``--accept`` (``pairlib.reconcile.report``/``accept_venue``), on the simulator."""
+``--accept`` (``pairlib.engine.reconcile.report``/``accept_venue``), on the simulator."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import yaml
 from tick_fixtures import BAR, EGLD_HBAR, INJ_SOL, START, TickEnv, make_env
 from typer.testing import CliRunner, Result
 
-from pairlib.cli import app
-from pairlib.exchange import Exchange
-from pairlib.reconcile import AcceptRefused, accept_venue, expected_positions
+from pairlib.app.cli import app
+from pairlib.edges.store import Store, iso
+from pairlib.engine.reconcile import AcceptRefused, accept_venue, expected_positions
 from pairlib.sim import Market
-from pairlib.store import Store, iso
+from pairlib.venue.exchange import Exchange
 
 HBAR = "HBAR/USDT:USDT"
 INJ = "INJ/USDT:USDT"

@@ -10,9 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from pairlib import pair_charts, strategy, tick_charts
 from pairlib.config import StrategyParams
-from pairlib.tick_result import SIGNAL_COLUMNS, TickResult
+from pairlib.core import strategy
+from pairlib.engine.tick_result import SIGNAL_COLUMNS, TickResult
+from pairlib.report import pair_charts, tick_charts
 
 RULE = StrategyParams(lookback=20, entry=1.25, exit=0.4, stop=3.0)
 BETA, ALPHA = 0.8, 0.1

@@ -1,4 +1,4 @@
-"""Tests for pairlib.risk: sizing at the stop distance, caps, rounding, slots, kill switch."""
+"""Tests for pairlib.core.risk: sizing at the stop distance, caps, rounding, slots, kill switch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pairlib.config import Params, RiskParams
-from pairlib.risk import (
+from pairlib.core.risk import (
     CAP_GROSS,
     CAP_LEG,
     Candidate,

@@ -8,14 +8,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pairlib.errors import ConfigError
-from pairlib.runner import (
+from pairlib.app.runner import (
     pairs_output_path,
     read_scraps,
     run_notebook,
     tick_output_path,
     unique_path,
 )
+from pairlib.errors import ConfigError
 
 AS_OF = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
 
@@ -83,7 +83,7 @@ def test_kernels_talk_over_unix_sockets_and_leave_none_behind(
 ) -> None:
     nb = _notebook(tmp_path / "conn.ipynb",
                    "from ipykernel import get_connection_info\n"
-                   "from pairlib.notebook import glue\n"
+                   "from pairlib.report.notebook import glue\n"
                    "info = get_connection_info(unpack=True)\n"
                    "glue('transport', info['transport'])\n"
                    "glue('ip', info['ip'])")

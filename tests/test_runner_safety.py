@@ -23,11 +23,11 @@ import pytest
 import yaml
 from tick_fixtures import BAR, START, trading_params
 
-from pairlib import runner
+from pairlib.app import runner
+from pairlib.app.jobs import JOB_LOCK_NAME, tick_job_lock
+from pairlib.app.runner import read_scraps, run_notebook, unique_path
+from pairlib.edges.store import iso
 from pairlib.errors import ConfigError
-from pairlib.jobs import JOB_LOCK_NAME, tick_job_lock
-from pairlib.runner import read_scraps, run_notebook, unique_path
-from pairlib.store import iso
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "k3y-VALUE-0123456789abcdef"
@@ -161,7 +161,7 @@ def test_the_kernel_inherits_the_job_lock(tmp_path: Path) -> None:
     state = tmp_path / "state"
     nb = _notebook(tmp_path / "lock.ipynb",
                    "import fcntl, os\n"
-                   "from pairlib.notebook import glue\n"
+                   "from pairlib.report.notebook import glue\n"
                    "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
                    "glue('inherited', True)\n"
                    "other = os.open(path, os.O_RDWR)\n"
@@ -258,8 +258,8 @@ def test_sigkill_of_pairlib_tick_kills_its_kernel(tmp_path: Path) -> None:
 
 
 def _scrap_notebook(path: Path, scraps: list[tuple[str, object, str | None]]) -> Path:
-    """A notebook whose one cell shows ``scraps`` as pairlib.notebook.glue does."""
-    from pairlib.notebook import scrap_output
+    """A notebook whose one cell shows ``scraps`` as pairlib.report.notebook.glue does."""
+    from pairlib.report.notebook import scrap_output
 
     cell = nbformat.v4.new_code_cell("")
     for name, value, encoder in scraps:
@@ -287,7 +287,7 @@ def test_read_scraps_starts_no_native_thread(tmp_path: Path) -> None:
     script = f"""
 import json, os
 import pandas, pyarrow, scrapbook
-from pairlib.runner import read_scraps
+from pairlib.app.runner import read_scraps
 before = len(os.listdir("/proc/self/task"))
 scraps = read_scraps({str(nb)!r})
 after = len(os.listdir("/proc/self/task"))

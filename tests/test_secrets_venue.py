@@ -1,5 +1,6 @@
 """Real keys never reach a simulated venue, loopback URLs are parsed, and no error or log
-quotes a signed request's query (``pairlib.venue``, ``pairlib.exchange``, ``pairlib.checks``).
+quotes a signed request's query (``pairlib.venue.open``, ``pairlib.venue.exchange``,
+``pairlib.checks``).
 
 Requests are observed on the wire by a small recording proxy on 127.0.0.1 in front of a real
 simulator: every header, path, query and body the adapter sends is kept.
@@ -24,9 +25,9 @@ import yaml
 from tick_fixtures import START, TickEnv, trading_params, unthrottle
 from typer.testing import CliRunner
 
-from pairlib import errors, reconcile
+from pairlib import errors
+from pairlib.app.cli import app
 from pairlib.checks import loopback_url
-from pairlib.cli import app
 from pairlib.clock import SettableClock
 from pairlib.config import (
     SIM_API_KEY,
@@ -36,10 +37,11 @@ from pairlib.config import (
     VenueParams,
     validate_params,
 )
-from pairlib.exchange import Exchange, _scrub, translate_error
+from pairlib.edges.store import Store, iso
+from pairlib.engine import reconcile
 from pairlib.sim import Market, SimServer
-from pairlib.store import Store, iso
-from pairlib.venue import open_exchange
+from pairlib.venue.exchange import Exchange, _scrub, translate_error
+from pairlib.venue.open import open_exchange
 
 ENV_KEY = "envKEY-7f3a9c1e-do-not-send"
 ENV_SECRET = "envSECRET-b2d4e6f8-do-not-send"

@@ -3,7 +3,7 @@
 Late booking (an order accepted by the matching engine after its request timed out), market
 orders that run out of liquidity, client-id validation, the income window, the mark price,
 and HTTP robustness (body limits, admin input validation, idle connections). Trading checks
-go through the real ccxt client, via :class:`pairlib.exchange.Exchange` or plain
+go through the real ccxt client, via :class:`pairlib.venue.exchange.Exchange` or plain
 ``ccxt.binanceusdm``.
 """
 
@@ -24,7 +24,6 @@ import requests
 from pairlib import errors
 from pairlib.clock import to_ms
 from pairlib.config import VenueParams
-from pairlib.exchange import Exchange
 from pairlib.sim import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
@@ -34,6 +33,7 @@ from pairlib.sim import (
     SimServer,
     ccxt_urls,
 )
+from pairlib.venue.exchange import Exchange
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 SOL, LTC = "SOL/USDT:USDT", "LTC/USDT:USDT"

@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from pairlib import store as store_mod
 from pairlib.config import Params, validate_params
+from pairlib.edges import store as store_mod
+from pairlib.edges.store import PairSet, PairSetMeta, Store
+from pairlib.engine.generate import check_pair_set, code_version
 from pairlib.errors import ConfigError, StoreError
-from pairlib.generate import check_pair_set, code_version
-from pairlib.store import PairSet, PairSetMeta, Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -180,7 +180,7 @@ def test_check_pair_set_refuses_another_market_timeframe_or_lookback(
 def test_check_pair_set_accepts_a_set_without_metadata_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="pairlib.generate"):
+    with caplog.at_level(logging.WARNING, logger="pairlib.engine.generate"):
         check_pair_set(_set(None), validate_params({"strategy": {"lookback": 90}}), "anything")
     assert any("pair set #7" in r.getMessage() and "not checked" in r.getMessage()
                and "pairlib pairs --as-of" in r.getMessage() for r in caplog.records)
@@ -199,7 +199,7 @@ def test_code_version_is_the_commit_else_the_package(tmp_path: Path) -> None:
 
 
 def test_rows_are_frozen_records_and_reads_need_no_sql(tmp_path: Path) -> None:
-    from pairlib.store import OrderRow, PairStateRow, TickRow
+    from pairlib.edges.store import OrderRow, PairStateRow, TickRow
 
     s = Store.at(tmp_path)
     when = datetime(2026, 1, 1, 4, tzinfo=UTC)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pairlib import store as store_mod
+from pairlib.edges import store as store_mod
+from pairlib.edges.store import DB_NAME, Store
 from pairlib.errors import PairlibError, StoreError
-from pairlib.store import DB_NAME, Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REMEDY_CORRUPT = "restore it from a backup or move it aside to start fresh"

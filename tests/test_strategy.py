@@ -1,4 +1,4 @@
-"""Tests for pairlib.strategy: the rule (one test per bullet), NaNs, lockout, properties."""
+"""Tests for pairlib.core.strategy: the rule (one test per bullet), NaNs, lockout, properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairlib.strategy import (
+from pairlib.core.strategy import (
     ACTIONS,
     Decision,
     PairState,
@@ -382,7 +382,7 @@ def test_zscore_exact_fallback_matches_reference() -> None:
 def test_zscore_chunked_pass_matches_reference(
     monkeypatch: pytest.MonkeyPatch, lookback: int
 ) -> None:
-    import pairlib.strategy as strategy_mod
+    import pairlib.core.strategy as strategy_mod
 
     monkeypatch.setattr(strategy_mod, "_CHUNK", 7)  # many tiny chunks
     rng = np.random.default_rng(11)

@@ -1,5 +1,5 @@
 """The live tick on the simulated exchange: replay, idempotency, faults, reconciliation,
-exits-only modes and refusals (``pairlib.tick``)."""
+exits-only modes and refusals (``pairlib.engine.tick``)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ from tick_fixtures import (
     trading_params,
 )
 
-from pairlib import tick
 from pairlib.clock import SettableClock
 from pairlib.config import TradingParams, load_params
-from pairlib.exchange import Exchange
-from pairlib.execution import Executor
-from pairlib.risk import MarketRules, size_pair
+from pairlib.core.risk import MarketRules, size_pair
+from pairlib.core.strategy import positions
+from pairlib.edges.store import Store
+from pairlib.engine import tick
+from pairlib.engine.execution import Executor
 from pairlib.sim import Market
-from pairlib.store import Store
-from pairlib.strategy import positions
+from pairlib.venue.exchange import Exchange
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The tick never ends ``ok`` with a naked leg, an unknown order or an open pair it could not
 evaluate or exit: scenarios from the audit, each against the simulated exchange over the real
-ccxt client (``pairlib.tick``, ``pairlib.execution``)."""
+ccxt client (``pairlib.engine.tick``, ``pairlib.engine.execution``)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from tick_fixtures import (
     signal_of,
 )
 
-from pairlib import data as data_mod
-from pairlib import tick
-from pairlib.exchange import Exchange
+from pairlib.edges import data as data_mod
+from pairlib.engine import tick
 from pairlib.sim import Market
+from pairlib.venue.exchange import Exchange
 
 GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short here
@@ -294,7 +294,7 @@ def test_pair_set_built_for_another_lookback_is_refused_but_open_pairs_exit(
     import pandas as pd
     from tick_fixtures import planted_pairs
 
-    from pairlib.store import PairSetMeta
+    from pairlib.edges.store import PairSetMeta
 
     env.save_pairs([GRT_RUNE])
     assert env.run(ENTRY).status == "ok"

@@ -15,8 +15,8 @@ import yaml
 from tick_fixtures import BAR, GRT_RUNE, START, TickEnv, make_env
 from typer.testing import CliRunner
 
-from pairlib.cli import app
-from pairlib.runner import read_scraps, run_notebook
+from pairlib.app.cli import app
+from pairlib.app.runner import read_scraps, run_notebook
 from pairlib.sim import Market
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def test_pairlib_tick_preview_sends_nothing_and_the_tick_sends_what_it_showed(
 
 
 def _result(status: str = "ok", error: str | None = None) -> object:
-    from pairlib.tick import SIGNAL_COLUMNS, TickResult
+    from pairlib.engine.tick import SIGNAL_COLUMNS, TickResult
 
     idx = pd.date_range("2025-02-01", periods=5, freq="4h", tz="UTC", name="close_time")
     signals = pd.DataFrame(
@@ -166,8 +166,8 @@ def _result(status: str = "ok", error: str | None = None) -> object:
 
 
 def test_report_helpers() -> None:
-    from pairlib import tick_charts
-    from pairlib.tick import TickFailed
+    from pairlib.engine.tick import TickFailed
+    from pairlib.report import tick_charts
 
     ok = _result()
     assert tick_charts.reported_pairs(ok) == ["A~B", "E~F"]  # open or acted on
@@ -206,13 +206,13 @@ def test_report_helpers() -> None:
     assert tick_charts.actions_line(planned).startswith("**Actions this preview would take:** "
                                                         "enter_short 1, exit 1 · 1 pair(s) "
                                                         "would be open")
-    log = ("2025-02-01 04:00:00,001 INFO pairlib.tick: fine\n"
-           "2025-02-01 04:00:00,002 WARNING pairlib.data: jump\n  detail line\n"
-           "2025-02-01 04:00:00,003 INFO pairlib.tick: fine again\n"
-           "2025-02-01 04:00:00,004 ERROR pairlib.tick: failed\n")
+    log = ("2025-02-01 04:00:00,001 INFO pairlib.engine.tick: fine\n"
+           "2025-02-01 04:00:00,002 WARNING pairlib.edges.data: jump\n  detail line\n"
+           "2025-02-01 04:00:00,003 INFO pairlib.engine.tick: fine again\n"
+           "2025-02-01 04:00:00,004 ERROR pairlib.engine.tick: failed\n")
     assert tick_charts.log_problems(log) == (
-        "2025-02-01 04:00:00,002 WARNING pairlib.data: jump\n  detail line\n"
-        "2025-02-01 04:00:00,004 ERROR pairlib.tick: failed\n")
+        "2025-02-01 04:00:00,002 WARNING pairlib.edges.data: jump\n  detail line\n"
+        "2025-02-01 04:00:00,004 ERROR pairlib.engine.tick: failed\n")
     assert tick_charts.log_problems(log.splitlines(keepends=True)[0]) == ""
 
     bad = _result("failed", "ExchangeUnavailable: <down> & out")
@@ -227,7 +227,7 @@ def test_glue_result_glues_the_summary_its_known_values_and_the_tables(
 ) -> None:
     import IPython.display
 
-    from pairlib import tick_charts
+    from pairlib.report import tick_charts
 
     shown: list[tuple[str, str]] = []
 

@@ -1,5 +1,5 @@
 """A preview computes every decision and size the tick would use, sends no order and writes
-nothing (``pairlib.tick.run(..., preview=True)``)."""
+nothing (``pairlib.engine.tick.run(..., preview=True)``)."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def test_preview_of_an_exit_lists_reduce_only_closes(env: TickEnv) -> None:
 
 
 def test_preview_of_the_in_process_simulator_changes_no_file(env: TickEnv, tmp_path: Path) -> None:
-    from pairlib import tick
-    from pairlib.store import Store
+    from pairlib.edges.store import Store
+    from pairlib.engine import tick
 
     params = env.params_with(venue={"sim_url": None,
                                     "sim_state": str(tmp_path / "inproc" / "sim.json")},

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pairlib.cli import app
+from pairlib.app.cli import app
 from pairlib.config import Params, Secrets, VenueParams, load_params
+from pairlib.engine.generate import apply_overrides
 from pairlib.errors import ConfigError, LiveTradingRefused
-from pairlib.generate import apply_overrides
-from pairlib.venue import check_live
+from pairlib.venue.open import check_live
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = Secrets(api_key="k", api_secret="s")
@@ -60,7 +60,7 @@ def test_in_process_venue_needs_its_account_file() -> None:
     """A venue section on its own has no state_dir to put the simulator's account in: opening
     it in-process is refused, naming the key (a loaded tree always has it)."""
     from pairlib.clock import parse_time
-    from pairlib.venue import open_exchange
+    from pairlib.venue.open import open_exchange
 
     with (pytest.raises(ConfigError, match=r"venue\.sim_state is not set"),
           open_exchange(VenueParams(), parse_time("2026-06-01T00:00Z"))):

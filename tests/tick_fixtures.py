@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pairlib import tick
 from pairlib.clock import SettableClock
 from pairlib.config import TradingParams, validate_params
+from pairlib.core.strategy import spread, zscore
+from pairlib.edges.store import Store, pair_id
+from pairlib.engine import tick
 from pairlib.sim import GENESIS, Market, SimServer
-from pairlib.store import Store, pair_id
-from pairlib.strategy import spread, zscore
 
 START = GENESIS + timedelta(days=400)  # 2025-02-04 00:00 UTC, a 4h close
 BAR = timedelta(hours=4)
@@ -35,7 +35,7 @@ INJ_SOL = "INJ/USDT:USDT~SOL/USDT:USDT"  # enters long at bar 0, exits at bar 1
 def unthrottle(monkeypatch: pytest.MonkeyPatch) -> None:
     """No client-side request pacing for these tests (the simulator runs with a generous
     weight limit here), so many ticks can run inside one minute. Correctness is unaffected."""
-    from pairlib import exchange
+    from pairlib.venue import exchange
 
     monkeypatch.setitem(exchange._WEIGHT_PER_MINUTE, "binanceusdm", 1e9)
 
@@ -184,7 +184,7 @@ def assert_hedged_and_matching(env: TickEnv) -> None:
 def arm_after_orders(monkeypatch: pytest.MonkeyPatch, arm: Any, after: int = 1) -> None:
     """Arm a simulator fault right after the ``after``-th create_order call returned or
     failed (wrappers stack: call it twice to arm two faults at two points)."""
-    from pairlib.exchange import Exchange
+    from pairlib.venue.exchange import Exchange
 
     original = Exchange.create_order
     calls = {"n": 0}

@@ -231,7 +231,7 @@ class SimServer:
     market : MarketSource
         Where prices, candles, rules and funding come from: the simulated
         :class:`~pairlib.sim.market.Market` (a pure function of its spec) or, for the
-        ``paper`` venue, :class:`~pairlib.sim.live_source.PublicMarket`.
+        ``paper`` venue, :class:`~pairlib.venue.paper.PublicMarket`.
     state_path : Path or None
         The account's JSON state file (created if missing, continued if present); None keeps
         the account in memory.

@@ -3,7 +3,7 @@
 :class:`~pairlib.sim.server.SimServer`, its account book and its endpoints read prices,
 candles, rules and funding through this surface only. Two implementations:
 :class:`~pairlib.sim.market.Market` (the seeded synthetic market) and
-:class:`~pairlib.sim.live_source.PublicMarket` (a real venue's public data, for ``paper``).
+:class:`~pairlib.venue.paper.PublicMarket` (a real venue's public data, for ``paper``).
 
 Notes
 -----

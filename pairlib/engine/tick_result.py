@@ -1,5 +1,5 @@
 """What one tick did: :class:`TickResult` (the tick notebook's input and
-:func:`pairlib.tick.run`'s answer) and the results built from the store alone: a tick that
+:func:`pairlib.engine.tick.run`'s answer) and the results built from the store alone: a tick that
 did not trade (refused, locked out) and a tick that already ran."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Final
 import pandas as pd
 
 from pairlib.config import TradingParams
+from pairlib.edges.store import Store, TickRow, iso
+from pairlib.engine.reconcile import mismatch_frame
 from pairlib.errors import PairlibError
-from pairlib.reconcile import mismatch_frame
-from pairlib.store import Store, TickRow, iso
 
 __all__ = [
     "OK_STATUSES",
@@ -105,7 +105,7 @@ class TickResult:
         ``kind``, ``symbol``, ``detail`` of every incident of this tick.
     mismatches : DataFrame
         Reconciliation mismatches found at the start of the tick
-        (:data:`pairlib.reconcile.MISMATCH_COLUMNS`).
+        (:data:`pairlib.engine.reconcile.MISMATCH_COLUMNS`).
     duration_s : float
     error : str or None
         Why the tick failed or was refused.

@@ -1,9 +1,9 @@
 """Display helpers of the tick report (``notebooks/tick.ipynb``): a status banner and plotly
-figures. Pure functions of a :class:`~pairlib.tick.TickResult`; nothing here fetches or
+figures. Pure functions of a :class:`~pairlib.engine.tick.TickResult`; nothing here fetches or
 stores anything, and the tick itself never imports this module.
 
 The figures are plotly figure specs: plain JSON dicts (``data`` and ``layout``) in plotly's
-schema, shown with :func:`pairlib.notebook.show` and turned into a ``Figure`` with
+schema, shown with :func:`pairlib.report.notebook.show` and turned into a ``Figure`` with
 ``plotly.graph_objects.Figure(spec)`` (which validates them, as the tests do). Building
 ``Figure`` objects would import and run plotly's validators in every scheduled tick, about a
 fifth of a second of a sub-second report; a spec costs nothing and draws the same chart.
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from pairlib.tick_result import TickResult
+    from pairlib.engine.tick_result import TickResult
 
 __all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "actions_frame", "actions_line",
            "capture_logs", "equity_figure", "glue_result", "incidents_frame", "log_problems",
@@ -31,7 +31,7 @@ __all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "actions_frame", "a
 Spec = dict[str, Any]
 """A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
 
-_CAPTURE = "pairlib.tick_charts.capture"
+_CAPTURE = "pairlib.report.tick_charts.capture"
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The start of one record as _LOG_FORMAT writes it (logging's default asctime), with its level.
 _RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) ", re.M)
@@ -276,9 +276,10 @@ def incidents_frame(result: TickResult) -> pd.DataFrame:
 
 def glue_result(result: TickResult) -> None:
     """Glue the tick's scraps into the running notebook: ``summary`` (the dict of
-    :meth:`~pairlib.tick_result.TickResult.scraps`), each of its known values by name, and the
+    :meth:`~pairlib.engine.tick_result.TickResult.scraps`), each of its known values by name, and
+    the
     ``signals``, ``orders``, ``fills`` and ``positions`` tables."""
-    from pairlib.notebook import glue
+    from pairlib.report.notebook import glue
 
     summary = result.scraps()
     glue("summary", summary)

@@ -19,7 +19,7 @@ counts as filled. Exits, stops, flattening and unwinds are reduce-only and retri
 the tick (each attempt under a new client id, sent only once every earlier attempt is known
 to be final); whatever is still open after the retries is an incident.
 
-Store conventions (see :class:`pairlib.store.Store`): an order row is written *before* the
+Store conventions (see :class:`pairlib.edges.store.Store`): an order row is written *before* the
 order is sent (status ``sent``), its ``filled`` is what has been applied to the pair's
 signed leg amount in ``pair_state``, so a venue report can be applied any number of times.
 
@@ -42,10 +42,10 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from pairlib.clock import Clock, from_ms, parse_time
+from pairlib.core.risk import MarketRules, round_amount
+from pairlib.core.strategy import Action
+from pairlib.edges.store import OrderRow, Store, iso
 from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
-from pairlib.risk import MarketRules, round_amount
-from pairlib.store import OrderRow, Store, iso
-from pairlib.strategy import Action
 
 __all__ = [
     "ACTION_CODES",
@@ -155,7 +155,7 @@ def is_own_client_id(client_id: str | None) -> bool:
 
 
 class OrderVenue(Protocol):
-    """The part of :class:`pairlib.exchange.Exchange` that execution uses."""
+    """The part of :class:`pairlib.venue.exchange.Exchange` that execution uses."""
 
     def create_order(
         self,
@@ -259,7 +259,7 @@ class Executor:
     Parameters
     ----------
     exchange : OrderVenue
-        The adapter (:class:`pairlib.exchange.Exchange`).
+        The adapter (:class:`pairlib.venue.exchange.Exchange`).
     store : Store
         Where orders, fills and leg amounts are recorded.
     as_of : datetime
@@ -641,7 +641,7 @@ class Executor:
     def _position_unchanged(self, order: LegOrder) -> bool:
         """Whether the venue's position in the order's symbol equals what the store expects
         without the order (False when positions cannot be read)."""
-        from pairlib.reconcile import expected_positions
+        from pairlib.engine.reconcile import expected_positions
 
         fetch = getattr(self.exchange, "fetch_positions", None)
         if fetch is None:

@@ -76,7 +76,7 @@ def data(
     as_of: str | None = typer.Option(None, help="ISO-8601 time; default: last closed candle."),
 ) -> None:
     """Fetch the universe's closed candles into the cache and print a data-quality summary."""
-    from pairlib.demo import data_summary
+    from pairlib.app.demo import data_summary
     from pairlib.errors import PairlibError
 
     try:
@@ -95,8 +95,8 @@ def pairs(
                                  "(a relative one is relative to the project root)."),
 ) -> None:
     """Generate a pair set: run notebooks/generate_pairs.ipynb into outputs/pairs/."""
+    from pairlib.app.jobs import run_pairs_job
     from pairlib.errors import PairlibError
-    from pairlib.jobs import run_pairs_job
 
     try:
         result = run_pairs_job(params, as_of, outputs)
@@ -118,7 +118,7 @@ def demo(
                                  "(a relative one is relative to the project root)."),
 ) -> None:
     """Run the main job offline on the simulated exchange: data, pairs, a day of ticks."""
-    from pairlib.demo import run_demo
+    from pairlib.app.demo import run_demo
     from pairlib.errors import PairlibError
 
     try:
@@ -232,8 +232,8 @@ def tick(
          leg, an unknown order, an open pair it could not evaluate);
          the line printed says what
     """
+    from pairlib.app.jobs import JobLocked, run_tick_job
     from pairlib.errors import ConfigError, LiveTradingRefused
-    from pairlib.jobs import JobLocked, run_tick_job
 
     def waiting(line: str) -> None:
         typer.secho(line, fg=typer.colors.YELLOW, err=True)
@@ -290,9 +290,9 @@ def reconcile_cmd(
 
     from pairlib.clock import SystemClock, parse_time
     from pairlib.config import load_params
+    from pairlib.edges.store import Store
+    from pairlib.engine.reconcile import AcceptRefused, accept_venue, report, snapshot
     from pairlib.errors import ConfigError, LiveTradingRefused, PairlibError
-    from pairlib.reconcile import AcceptRefused, accept_venue, report, snapshot
-    from pairlib.store import Store
 
     if accept is not None and not (reason or "").strip():
         raise _fail("--accept needs --reason TEXT (it is recorded with the change)")

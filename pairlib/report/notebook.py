@@ -11,7 +11,7 @@ Scraps
 ``scrapbook.glue`` records a value as a display output of the mimetype
 ``application/scrapbook.scrap.<encoder>+json``; ``scrapbook.read_notebook`` reads it back.
 :func:`glue` covers the encoders the reports use, ``text``, ``json`` and ``pandas``. Scraps are
-read back with scrapbook (:func:`pairlib.runner.read_scraps`).
+read back with scrapbook (:func:`pairlib.app.runner.read_scraps`).
 
 Unlike scrapbook, a value that cannot be read back (None, NaN, a numpy scalar inside a dict) is
 refused here with a message naming the scrap, instead of producing a notebook that scrapbook
@@ -140,7 +140,7 @@ def figure_output(fig: go.Figure | dict[str, Any]) -> dict[str, Any]:
     ``plotly_mimetype`` renderer there): the figure as plain JSON under :data:`PLOTLY_MIME`.
 
     ``fig`` is a plotly ``Figure``, or a figure spec (a dict of JSON values with ``data`` and
-    ``layout``, see :mod:`pairlib.tick_charts`), which is shown as is, without importing
+    ``layout``, see :mod:`pairlib.report.tick_charts`), which is shown as is, without importing
     plotly. JupyterLab draws either offline, from the notebook alone.
     """
     if isinstance(fig, dict):

@@ -8,17 +8,18 @@ At every candle close (4h by default) :func:`run` composes the library:
    a failed or crashed tick re-run resumes (pairs already processed by it are skipped, and
    deterministic client order ids make every order exactly-once);
 3. **resolve** orders earlier runs left unconfirmed, then **reconcile** the store's net
-   position per symbol with the venue's (:mod:`pairlib.reconcile`); a mismatched symbol
+   position per symbol with the venue's (:mod:`pairlib.engine.reconcile`); a mismatched symbol
    takes no new entry;
-4. **data**: closed candles of every pair's legs (:func:`pairlib.data.load_market_data`),
-   spreads and rolling z-scores (:mod:`pairlib.strategy`);
-5. **decide** every pair with :func:`pairlib.strategy.step` from its persisted
-   :class:`~pairlib.strategy.PairState` (the same rule the backtest folds over history);
+4. **data**: closed candles of every pair's legs (:func:`pairlib.edges.data.load_market_data`),
+   spreads and rolling z-scores (:mod:`pairlib.core.strategy`);
+5. **decide** every pair with :func:`pairlib.core.strategy.step` from its persisted
+   :class:`~pairlib.core.strategy.PairState` (the same rule the backtest folds over history);
 6. **exits** (and stops) first, then residual legs are flattened, then **entries**: slots by
-   largest ``|z|`` (:func:`pairlib.risk.allocate_slots`), sizing with the venue's equity
-   (:func:`pairlib.risk.size_pair`), both legs through :class:`pairlib.execution.Executor`;
+   largest ``|z|`` (:func:`pairlib.core.risk.allocate_slots`), sizing with the venue's equity
+   (:func:`pairlib.core.risk.size_pair`), both legs through
+   :class:`pairlib.engine.execution.Executor`;
 7. **persist and report**: decisions, orders, fills, pair state, equity, funding, incidents
-   and one ``ticks`` row; a :class:`~pairlib.tick_result.TickResult` for the notebook.
+   and one ``ticks`` row; a :class:`~pairlib.engine.tick_result.TickResult` for the notebook.
 
 Modes: a tick acts on exits only (``exits_only: ...``) when the kill switch is on, when it
 is a missed tick (``as_of`` older than the last closed candle by the clock; override with
@@ -67,21 +68,15 @@ from pairlib.config import (
     load_secrets,
     timeframe_ms,
 )
-from pairlib.errors import (
-    ConfigError,
-    ExchangeError,
-    LiveTradingRefused,
-    PairlibError,
-)
-from pairlib.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
-from pairlib.portfolio import Book, PairView, Plan, plan
-from pairlib.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
-from pairlib.risk import MarketRules, Sizing, kill_switch_active
-from pairlib.store import DB_NAME, PairStateRow, Store, iso
-from pairlib.strategy import Action, Decision, PairState, latest_signal
-from pairlib.strategy import spread as spread_of
-from pairlib.strategy import zscore as zscore_of
-from pairlib.tick_result import (
+from pairlib.core.portfolio import Book, PairView, Plan, plan
+from pairlib.core.risk import MarketRules, Sizing, kill_switch_active
+from pairlib.core.strategy import Action, Decision, PairState, latest_signal
+from pairlib.core.strategy import spread as spread_of
+from pairlib.core.strategy import zscore as zscore_of
+from pairlib.edges.store import DB_NAME, PairStateRow, Store, iso
+from pairlib.engine.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
+from pairlib.engine.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
+from pairlib.engine.tick_result import (
     SIGNAL_COLUMNS,
     Z_HISTORY_BARS,
     TickFailed,
@@ -93,9 +88,15 @@ from pairlib.tick_result import (
     incident_list,
     positions_frame,
 )
-from pairlib.venue import check_live, open_exchange, simulator_now
+from pairlib.errors import (
+    ConfigError,
+    ExchangeError,
+    LiveTradingRefused,
+    PairlibError,
+)
+from pairlib.venue.open import check_live, open_exchange, simulator_now
 
-__all__ = [  # the result types are defined in pairlib.tick_result and re-exported here
+__all__ = [  # the result types are defined in pairlib.engine.tick_result and re-exported here
     "SIGNAL_COLUMNS",
     "Z_HISTORY_BARS",
     "TickFailed",
@@ -435,7 +436,7 @@ class _Tick:
     def _check_pair_set(self, venue_key: str) -> None:
         """Refuse a pair set built for another market, timeframe or lookback: exits only
         (open pairs keep their own hedge ratios), an incident, and the tick says so."""
-        from pairlib.generate import check_pair_set
+        from pairlib.engine.generate import check_pair_set
 
         if self.pair_set is None:
             return
@@ -511,7 +512,7 @@ class _Tick:
     def _body(self, ex: Any) -> list[str]:
         """Gather, decide, act, account; returns what is left exposed (empty when the book
         is hedged and matches the venue)."""
-        from pairlib.data import load_market_data
+        from pairlib.edges.data import load_market_data
 
         p, db, when = self.p, self.db, self.when
         markets = ex.markets()
@@ -657,7 +658,7 @@ class _Tick:
 
     # ------------------------------------------------------------------ decisions
     def _view(self, pr: _Pair) -> PairView:
-        """The pair as :func:`pairlib.portfolio.plan` sees it. A pair already decided by an
+        """The pair as :func:`pairlib.core.portfolio.plan` sees it. A pair already decided by an
         earlier run of this tick keeps that run's signal row."""
         decided = (pr.closing is None and pr.state is not None
                    and pr.state.updated_tick == iso(self.when))

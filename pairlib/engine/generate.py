@@ -2,7 +2,7 @@
 
 ``notebooks/generate_pairs.ipynb`` calls :func:`run` and draws the report; the chosen pairs
 are written to the store as a new versioned pair set (as_of, params hash, notebook path, and
-what it was built on: :class:`~pairlib.store.PairSetMeta`) that the tick reads. Earlier
+what it was built on: :class:`~pairlib.edges.store.PairSetMeta`) that the tick reads. Earlier
 sets stay for the record. :func:`check_pair_set` tells whether a stored set fits the params
 and the venue a tick runs with.
 
@@ -32,18 +32,18 @@ from pairlib.config import (
     params_hash,
     timeframe_ms,
 )
+from pairlib.edges.store import PairSet, PairSetMeta, Store, iso
 from pairlib.errors import ConfigError
-from pairlib.store import PairSet, PairSetMeta, Store, iso
 
 if TYPE_CHECKING:
-    from pairlib.data import MarketData
-    from pairlib.pairs import Selection
+    from pairlib.core.pairs import Selection
+    from pairlib.edges.data import MarketData
 
 __all__ = ["PairGeneration", "apply_overrides", "check_pair_set", "code_version", "run"]
 
 log = logging.getLogger(__name__)
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,11 @@ def check_pair_set(pair_set: PairSet, params: Params, venue_key: str) -> None:
     Parameters
     ----------
     pair_set : PairSet
-        The set the tick would trade (:meth:`pairlib.store.Store.latest_pair_set`).
+        The set the tick would trade (:meth:`pairlib.edges.store.Store.latest_pair_set`).
     params : Params
         The params the tick runs with (``data.timeframe``, ``strategy.lookback``).
     venue_key : str
-        The market the tick trades: :attr:`pairlib.exchange.Exchange.venue_key` of the
+        The market the tick trades: :attr:`pairlib.venue.exchange.Exchange.venue_key` of the
         opened venue (``sim-s<seed>-n<symbols>`` for the simulator, the ccxt id such as
         ``binanceusdm`` for ``paper`` and ``live``, ``demo-<id>`` for ``demo``). The venue
         kind itself is not compared: a set built on ``paper`` (the real market's public
@@ -189,9 +189,9 @@ def run(
     the venue kind and market key, timeframe, z lookback, params hash, code version and the
     candles' range.
     """
-    from pairlib.data import load_market_data
-    from pairlib.pairs import select
-    from pairlib.venue import open_exchange, simulator_now
+    from pairlib.core.pairs import select
+    from pairlib.edges.data import load_market_data
+    from pairlib.venue.open import open_exchange, simulator_now
 
     p = params if isinstance(params, Params) else load_params(params)
     p = apply_overrides(p, overrides, source="notebook parameters")

@@ -10,16 +10,16 @@ bar, so the two cannot drift apart.
 Order of the rule
 -----------------
 1. A pair whose close began earlier and did not complete is closed first, whatever its z.
-2. The strategy (:func:`pairlib.strategy.step`) decides every evaluable pair; exits and stops
+2. The strategy (:func:`pairlib.core.strategy.step`) decides every evaluable pair; exits and stops
    close both legs. An open pair that cannot be evaluated is held (an alert) for
    ``risk.unevaluable_exit_bars`` bars, then closed (``exit_no_data``).
 3. Leftover legs of a flat pair (an incomplete order) are flattened; no entry on top of them.
    The legs of an entry begun earlier in the same tick are kept only when that entry is
    completed now; otherwise they are flattened (``abandoned``).
 4. Entries: exits-only modes, pairs no longer in the pair set and residual legs refuse
-   entries; then the free slots go to the largest ``|z|`` (:func:`pairlib.risk.allocate_slots`)
+   entries; then the free slots go to the largest ``|z|`` (:func:`pairlib.core.risk.allocate_slots`)
    with symbols held by other pairs or blocked by reconciliation excluded; then each chosen
-   pair is sized (:func:`pairlib.risk.size_pair`) at the close of the bar acted on, against the
+   pair is sized (:func:`pairlib.core.risk.size_pair`) at the close of the bar acted on, against the
    gross exposure that remains after this plan's closes, accumulating as pairs are added. The
    stop z is on the entry's side (``+stop`` for a short-spread entry at ``z > 0``). An open
    pair keeps the hedge ratio it was opened with (the caller passes it).
@@ -32,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pairlib.config import RiskParams, StrategyParams
-from pairlib.risk import Candidate, MarketRules, Sizing, allocate_slots, size_pair
-from pairlib.strategy import Action, Decision, PairState, step
+from pairlib.core.risk import Candidate, MarketRules, Sizing, allocate_slots, size_pair
+from pairlib.core.strategy import Action, Decision, PairState, step
 
 __all__ = ["Book", "Close", "Entry", "PairView", "Plan", "Skip", "plan"]
 
@@ -115,7 +115,7 @@ class Book:
     prices : mapping
         Symbol -> the close of the bar acted on (the price the z-score saw; sizing uses it).
     rules : mapping
-        Symbol -> :class:`~pairlib.risk.MarketRules`.
+        Symbol -> :class:`~pairlib.core.risk.MarketRules`.
     blocked : frozenset of str
         Symbols that take no new entry (a reconciliation mismatch, a holding outside pairs).
     entries_allowed : bool

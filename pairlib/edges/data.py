@@ -32,7 +32,7 @@ Conventions
 Cache layout
 ------------
 ``{cache_dir}/ohlcv/{venue_key}/{timeframe}/{SYMBOL}.parquet``, one file per (venue, symbol,
-timeframe); ``venue_key`` is :attr:`pairlib.exchange.Exchange.venue_key` (``binanceusdm``,
+timeframe); ``venue_key`` is :attr:`pairlib.venue.exchange.Exchange.venue_key` (``binanceusdm``,
 ``sim-s7-n48``, ...) and ``SYMBOL`` the unified symbol with ``/`` and ``:`` replaced by ``_``
 (``BTC_USDT_USDT``). Columns ``open_ms`` (int64) and ``open, high, low, close, volume``
 (float64), sorted, unique, closed candles only. The Parquet schema metadata records
@@ -99,8 +99,8 @@ import pyarrow.parquet as pq
 from pairlib.clock import from_ms, to_ms
 from pairlib.config import DataParams, timeframe_ms
 from pairlib.errors import DataError, ExchangeError
-from pairlib.exchange import Exchange
-from pairlib.records import OhlcvRequest
+from pairlib.venue.exchange import Exchange
+from pairlib.venue.records import OhlcvRequest
 
 __all__ = [
     "OHLCV_COLUMNS",
@@ -518,7 +518,7 @@ class CandleCache:
     root : Path
         The cache folder (``DataParams.cache_dir``).
     venue_key : str
-        Where the candles come from (:attr:`pairlib.exchange.Exchange.venue_key`).
+        Where the candles come from (:attr:`pairlib.venue.exchange.Exchange.venue_key`).
     timeframe : str
         Candle length, e.g. ``"4h"``.
     """

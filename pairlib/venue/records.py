@@ -1,4 +1,4 @@
-"""Venue-neutral records that :class:`pairlib.exchange.Exchange` returns: frozen dataclasses
+"""Venue-neutral records that :class:`pairlib.venue.exchange.Exchange` returns: frozen dataclasses
 with floats, millisecond ints and unified symbols (``"BTC/USDT:USDT"``). Nothing here imports
 ccxt, so the simulator, execution and tests can use them without it."""
 

@@ -1,10 +1,10 @@
 """Real public market data as the simulator's market: the ``paper`` venue's price source.
 
 :class:`PublicMarket` implements :class:`~pairlib.sim.source.MarketSource` over a keyless
-:class:`~pairlib.exchange.Exchange` (public endpoints only): the symbols and trading rules
+:class:`~pairlib.venue.exchange.Exchange` (public endpoints only): the symbols and trading rules
 come from the venue's markets, candles from its OHLCV, the current price from its last-price
 ticker. A :class:`~pairlib.sim.server.SimServer` over it keeps a simulated account (fills,
-fees, slippage, margin, persisted state) at real prices; :func:`pairlib.venue.open_exchange`
+fees, slippage, margin, persisted state) at real prices; :func:`pairlib.venue.open.open_exchange`
 wires it for ``venue.kind: paper`` and yields a :class:`PaperExchange` pointed at that
 server.
 
@@ -51,10 +51,10 @@ import numpy as np
 from pairlib import errors
 from pairlib.checks import loopback_url
 from pairlib.config import Secrets, VenueParams
-from pairlib.exchange import Exchange
-from pairlib.records import MarketInfo
 from pairlib.sim.market import FUNDING_MS, HOUR_MS, INTERVALS
 from pairlib.sim.paths import PlantedPair
+from pairlib.venue.exchange import Exchange
+from pairlib.venue.records import MarketInfo
 
 __all__ = [
     "PUBLIC_GENESIS",

@@ -44,7 +44,7 @@ from pairlib.errors import PairlibError
 
 if TYPE_CHECKING:
     from pairlib.config import Params, Secrets
-    from pairlib.store import Store
+    from pairlib.edges.store import Store
 
 __all__ = [
     "MISMATCH_COLUMNS",
@@ -97,7 +97,7 @@ def expected_positions(
         ``pair_state`` rows (columns ``y``, ``x``, ``amount_y``, ``amount_x``).
     accepted : mapping, optional
         Symbol -> amount an operator accepted outside any pair
-        (:meth:`pairlib.store.Store.accepted_positions`); default none.
+        (:meth:`pairlib.edges.store.Store.accepted_positions`); default none.
 
     Returns
     -------
@@ -290,13 +290,13 @@ def snapshot(
 ) -> VenueSnapshot:
     """Read the venue's positions, open orders and amount steps (no order is sent).
 
-    Opens the venue with :func:`pairlib.venue.open_exchange` (the tick's live guard:
+    Opens the venue with :func:`pairlib.venue.open.open_exchange` (the tick's live guard:
     :class:`~pairlib.errors.LiveTradingRefused` before any network call). ``secrets`` (by
     default the environment's) are used for ``demo`` and ``live`` only: a simulated venue,
     including a simulator at ``venue.sim_url``, is read with the simulator's own keys.
     """
-    from pairlib.execution import is_own_client_id
-    from pairlib.venue import open_exchange
+    from pairlib.engine.execution import is_own_client_id
+    from pairlib.venue.open import open_exchange
 
     with open_exchange(params.venue, now, live=live, secrets=secrets) as ex:
         steps = {s: float(m.amount_step) for s, m in ex.markets().items()}
@@ -391,12 +391,12 @@ def report(
     store : Store, optional
         Default ``Store.at(params.state_dir)``.
     live, secrets
-        As for the tick: ``--live`` and credentials (see :mod:`pairlib.venue`).
+        As for the tick: ``--live`` and credentials (see :mod:`pairlib.venue.open`).
     venue : VenueSnapshot, optional
         An already-read venue (default: :func:`snapshot`).
     """
     from pairlib.config import Params, load_params
-    from pairlib.store import Store
+    from pairlib.edges.store import Store
 
     p = params if isinstance(params, Params) else load_params(params)
     snap = venue if venue is not None else snapshot(p, now, live=live, secrets=secrets)

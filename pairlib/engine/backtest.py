@@ -1,13 +1,13 @@
 """Walk-forward backtest on the live rules: the same pair selection, ``strategy.step`` and
 ``portfolio.plan`` as the tick, folded over history bar by bar.
 
-At each month start the pair set is chosen by :func:`pairlib.pairs.select` from the formation
+At each month start the pair set is chosen by :func:`pairlib.core.pairs.select` from the formation
 window that ends at that bar only, before that bar is traded (the order the scheduler runs
 pair generation and the tick in). A new pair set is handled exactly as the tick handles it:
 pairs that leave the set but are open keep being managed (exits only) with the hedge ratio they
 were opened with. Each bar, every pair's z-score comes from
-:func:`pairlib.strategy.latest_signal` (the tick's own computation) and
-:func:`pairlib.portfolio.plan` decides closes, flattens and entries with their sizes.
+:func:`pairlib.core.strategy.latest_signal` (the tick's own computation) and
+:func:`pairlib.core.portfolio.plan` decides closes, flattens and entries with their sizes.
 
 Fill model (also in the report): the tick sends market orders just after the candle close,
 so every order fills at the signal bar's close moved against the order by ``slippage_bps``
@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 
 from pairlib.config import Params, timeframe_ms
-from pairlib.metrics import Performance, performance
-from pairlib.portfolio import Book, PairView, plan
-from pairlib.risk import MarketRules
-from pairlib.store import pair_id
-from pairlib.strategy import Action, PairState, latest_signal
-from pairlib.strategy import spread as spread_of
+from pairlib.core.metrics import Performance, performance
+from pairlib.core.portfolio import Book, PairView, plan
+from pairlib.core.risk import MarketRules
+from pairlib.core.strategy import Action, PairState, latest_signal
+from pairlib.core.strategy import spread as spread_of
+from pairlib.edges.store import pair_id
 
 __all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "run", "simulate"]
 
@@ -132,7 +132,7 @@ def simulate(
     start, end : datetime
         The first and last bar traded, as candle close times.
     rules : mapping
-        Symbol -> :class:`~pairlib.risk.MarketRules` (today's precision and minimums).
+        Symbol -> :class:`~pairlib.core.risk.MarketRules` (today's precision and minimums).
     quote_volume : DataFrame, optional
         Per-bar quote volume, aligned with ``closes`` (for the selection's volume filter).
     funding_rates : mapping, optional
@@ -143,7 +143,7 @@ def simulate(
         Starting equity (quote currency).
     select : callable, optional
         The pair selection, ``select(prices, params, quote_volume) -> Selection``; default
-        :func:`pairlib.pairs.select` (injectable for tests).
+        :func:`pairlib.core.pairs.select` (injectable for tests).
     price_steps : mapping, optional
         Symbol -> price tick; fills are rounded to it away from the taker, as the venue's.
 
@@ -152,7 +152,7 @@ def simulate(
     BacktestResult
     """
     if select is None:
-        from pairlib.pairs import select as select_pairs
+        from pairlib.core.pairs import select as select_pairs
 
         select = select_pairs
     tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
@@ -341,15 +341,16 @@ def run(
 ) -> BacktestResult:
     """A backtest from ``start`` to ``end`` (candle close times) on the venue named in params.
 
-    Candles come through the same data layer as the tick (:func:`pairlib.data.load_market_data`,
+    Candles come through the same data layer as the tick
+    (:func:`pairlib.edges.data.load_market_data`,
     Parquet cache included) and funding rates through the same adapter, so a backtest runs on
     the simulator offline and on a real venue's public history where there is network. The
     universe is ``data.universe``, else the venue's top ``data.universe_size`` symbols by
     volume *today* (a survivorship bias the report states). Today's market rules (precision,
     minimums) are applied to the past.
     """
-    from pairlib.data import load_market_data
-    from pairlib.venue import open_exchange
+    from pairlib.edges.data import load_market_data
+    from pairlib.venue.open import open_exchange
 
     tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
     if end <= start:

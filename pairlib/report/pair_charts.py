@@ -1,7 +1,8 @@
 """Plotly figures and display helpers for the pair-generation report
 (``notebooks/generate_pairs.ipynb``).
 
-Pure functions of frames and of :class:`~pairlib.generate.PairGeneration`: they build figures,
+Pure functions of frames and of :class:`~pairlib.engine.generate.PairGeneration`: they build
+figures,
 Markdown and scraps, and never fetch or store anything.
 """
 
@@ -14,12 +15,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pairlib.strategy import spread as spread_of
-from pairlib.strategy import zscore as zscore_of
+from pairlib.core.strategy import spread as spread_of
+from pairlib.core.strategy import zscore as zscore_of
 
 if TYPE_CHECKING:
     from pairlib.config import StrategyParams
-    from pairlib.generate import PairGeneration
+    from pairlib.engine.generate import PairGeneration
 
 __all__ = ["QUALITY_PROBLEM_COUNTS", "dropped_line", "funnel", "glue_result", "pair_figure",
            "pair_figures", "pvalue_histogram", "quality_issues", "quality_line",
@@ -27,7 +28,7 @@ __all__ = ["QUALITY_PROBLEM_COUNTS", "dropped_line", "funnel", "glue_result", "p
 
 QUALITY_PROBLEM_COUNTS = ("gaps", "duplicates", "nans", "nonpositive", "masked", "jumps",
                           "lag_bars")
-"""Quality-report counts (:data:`pairlib.data.QUALITY_COLUMNS`) of which any non-zero value
+"""Quality-report counts (:data:`pairlib.edges.data.QUALITY_COLUMNS`) of which any non-zero value
 makes a symbol worth a look (:func:`quality_issues`)."""
 
 _HEAT_COLUMNS = ("pvalue", "qvalue", "half_life", "crossings", "spread_std", "hurst",
@@ -117,7 +118,8 @@ def pair_figure(
 
     Notes
     -----
-    z is :func:`pairlib.strategy.zscore` of :func:`pairlib.strategy.spread` of the legs' log
+    z is :func:`pairlib.core.strategy.zscore` of :func:`pairlib.core.strategy.spread` of the legs'
+    log
     closes over ``strategy.lookback`` bars: the same functions and window the tick decides
     with, so a bar beyond a band here is a bar the tick acts on (given the same candles).
     It is computed over all of ``prices`` before the last ``bars`` rows are cut, so the shown
@@ -229,7 +231,7 @@ def dropped_line(result: PairGeneration) -> str:
 def glue_result(result: PairGeneration) -> None:
     """Glue the run's scraps into the running notebook: ``chosen_pairs`` (table),
     ``funnel`` ({stage: count}), ``scan_seconds``, ``pair_set_id`` (0: not saved), ``as_of``."""
-    from pairlib.notebook import glue
+    from pairlib.report.notebook import glue
 
     sel = result.selection
     glue("chosen_pairs", sel.chosen, encoder="pandas")

@@ -1,5 +1,5 @@
 """Pacing of venue requests: a rolling-window request-weight budget (installed as ccxt's
-``throttle`` hook by :mod:`pairlib.exchange`) and the backoff of retried reads."""
+``throttle`` hook by :mod:`pairlib.venue.exchange`) and the backoff of retried reads."""
 
 from __future__ import annotations
 

@@ -36,9 +36,9 @@ def data_summary(
     The window is the one pair generation fetches (:attr:`pairlib.config.Params.history_bars`),
     so the run also fills the cache for ``pairlib pairs``.
     """
-    from pairlib.data import load_market_data
-    from pairlib.jobs import resolve_as_of
-    from pairlib.venue import open_exchange
+    from pairlib.app.jobs import resolve_as_of
+    from pairlib.edges.data import load_market_data
+    from pairlib.venue.open import open_exchange
 
     console = console or Console()
     params = load_params(params_file)
@@ -85,9 +85,9 @@ def run_demo(as_of: str, ticks: int, state: Path, outputs: Path) -> bool:
     bool
         True when every notebook ran.
     """
-    from pairlib.jobs import run_pairs_job, run_tick_job
-    from pairlib.store import Store
-    from pairlib.tick_result import positions_frame
+    from pairlib.app.jobs import run_pairs_job, run_tick_job
+    from pairlib.edges.store import Store
+    from pairlib.engine.tick_result import positions_frame
 
     console = Console()
     start = parse_time(as_of)

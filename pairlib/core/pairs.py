@@ -36,7 +36,7 @@ Conventions
 - spread: ``s_t = log(y_t) - beta * log(x_t) - alpha`` (natural logs); its in-sample mean
   is zero by construction.
 - Engle-Granger: each direction is ``statsmodels.tsa.stattools.coint(y, x, autolag='bic')``
-  on the in-sample log prices (via :func:`pairlib.coint.scan`). BIC rather than
+  on the in-sample log prices (via :func:`pairlib.core.coint.scan`). BIC rather than
   statsmodels' default AIC: at a few hundred bars the AIC-selected test's MacKinnon
   p-values are anti-conservative in the tail that FDR control uses (measured on 100,000
   pairs of independent Gaussian walks of 378 bars: p <= 1e-3 occurs 1.63x as often as it
@@ -82,8 +82,8 @@ from numpy.typing import ArrayLike, NDArray
 from statsmodels.tsa.stattools import adfuller
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
-from pairlib.coint import adf_pvalues, scan
 from pairlib.config import Params, timeframe_ms
+from pairlib.core.coint import adf_pvalues, scan
 from pairlib.errors import ConfigError, DataError
 
 __all__ = [
@@ -154,7 +154,7 @@ class Selection:
         directions' p-values are close, so ``min(1, 2 * min(...))`` sits at 1 for roughly
         half the pairs and has a density between 1/2 and 1 below that.
     scan_seconds : float
-        Wall time spent in :func:`pairlib.coint.scan`.
+        Wall time spent in :func:`pairlib.core.coint.scan`.
     params : Params
         The params used.
     notes : tuple of str
@@ -619,7 +619,7 @@ def _eg_fdr(
     fwd = res.iloc[:n_scan].reset_index(drop=True)  # (a, b): a regressed on b
     rev = res.iloc[n_scan:].reset_index(drop=True)  # (b, a)
     if fwd["y"].tolist() != a or rev["y"].tolist() != b:  # pragma: no cover - scan contract
-        raise RuntimeError("pairlib.coint.scan returned pairs out of order")
+        raise RuntimeError("pairlib.core.coint.scan returned pairs out of order")
     p_ab = fwd["pvalue"].to_numpy(dtype=np.float64)
     p_ba = rev["pvalue"].to_numpy(dtype=np.float64)
     p_ab1 = np.where(np.isnan(p_ab), 1.0, p_ab)

@@ -4,7 +4,7 @@
 port) on its persisted account file, with its clock set to ``now``; it stops on exit. ``sim``
 with ``sim_url`` talks to a running ``pairlib exchange serve``. ``paper`` starts the same
 in-process simulator, but over the real public market data of ``venue.exchange_id`` (read
-without keys, :class:`~pairlib.sim.live_source.PublicMarket`) instead of the synthetic
+without keys, :class:`~pairlib.venue.paper.PublicMarket`) instead of the synthetic
 market: real candles, prices and rules, a simulated account in ``venue.sim_state``. ``demo``
 and ``live`` go to the ccxt exchange named by ``venue.exchange_id``.
 
@@ -14,7 +14,7 @@ and ``live=True`` (``--live`` on the command line). Anything less is refused wit
 
 Keys are for the real exchange only. A simulated venue (``sim``, in-process or at
 ``sim_url``, and ``paper``) never gets them: the environment is not even read for it, and
-:meth:`~pairlib.exchange.Exchange.from_params` ignores any keys passed for it (the
+:meth:`~pairlib.venue.exchange.Exchange.from_params` ignores any keys passed for it (the
 simulator signs with its fixed local pair, ``paper`` reads public data keyless). Every
 command (tick, reconcile, data, pairs, demo) opens its venue here, so none can send a real
 key to a simulator URL. Loopback-only URLs are checked by parsing them
@@ -34,8 +34,8 @@ from pairlib.config import Secrets, VenueParams, load_secrets
 from pairlib.errors import ConfigError, LiveTradingRefused
 
 if TYPE_CHECKING:
-    from pairlib.exchange import Exchange
     from pairlib.sim.source import MarketSource
+    from pairlib.venue.exchange import Exchange
 
 __all__ = ["check_live", "open_exchange", "simulator_now"]
 
@@ -77,7 +77,7 @@ def open_exchange(
     secrets: Secrets | None = None,
     public_url: str | None = None,
 ) -> Iterator[Exchange]:
-    """Yield a ready :class:`~pairlib.exchange.Exchange` for ``venue`` at time ``now``.
+    """Yield a ready :class:`~pairlib.venue.exchange.Exchange` for ``venue`` at time ``now``.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ def open_exchange(
     ConfigError
         A bad ``public_url``, or ``sim`` (in-process) or ``paper`` without ``sim_state``.
     """
-    from pairlib.exchange import Exchange
+    from pairlib.venue.exchange import Exchange
 
     if venue.kind in _KEYED:
         secrets = secrets if secrets is not None else load_secrets()
@@ -122,7 +122,7 @@ def open_exchange(
     with ExitStack() as stack:
         if venue.kind == "paper":
             # Public prices from the real venue (keyless), account on the simulator.
-            from pairlib.sim.live_source import PaperExchange, PublicMarket, public_exchange
+            from pairlib.venue.paper import PaperExchange, PublicMarket, public_exchange
 
             public = stack.enter_context(public_exchange(venue, public_url))
             source: MarketSource = PublicMarket(

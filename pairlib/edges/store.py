@@ -175,7 +175,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: what each pair set was built on (venue and its market key, timeframe, z lookback,
     # code version, data range); NULL for sets stored before (not checked, see
-    # pairlib.generate.check_pair_set).
+    # pairlib.engine.generate.check_pair_set).
     """
     ALTER TABLE pair_sets ADD COLUMN venue_kind TEXT;
     ALTER TABLE pair_sets ADD COLUMN venue_key TEXT;
@@ -296,7 +296,7 @@ class PairSetMeta:
         ``venue.kind`` of the generation run (``sim``, ``paper``, ``demo``, ``live``).
     venue_key : str
         The market the candles came from: the adapter's
-        :attr:`~pairlib.exchange.Exchange.venue_key` (``sim-s7-n48``, ``binanceusdm``, ...).
+        :attr:`~pairlib.venue.exchange.Exchange.venue_key` (``sim-s7-n48``, ``binanceusdm``, ...).
     timeframe : str
         ``data.timeframe`` of the candles.
     lookback : int

@@ -52,8 +52,8 @@ import ccxt
 from pairlib import errors
 from pairlib.checks import loopback_url
 from pairlib.config import SIM_API_KEY, SIM_API_SECRET, Secrets, VenueParams, timeframe_ms
-from pairlib.ratelimit import RetryPolicy, RollingWeightLimiter
-from pairlib.records import (
+from pairlib.venue.ratelimit import RetryPolicy, RollingWeightLimiter
+from pairlib.venue.records import (
     Balance,
     FundingPayment,
     MarketInfo,

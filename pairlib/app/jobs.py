@@ -12,7 +12,7 @@ The tick job holds ``<state_dir>/tick-job.lock`` for the whole life of its kerne
 kernel inherits the lock's descriptor, so the lock is free only once both the job and its
 kernel are gone, and a second tick job of the same state folder waits (saying who holds the
 lock) instead of starting a kernel next to one that may still trade. It is a different file
-from ``tick.lock``, which :func:`pairlib.tick.run` takes inside the kernel. When the notebook
+from ``tick.lock``, which :func:`pairlib.engine.tick.run` takes inside the kernel. When the notebook
 does not finish (a dead kernel, a failed report cell), the tick's outcome is read from the
 store, which is the record of what the tick did.
 """
@@ -30,16 +30,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
-from pairlib.config import PARAMS_FILE, Params, load_params, project_path, timeframe_ms
-from pairlib.errors import ConfigError, PairlibError
-from pairlib.runner import (
+from pairlib.app.runner import (
     RunResult,
     pairs_output_path,
     run_notebook,
     tick_output_path,
     unique_path,
 )
+from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
+from pairlib.config import PARAMS_FILE, Params, load_params, project_path, timeframe_ms
+from pairlib.errors import ConfigError, PairlibError
 
 __all__ = [
     "JOB_LOCK_NAME",
@@ -53,7 +53,7 @@ __all__ = [
     "tick_job_lock",
 ]
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 JOB_LOCK_NAME = "tick-job.lock"
 """The tick job's lock in ``state_dir`` (not ``tick.lock``: the tick in the kernel takes that)."""
 _HOLDER_SUFFIX = ".holder.json"
@@ -218,7 +218,7 @@ def run_tick_job(
     trade : bool
         The notebook's ``trade`` parameter. True (``pairlib tick``): the tick sends its
         orders and records everything. False (``pairlib tick --preview``): a preview
-        (:func:`pairlib.tick.run` with ``preview=True``): every decision and the orders the
+        (:func:`pairlib.engine.tick.run` with ``preview=True``): every decision and the orders the
         tick would send are reported, no order is sent and nothing is recorded; its status
         is ``preview``.
     lock_timeout_s : float
@@ -241,7 +241,7 @@ def run_tick_job(
         Another tick job still held the lock after ``lock_timeout_s``.
     """
     from pairlib.config import load_secrets
-    from pairlib.venue import check_live
+    from pairlib.venue.open import check_live
 
     params = load_params(params_file)
     check_live(params.venue, live, load_secrets())  # refuse before any kernel or network
@@ -266,7 +266,7 @@ def run_tick_job(
 
 def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
                   **kwargs: Any) -> RunResult:
-    """:func:`~pairlib.runner.run_notebook` into the reserved path ``out``; a run refused
+    """:func:`~pairlib.app.runner.run_notebook` into the reserved path ``out``; a run refused
     before anything was written (a refused parameter) gives the reservation back."""
     try:
         return run_notebook(notebook, out, parameters, **kwargs)
@@ -307,7 +307,7 @@ def _stored_outcome(
     tells this run's row from an earlier run's."""
     import sqlite3
 
-    from pairlib.store import Store
+    from pairlib.edges.store import Store
 
     stopped = f"the report notebook stopped ({error or 'no scraps'})"
     try:
@@ -340,7 +340,7 @@ def tick_job_lock(
 
     Whoever holds it records ``pid``, ``as_of`` and ``started_at`` in
     ``tick-job.lock.holder.json`` next to it. Pass the descriptor to the kernel
-    (:func:`pairlib.runner.run_notebook`'s ``kernel_fds``): the lock then stays held until
+    (:func:`pairlib.app.runner.run_notebook`'s ``kernel_fds``): the lock then stays held until
     the kernel has exited too, even if this process is killed first. Leaving the block
     closes this process's descriptor; the lock is released once no process holds it.
 

@@ -1,0 +1,2 @@
+"""The outer shell: the command line, the jobs it runs, the notebook runner and the
+demo."""

@@ -1,0 +1,2 @@
+"""The other edges: market data (closed candles, cache, quality) and the SQLite state
+store."""

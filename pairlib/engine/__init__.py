@@ -1,0 +1,2 @@
+"""Orchestration: the tick, order execution, reconciliation, pair generation and the
+backtest."""

@@ -1,0 +1,1 @@
+"""What reports show: notebook outputs and the charts of each report."""
