@@ -114,3 +114,9 @@ def floor_time(when: datetime, step: timedelta) -> datetime:
     step_ms = int(step.total_seconds() * 1000)
     ms = to_ms(when)
     return from_ms(ms - ms % step_ms)
+
+
+def iso(when: datetime) -> str:
+    """ISO-8601 UTC string with a trailing ``Z`` (the store's time format; naive = UTC)."""
+    aware = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return aware.strftime("%Y-%m-%dT%H:%M:%SZ")

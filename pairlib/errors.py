@@ -7,6 +7,9 @@ Every error the library raises on purpose derives from :class:`PairlibError`::
     ├── DataError                unusable market data (too short, no symbols left, ...)
     ├── StoreError               state database unusable: corrupt, locked, read-only, disk full, ...
     ├── LiveTradingRefused       live venue requested without every required flag and key
+    ├── AcceptRefused            ``pairlib reconcile --accept`` refused; the store is unchanged
+    ├── JobLocked                another tick job (or its kernel) holds the job lock
+    ├── TickFailed               a failed, refused or degraded tick (``raise_for_status``)
     └── ExchangeError            anything that went wrong talking to a venue
         ├── ExchangeUnavailable  network failure, timeout, 5xx, maintenance (retryable)
         │   └── RateLimited      HTTP 429 / 418 (retryable, after backoff)
@@ -34,6 +37,9 @@ __all__ = [
     "PairlibError",
     "RateLimited",
     "StoreError",
+    "AcceptRefused",
+    "JobLocked",
+    "TickFailed",
 ]
 
 
@@ -85,3 +91,18 @@ class InvalidOrder(ExchangeError):
 
 class OrderNotFound(ExchangeError):
     """No order with the given id or client order id."""
+
+
+class AcceptRefused(PairlibError):
+    """``pairlib reconcile --accept`` refused: the store was left unchanged (the message says
+    why)."""
+
+
+class JobLocked(PairlibError):
+    """Another tick job of the same state folder (or a kernel it started) holds the job lock;
+    the message names the holder's pid, ``as_of`` and start time."""
+
+
+class TickFailed(PairlibError):
+    """Raised by :meth:`pairlib.engine.tick_result.TickResult.raise_for_status` for a failed,
+    refused or degraded tick."""

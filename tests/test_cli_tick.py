@@ -22,7 +22,8 @@ from pairlib.app import jobs
 from pairlib.app.cli import TICK_EXIT_CODES, app
 from pairlib.app.jobs import JobLocked, run_tick_job, tick_as_of, tick_job_lock
 from pairlib.app.runner import RunResult
-from pairlib.edges.store import Store, iso
+from pairlib.clock import iso
+from pairlib.edges.store import Store
 from pairlib.errors import StoreError
 from pairlib.sim import SimServer
 

@@ -26,7 +26,9 @@ import yaml
 from tick_fixtures import BAR, GRT_RUNE, START, planted_pairs
 
 from pairlib.app.runner import run_notebook
-from pairlib.edges.store import PairSetMeta, Store, iso, pair_id
+from pairlib.clock import iso
+from pairlib.core.portfolio import pair_id
+from pairlib.edges.store import PairSetMeta, Store
 from pairlib.sim import Market, SimServer
 
 ROOT = Path(__file__).resolve().parents[1]

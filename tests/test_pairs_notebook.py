@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from pairlib.app.cli import app
 from pairlib.app.runner import read_scraps, run_notebook
-from pairlib.clock import parse_time
+from pairlib.clock import iso, parse_time
 from pairlib.config import apply_overrides, load_params, timeframe_ms
-from pairlib.edges.store import Store, iso
+from pairlib.edges.store import Store
 from pairlib.engine.generate import check_pair_set
 from pairlib.errors import ConfigError
 

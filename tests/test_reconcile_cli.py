@@ -14,7 +14,8 @@ from tick_fixtures import BAR, EGLD_HBAR, INJ_SOL, START, TickEnv, make_env
 from typer.testing import CliRunner, Result
 
 from pairlib.app.cli import app
-from pairlib.edges.store import Store, iso
+from pairlib.clock import iso
+from pairlib.edges.store import Store
 from pairlib.engine.reconcile import AcceptRefused, accept_venue, expected_positions
 from pairlib.sim import Market
 from pairlib.venue.exchange import Exchange

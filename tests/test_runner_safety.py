@@ -26,7 +26,7 @@ from tick_fixtures import BAR, START, trading_params
 from pairlib.app import runner
 from pairlib.app.jobs import JOB_LOCK_NAME, tick_job_lock
 from pairlib.app.runner import read_scraps, run_notebook, unique_path
-from pairlib.edges.store import iso
+from pairlib.clock import iso
 from pairlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

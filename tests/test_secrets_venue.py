@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from pairlib import errors
 from pairlib.app.cli import app
 from pairlib.checks import loopback_url
-from pairlib.clock import SettableClock
+from pairlib.clock import SettableClock, iso
 from pairlib.config import (
     SIM_API_KEY,
     SIM_API_SECRET,
@@ -37,7 +37,7 @@ from pairlib.config import (
     VenueParams,
     validate_params,
 )
-from pairlib.edges.store import Store, iso
+from pairlib.edges.store import Store
 from pairlib.engine import reconcile
 from pairlib.sim import Market, SimServer
 from pairlib.venue.exchange import Exchange, _scrub, translate_error

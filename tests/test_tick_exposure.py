@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from tick_fixtures import (
     BAR,
@@ -310,3 +311,22 @@ def test_pair_set_built_for_another_lookback_is_refused_but_open_pairs_exit(
     assert signal_of(r, GRT_RUNE)["action"] == "exit"  # the open pair is still managed
     assert not r.orders["action"].str.startswith("enter").any()
     assert "pair_set_refused" in [i["kind"] for i in r.incidents]
+
+
+def test_an_open_pair_keeps_the_beta_it_was_opened_with_in_a_new_pair_set(
+    env: TickEnv,
+) -> None:
+    from tick_fixtures import planted_pairs
+
+    env.save_pairs([GRT_RUNE])
+    assert signal_of(env.run(ENTRY), GRT_RUNE)["action"] == "enter_short"
+    opened = env.store.pair_state(GRT_RUNE)
+    rows = [dict(r) for r in planted_pairs(env.market)
+            if f"{r['y']}~{r['x']}" == GRT_RUNE]
+    rows[0]["beta"] *= 1.5  # the new set estimates another hedge ratio for the same pair
+    env.store.save_pair_set(ENTRY, "test", pd.DataFrame(rows), None, ENTRY)
+    r = env.run(ENTRY + BAR)
+    held = env.store.pair_state(GRT_RUNE)
+    assert held.beta == opened.beta and held.position == opened.position
+    expected = env.z_path(GRT_RUNE, ENTRY + BAR, 1).iloc[-1]  # z with the original beta
+    assert signal_of(r, GRT_RUNE)["z"] == pytest.approx(expected, abs=1e-9)

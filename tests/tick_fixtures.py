@@ -18,8 +18,9 @@ import pytest
 
 from pairlib.clock import SettableClock
 from pairlib.config import TradingParams, validate_params
+from pairlib.core.portfolio import pair_id
 from pairlib.core.strategy import spread, zscore
-from pairlib.edges.store import Store, pair_id
+from pairlib.edges.store import Store
 from pairlib.engine import tick
 from pairlib.sim import GENESIS, Market, SimServer
 

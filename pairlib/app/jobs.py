@@ -39,7 +39,7 @@ from pairlib.app.runner import (
 )
 from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
 from pairlib.config import PARAMS_FILE, Params, load_params, project_path, timeframe_ms
-from pairlib.errors import ConfigError, PairlibError
+from pairlib.errors import ConfigError, JobLocked, PairlibError
 
 __all__ = [
     "JOB_LOCK_NAME",
@@ -58,11 +58,6 @@ JOB_LOCK_NAME = "tick-job.lock"
 """The tick job's lock in ``state_dir`` (not ``tick.lock``: the tick in the kernel takes that)."""
 _HOLDER_SUFFIX = ".holder.json"
 _OK = ("ok", "already_ran", "preview")
-
-
-class JobLocked(PairlibError):
-    """Another tick job of the same state folder (or a kernel it started) holds the job lock;
-    the message names the holder's pid, ``as_of`` and start time."""
 
 
 @dataclass(frozen=True)

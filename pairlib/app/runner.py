@@ -88,7 +88,7 @@ class RunResult:
 
 def stamp(when: datetime) -> str:
     """``YYYY-MM-DDTHHMMZ`` for file names (UTC)."""
-    from pairlib.edges.store import iso
+    from pairlib.clock import iso
 
     return iso(when)[:13] + iso(when)[14:16] + "Z"
 

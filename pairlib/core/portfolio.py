@@ -35,9 +35,14 @@ from pairlib.config import RiskParams, StrategyParams
 from pairlib.core.risk import Candidate, MarketRules, Sizing, allocate_slots, size_pair
 from pairlib.core.strategy import Action, Decision, PairState, step
 
-__all__ = ["Book", "Close", "Entry", "PairView", "Plan", "Skip", "plan"]
+__all__ = ["Book", "Close", "Entry", "PairView", "Plan", "Skip", "pair_id", "plan"]
 
 _DUST = 1e-9
+
+
+def pair_id(y: str, x: str) -> str:
+    """Stable identifier of a pair: ``"Y~X"`` with the unified symbols."""
+    return f"{y}~{x}"
 
 
 @dataclass(frozen=True)

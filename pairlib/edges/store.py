@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from pairlib.clock import iso
+from pairlib.core.portfolio import pair_id
 from pairlib.errors import StoreError
 
 __all__ = [
@@ -277,13 +279,6 @@ class OrderRow(_Row):
 
 
 R = TypeVar("R", bound=_Row)
-
-
-def iso(when: datetime) -> str:
-    """ISO-8601 UTC string with a trailing ``Z`` (the store's time format; naive = UTC)."""
-    ts = pd.Timestamp(when)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -920,11 +915,6 @@ class Store:
             "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
             "ORDER BY tick_as_of DESC LIMIT ?", (pair_id, iso(before), int(limit))).fetchall()
         return [None if r[0] is None else float(r[0]) for r in rows]
-
-
-def pair_id(y: str, x: str) -> str:
-    """Stable identifier of a pair: ``"Y~X"`` with the unified symbols."""
-    return f"{y}~{x}"
 
 
 def _opt_float(v: Any) -> float | None:

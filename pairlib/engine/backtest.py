@@ -34,11 +34,10 @@ import pandas as pd
 
 from pairlib.config import Params, timeframe_ms
 from pairlib.core.metrics import Performance, performance
-from pairlib.core.portfolio import Book, PairView, plan
+from pairlib.core.portfolio import Book, PairView, pair_id, plan
 from pairlib.core.risk import MarketRules
 from pairlib.core.strategy import Action, PairState, latest_signal
 from pairlib.core.strategy import spread as spread_of
-from pairlib.edges.store import pair_id
 
 __all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "run", "simulate"]
 

@@ -41,10 +41,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from pairlib.clock import Clock, from_ms, parse_time
+from pairlib.clock import Clock, from_ms, iso, parse_time
 from pairlib.core.risk import MarketRules, round_amount
 from pairlib.core.strategy import Action
-from pairlib.edges.store import OrderRow, Store, iso
+from pairlib.edges.store import OrderRow, Store
 from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
 
 __all__ = [

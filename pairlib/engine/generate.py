@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pairlib.clock import Clock, SettableClock, SystemClock, last_close, parse_time
+from pairlib.clock import Clock, SettableClock, SystemClock, iso, last_close, parse_time
 from pairlib.config import (
     PARAMS_FILE,
     Params,
@@ -32,7 +32,7 @@ from pairlib.config import (
     params_hash,
     timeframe_ms,
 )
-from pairlib.edges.store import PairSet, PairSetMeta, Store, iso
+from pairlib.edges.store import PairSet, PairSetMeta, Store
 from pairlib.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pairlib.errors import PairlibError
+from pairlib.errors import AcceptRefused
 
 if TYPE_CHECKING:
     from pairlib.config import Params, Secrets
@@ -225,10 +225,6 @@ REPORT_COLUMNS = ("symbol", "expected", "venue", "difference", "status", "pairs"
                   "open_incidents", "detail")
 _DUST = 1e-9
 _UNCONFIRMED = ("planned", "sent", "unknown", "open")  # orders a tick has yet to resolve
-
-
-class AcceptRefused(PairlibError):
-    """``accept_venue`` refused: the store was left unchanged (the message says why)."""
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from pairlib.clock import (
     SystemClock,
     floor_time,
     from_ms,
+    iso,
     last_close,
     parse_time,
     to_ms,
@@ -73,7 +74,7 @@ from pairlib.core.risk import MarketRules, Sizing, kill_switch_active
 from pairlib.core.strategy import Action, Decision, PairState, latest_signal
 from pairlib.core.strategy import spread as spread_of
 from pairlib.core.strategy import zscore as zscore_of
-from pairlib.edges.store import DB_NAME, PairStateRow, Store, iso
+from pairlib.edges.store import DB_NAME, PairStateRow, Store
 from pairlib.engine.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
 from pairlib.engine.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.engine.tick_result import (

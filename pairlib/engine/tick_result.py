@@ -12,10 +12,11 @@ from typing import Any, Final
 
 import pandas as pd
 
+from pairlib.clock import iso
 from pairlib.config import TradingParams
-from pairlib.edges.store import Store, TickRow, iso
+from pairlib.edges.store import Store, TickRow
 from pairlib.engine.reconcile import mismatch_frame
-from pairlib.errors import PairlibError
+from pairlib.errors import TickFailed
 
 __all__ = [
     "OK_STATUSES",
@@ -65,10 +66,6 @@ class TickMode(StrEnum):
 
 OK_STATUSES: Final = frozenset({TickStatus.OK, TickStatus.ALREADY_RAN, TickStatus.PREVIEW})
 """Statuses after which nothing is exposed and the run counts as successful."""
-
-
-class TickFailed(PairlibError):
-    """Raised by :meth:`TickResult.raise_for_status` for a failed or refused tick."""
 
 
 @dataclass(frozen=True, eq=False)
