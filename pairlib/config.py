@@ -333,6 +333,10 @@ class RiskParams(_Frozen):
     cannot be evaluated (a leg's data unusable, a leg delisted); on the next such tick it is
     closed reduce-only (exit reason ``exit_no_data``). 0 closes it at once.
 
+    ``max_loss_multiple``: an open pair whose loss at the bar's close (its legs valued from
+    their entry prices) reaches this multiple of the risk budget it was sized with is closed
+    reduce-only (exit reason ``loss_limit``), whatever its z. ``None`` (the default) is off.
+
     ``kill_switch_file``: while this file exists every tick is exits-only. ``None`` (the
     default) means ``<state_dir>/KILL``, filled in by :class:`Params`; a section validated
     on its own leaves it ``None`` (no file is checked).
@@ -343,6 +347,7 @@ class RiskParams(_Frozen):
     max_gross_leverage: float = Field(default=2.0, gt=0.0, le=20.0)
     max_leg_notional: float = Field(default=50_000.0, gt=0.0)
     unevaluable_exit_bars: int = Field(default=1, ge=0, le=1000)
+    max_loss_multiple: float | None = Field(default=None, gt=0.0, le=100.0)
     kill_switch: bool = False
     kill_switch_file: Path | None = None
 

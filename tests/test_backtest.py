@@ -133,3 +133,18 @@ def test_run_goes_through_the_venue_and_data_layer(tmp_path: object) -> None:
     # The cache makes the second run read nothing new from the venue.
     again = run(params, START, START + 120 * BAR)
     pd.testing.assert_frame_equal(r.trades, again.trades)
+
+
+def test_the_loss_limit_is_applied_by_the_shared_plan(
+    panel: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    closes, qv = panel
+    base = _params().model_dump(mode="json")
+    limited = Params.model_validate({**base, "risk": {**base["risk"],
+                                                      "max_loss_multiple": 0.3}})
+    r = simulate(limited, closes, START, START + 300 * BAR, _rules(closes), quote_volume=qv)
+    hit = r.trades[r.trades["exit_reason"] == "loss limit"]
+    assert len(hit) > 0
+    assert (-hit["gross_pnl"] >= 0.3 * hit["risk_budget"] - 1e-9).all()
+    free = _run(panel, START + 300 * BAR)
+    assert not (free.trades["exit_reason"] == "loss limit").any()

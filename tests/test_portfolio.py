@@ -173,3 +173,20 @@ def test_the_plan_does_not_depend_on_input_order() -> None:
     a = plan(pairs, _book(), S, _risk(max_positions=2))
     b = plan(list(reversed(pairs)), _book(), S, _risk(max_positions=2))
     assert a == b
+
+
+def test_the_loss_limit_closes_a_held_pair_losing_too_many_budgets() -> None:
+    held = _pair("A", "B", 1.8, state=PairState(-1), amounts=(-5.0, 5.0), risk_budget=100.0,
+                 pnl=-250.0)  # z still says hold
+    off = plan([held], _book(), S, _risk())
+    assert off.action_of("A~B") == "hold"  # off by default
+    on = plan([held], _book(), S, _risk(max_loss_multiple=2.0))
+    assert [c.decision.action for c in on.closes] == ["loss_limit"]
+    assert on.closes[0].decision.state == PairState(0, locked_out=True)
+    assert "2.50 x the risk budget" in on.closes[0].decision.reason
+    within = plan([PairView(**{**held.__dict__, "pnl": -150.0})], _book(), S,
+                  _risk(max_loss_multiple=2.0))
+    assert within.action_of("A~B") == "hold"
+    stopped = plan([PairView(**{**held.__dict__, "z": 4.0})], _book(), S,
+                   _risk(max_loss_multiple=2.0))
+    assert stopped.action_of("A~B") == "stop"  # the strategy's own stop comes first

@@ -330,3 +330,21 @@ def test_an_open_pair_keeps_the_beta_it_was_opened_with_in_a_new_pair_set(
     assert held.beta == opened.beta and held.position == opened.position
     expected = env.z_path(GRT_RUNE, ENTRY + BAR, 1).iloc[-1]  # z with the original beta
     assert signal_of(r, GRT_RUNE)["z"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_loss_limit_closes_a_losing_pair_live(env: TickEnv) -> None:
+    env.save_pairs([GRT_RUNE])
+    assert env.run(ENTRY).status == "ok"
+    opened = env.store.pair_state(GRT_RUNE)
+    assert opened.risk_budget > 0 and opened.amount_y < 0  # short GRT
+    # As if GRT had been sold at half today's price: the position is deep in loss.
+    env.store.save_pair_state({**opened.as_dict(),
+                               "entry_price_y": float(opened.entry_price_y) / 2})
+    r = env.run(ENTRY + BAR, env.params_with(risk={"max_loss_multiple": 2.0}))
+    assert r.status == "ok", r.error
+    row = signal_of(r, GRT_RUNE)
+    assert row["action"] == "loss_limit" and "risk budget" in row["reason"]
+    assert set(r.orders["reduce_only"]) == {1}
+    assert env.venue_position(GRT) == 0.0 and env.venue_position(RUNE) == 0.0
+    state = env.store.pair_state(GRT_RUNE)
+    assert state.position == 0 and state.locked_out == 1

@@ -76,6 +76,11 @@ class PairView:
         tick): only leftover legs are acted on.
     note : str or None
         Unusual data to mention in the reason (served jumps, masked old bars).
+    risk_budget : float
+        The loss the open position was sized to risk (0 when unknown).
+    pnl : float
+        The open position's PnL at this bar's close, its legs valued from their entry prices
+        (NaN when unknown).
     """
 
     pair_id: str
@@ -94,6 +99,8 @@ class PairView:
     resumed_entry: Action | None = None
     decided: bool = False
     note: str | None = None
+    risk_budget: float = 0.0
+    pnl: float = math.nan
 
     @property
     def held(self) -> bool:
@@ -232,8 +239,9 @@ def plan(
     closed_ids: set[str] = set()
     for pr in sorted(pairs, key=lambda p: p.pair_id):
         if pr.closing is not None:
+            locked = pr.closing in (Action.STOP, Action.LOSS_LIMIT)
             d = _decision(pr.closing, f"completing the {pr.closing} begun earlier: its legs are "
-                          "still open", PairState(0, locked_out=pr.closing == Action.STOP))
+                          "still open", PairState(0, locked_out=locked))
             decisions[pr.pair_id] = d
             closes.append(Close(pr.pair_id, d))
             closed_ids.add(pr.pair_id)
@@ -253,6 +261,16 @@ def plan(
         decisions[pr.pair_id] = d
         if d.action in (Action.EXIT, Action.STOP):
             closes.append(Close(pr.pair_id, d))
+            closed_ids.add(pr.pair_id)
+            continue
+        limit = risk.max_loss_multiple
+        if (d.action == Action.HOLD and limit is not None and pr.risk_budget > 0
+                and math.isfinite(pr.pnl) and -pr.pnl >= limit * pr.risk_budget):
+            why = (f"loss {-pr.pnl:.2f} is {-pr.pnl / pr.risk_budget:.2f} x the risk budget "
+                   f"{pr.risk_budget:.2f} (risk.max_loss_multiple: {limit:g}): closed "
+                   f"reduce-only; {d.reason}")
+            closes.append(Close(pr.pair_id, _decision(Action.LOSS_LIMIT, why,
+                                                      PairState(0, locked_out=True))))
             closed_ids.add(pr.pair_id)
             continue
         if pr.problem is not None and pr.state.position != 0:

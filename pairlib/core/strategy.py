@@ -51,7 +51,8 @@ class Action(StrEnum):
     The strategy (:func:`step`) decides ``enter_long``, ``enter_short``, ``exit`` (reverted),
     ``stop`` (stop loss), ``hold`` (position kept) and ``none`` (flat, stays flat). The
     portfolio rule adds ``flatten`` (leftover legs of an incomplete order) and
-    ``exit_no_data`` (an open pair that could not be evaluated for too long); execution adds
+    ``exit_no_data`` (an open pair that could not be evaluated for too long) and
+    ``loss_limit`` (an open pair losing ``risk.max_loss_multiple`` budgets); execution adds
     ``unwind`` (undoing the first leg of a failed entry). Members are strings (``StrEnum``):
     they compare equal to, and are stored as, their values.
     """
@@ -64,6 +65,7 @@ class Action(StrEnum):
     NONE = "none"
     FLATTEN = "flatten"
     EXIT_NO_DATA = "exit_no_data"
+    LOSS_LIMIT = "loss_limit"
     UNWIND = "unwind"
 
     @property
@@ -74,7 +76,8 @@ class Action(StrEnum):
     @property
     def closes(self) -> bool:
         """An action that closes both legs reduce-only."""
-        return self in (Action.EXIT, Action.STOP, Action.FLATTEN, Action.EXIT_NO_DATA)
+        return self in (Action.EXIT, Action.STOP, Action.FLATTEN, Action.EXIT_NO_DATA,
+                        Action.LOSS_LIMIT)
 
 
 ACTIONS: Final[tuple[Action, ...]] = (Action.ENTER_LONG, Action.ENTER_SHORT, Action.EXIT,

@@ -187,6 +187,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pair_sets ADD COLUMN data_start TEXT;
     ALTER TABLE pair_sets ADD COLUMN data_end TEXT;
     """,
+    # 5: the risk budget an open pair was sized with (its loss limit is a multiple of it).
+    """
+    ALTER TABLE pair_state ADD COLUMN risk_budget REAL;
+    """,
 )
 
 
@@ -244,6 +248,7 @@ class PairStateRow(_Row):
     pair_set_id: int | None = None
     updated_tick: str | None = None
     closing: str | None = None
+    risk_budget: float | None = None
 
     def amount(self, leg: str) -> float:
         """The signed amount held on leg ``y`` or ``x``."""
@@ -941,7 +946,7 @@ _PAIR_STATE_COLUMNS = (
     "pair_id", "y", "x", "beta", "alpha", "position", "locked_out", "closing", "amount_y",
     "amount_x",
     "entry_z", "entry_time", "entry_price_y", "entry_price_x", "spread_std", "pair_set_id",
-    "updated_tick",
+    "updated_tick", "risk_budget",
 )
 _ORDER_COLUMNS = (
     "client_id", "exchange_id", "tick_as_of", "pair_id", "leg", "action", "symbol", "side",

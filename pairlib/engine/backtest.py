@@ -16,9 +16,11 @@ already rounded to the market's precision and minimums as live (today's market r
 the past). Funding is paid on open legs at every funding time that falls in a bar, from the
 venue's funding-rate history: ``-amount * close * rate`` (longs pay a positive rate, as the
 venue does); a missing rate counts as 0 and is reported. Equity is marked at the bar's close.
-Exit reasons: ``reverted`` (|z| back inside the exit band), ``stop``, ``no data`` (the pair
-could not be evaluated for ``risk.unevaluable_exit_bars`` bars) and ``end of test`` (open when
-the test ends; closed at the last close with costs).
+Exit reasons: ``reverted`` (|z| back inside the exit band), ``stop``, ``loss limit`` (the loss
+reached ``risk.max_loss_multiple`` risk budgets), ``no data`` (the pair could not be evaluated
+for ``risk.unevaluable_exit_bars`` bars) and ``end of test`` (open when the test ends; closed at
+the last close with costs). There is no rotation exit: like the tick, the backtest keeps
+managing an open pair that leaves the pair set until its own exit.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ TRADE_COLUMNS = (
     "loss_multiple",
 )
 _REASONS = {Action.EXIT: "reverted", Action.STOP: "stop", Action.EXIT_NO_DATA: "no data",
-            Action.FLATTEN: "flatten"}
+            Action.LOSS_LIMIT: "loss limit", Action.FLATTEN: "flatten"}
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,11 @@ def simulate(
                 pid, y, x, beta, alpha, state,
                 (held.amount_y, held.amount_x) if held else (0.0, 0.0), z=z, spread_std=sd,
                 in_set=pid in members, problem=problem,
-                unevaluable_before=unevaluable.get(pid, 0) if held else 0))
+                unevaluable_before=unevaluable.get(pid, 0) if held else 0,
+                risk_budget=held.risk_budget if held else 0.0,
+                pnl=(held.amount_y * (prices[y] - held.price_y)
+                     + held.amount_x * (prices[x] - held.price_x))
+                if held and y in prices and x in prices else math.nan))
         gross = sum(abs(o.amount_y) * prices.get(o.y, o.price_y)
                     + abs(o.amount_x) * prices.get(o.x, o.price_x) for o in book.values())
         the_plan = plan(views, Book(equity=mark(prices), gross_notional=gross, prices=prices,

@@ -72,6 +72,7 @@ ACTION_CODES: Final[dict[Action, str]] = {
     Action.UNWIND: "uw",
     Action.FLATTEN: "fl",
     Action.EXIT_NO_DATA: "nd",
+    Action.LOSS_LIMIT: "ll",
 }
 """Two-letter code of each order action in client ids."""
 

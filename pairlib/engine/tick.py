@@ -681,7 +681,19 @@ class _Tick:
             pr.pair_id, pr.y, pr.x, pr.beta, pr.alpha, pr.strategy_state, pr.amounts,
             z=pr.z, spread_std=pr.spread_std, in_set=pr.in_set, problem=pr.problem,
             closing=pr.closing, unevaluable_before=self._unevaluable_before(pr),
-            resumed_entry=resumed, decided=decided, note=pr.data_note)
+            resumed_entry=resumed, decided=decided, note=pr.data_note,
+            risk_budget=float(pr.state.risk_budget or 0.0) if pr.state else 0.0,
+            pnl=self._pnl_at_close(pr))
+
+    def _pnl_at_close(self, pr: _Pair) -> float:
+        """The pair's PnL at the close acted on, its legs valued from their entry prices."""
+        st = pr.state
+        cy, cx = self.last_close.get(pr.y), self.last_close.get(pr.x)
+        if st is None or not st.entry_price_y or not st.entry_price_x or cy is None \
+                or cx is None:
+            return math.nan
+        return (st.amount("y") * (cy - float(st.entry_price_y))
+                + st.amount("x") * (cx - float(st.entry_price_x)))
 
     def _unevaluable_before(self, pr: _Pair) -> int:
         """Consecutive earlier ticks whose decision for this open pair had no z."""
@@ -933,7 +945,7 @@ class _Tick:
             self._persist(pr, d.state, d, d.action, f"{d.reason}; {detail}", extra={
                 "entry_z": pr.z, "entry_time": iso(self.when),
                 "entry_price_y": fy.average, "entry_price_x": fx.average,
-                "spread_std": pr.spread_std,
+                "spread_std": pr.spread_std, "risk_budget": sizing.risk_amount,
             })
         else:
             self._persist(pr, pr.strategy_state, d, "none",
