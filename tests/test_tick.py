@@ -24,6 +24,7 @@ from tick_fixtures import (
     TickEnv,
     arm_after_orders,
     assert_hedged_and_matching,
+    crash_on_order,
     make_env,
     signal_of,
     trading_params,
@@ -295,19 +296,10 @@ def test_crashed_tick_resumes_without_duplicates(
 def test_crash_before_sending_resumes_after_grace(
     env: TickEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Dying before the second leg left: an immediate re-run does not resend (the order's
-    fate is unknown); a re-run after the grace period finds nothing and sends it once."""
+    """Dying before the second leg left (its order recorded as sent): the re-run looks it up
+    until its recvWindow has passed, finds nothing, and sends it once."""
     env.save_pairs([GRT_RUNE])
-    original = Exchange.create_order
-    calls = {"n": 0}
-
-    def crash_on_second(self: Exchange, *args: Any, **kw: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash before the request left")
-        return original(self, *args, **kw)
-
-    monkeypatch.setattr(Exchange, "create_order", crash_on_second)
+    original = crash_on_order(monkeypatch, 2, "simulated crash before the request left")
     when = START + 7 * BAR
     assert env.run(when).status == "failed"
     monkeypatch.setattr(Exchange, "create_order", original)

@@ -17,6 +17,7 @@ from tick_fixtures import (
     TickEnv,
     arm_after_orders,
     assert_hedged_and_matching,
+    crash_on_order,
     make_env,
     signal_of,
 )
@@ -95,16 +96,7 @@ def test_interrupted_entry_not_completed_on_rerun_is_flattened_now(
     env: TickEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env.save_pairs([GRT_RUNE])
-    original = Exchange.create_order
-    calls = {"n": 0}
-
-    def die_before_second(self: Exchange, *args: Any, **kw: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash between the legs")
-        return original(self, *args, **kw)
-
-    monkeypatch.setattr(Exchange, "create_order", die_before_second)
+    original = crash_on_order(monkeypatch, 2, "simulated crash between the legs")
     assert env.run(ENTRY).status == "failed"
     assert env.venue_position(GRT) != 0.0 and env.venue_position(RUNE) == 0.0
     monkeypatch.setattr(Exchange, "create_order", original)

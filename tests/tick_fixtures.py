@@ -199,3 +199,21 @@ def arm_after_orders(monkeypatch: pytest.MonkeyPatch, arm: Any, after: int = 1) 
                 arm()
 
     monkeypatch.setattr(Exchange, "create_order", wrapped)
+
+
+def crash_on_order(monkeypatch: pytest.MonkeyPatch, n: int, message: str) -> Any:
+    """Make the ``n``-th create_order call raise before its request leaves (a process dying
+    between two orders); returns the original method, to put back for the re-run."""
+    from pairlib.venue.exchange import Exchange
+
+    original = Exchange.create_order
+    calls = {"n": 0}
+
+    def crash(self: Exchange, *args: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError(message)
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Exchange, "create_order", crash)
+    return original
