@@ -1,36 +1,41 @@
 """The live tick: one run per closed candle, from the pair set to orders, fills and a report.
 
-At every candle close (4h by default) :func:`run` composes the library:
+At every candle close (4h by default) :func:`run` is gather -> plan -> execute -> persist:
 
 1. **validate** params and ``as_of`` (and the live safeguards) before any network call;
 2. **idempotency**: a tick is identified by ``as_of``, the close time of the candle it acts
    on; a tick already ``ok`` in the store returns ``already_ran`` without touching the venue;
-   a failed or crashed tick re-run resumes (pairs already processed by it are skipped, and
-   deterministic client order ids make every order exactly-once);
-3. **resolve** orders earlier runs left unconfirmed, then **reconcile** the store's net
-   position per symbol with the venue's (:mod:`pairlib.engine.reconcile`); a mismatched symbol
-   takes no new entry;
-4. **data**: closed candles of every pair's legs (:func:`pairlib.edges.data.load_market_data`),
-   spreads and rolling z-scores (:mod:`pairlib.core.strategy`);
-5. **decide** every pair with :func:`pairlib.core.strategy.step` from its persisted
-   :class:`~pairlib.core.strategy.PairState` (the same rule the backtest folds over history);
-6. **exits** (and stops) first, then residual legs are flattened, then **entries**: slots by
-   largest ``|z|`` (:func:`pairlib.core.risk.allocate_slots`), sizing with the venue's equity
-   (:func:`pairlib.core.risk.size_pair`), both legs through
-   :class:`pairlib.engine.execution.Executor`;
-7. **persist and report**: decisions, orders, fills, pair state, equity, funding, incidents
-   and one ``ticks`` row; a :class:`~pairlib.engine.tick_result.TickResult` for the notebook.
+   a failed, crashed or degraded tick re-run resumes (pairs already processed by it are
+   skipped, and deterministic client order ids make every order exactly-once);
+3. **gather**: orders earlier runs left unconfirmed are resolved, the store's net position per
+   symbol is reconciled with the venue's (:mod:`pairlib.engine.reconcile`; a mismatched symbol
+   takes no new entry), the pair set is checked against the venue, timeframe and lookback it
+   was built for, and the closed candles of every pair's legs give each pair its z-score
+   (:func:`pairlib.core.strategy.latest_signal`, gated on the bars the decision uses);
+4. **plan**: :func:`pairlib.core.portfolio.plan`, the one portfolio rule the backtest uses too,
+   decides closes, flattens and entries with their sizes, and every other pair's reason;
+5. **execute** through :class:`pairlib.engine.execution.Executor` (closes first, reduce-only
+   and retried; then entries, two legs each), then re-check orders of unknown outcome and
+   close legs an incomplete entry left;
+6. **persist and report**: decisions, orders, fills, pair state, equity, funding, incidents and
+   one ``ticks`` row, and a :class:`~pairlib.engine.tick_result.TickResult`. The status is
+   ``ok`` only when the book is hedged and matches the venue, re-read at the end; anything
+   exposed makes it ``degraded``.
+
+A preview (``preview=True``) gathers and plans, and shows the plan without sending an order
+or writing anything.
 
 Modes: a tick acts on exits only (``exits_only: ...``) when the kill switch is on, when it
-is a missed tick (``as_of`` older than the last closed candle by the clock; override with
-``missed_tick_entries: true`` or ``allow_missed_entries=True``), or when there is no pair
-set. No order is placed on bad data: a dropped, stale or lagging leg, or a NaN z-score,
-means no entry and no exit for that pair this tick (an open position is held), with the
-reason recorded.
+is a missed tick (``as_of`` older than the last closed candle by the venue's clock; override
+with ``missed_tick_entries: true`` or ``allow_missed_entries=True``), when there is no pair
+set, or when the pair set was built for another market, timeframe or lookback. No order is
+placed on bad data: a pair whose legs are unusable takes no entry; an open one is reported at
+once and closed reduce-only after ``risk.unevaluable_exit_bars`` ticks.
 
-The clock: ``clock`` defaults to the system clock, except for the simulated venue with an
-explicit ``as_of``, whose present is the simulated one (``as_of`` itself): a replay on the
-simulator acts as if each tick ran on time.
+The clock: ``clock`` defaults to the system clock; for a running simulator (``sim_url``) it is
+the simulator's clock, and for the in-process simulator with an explicit ``as_of`` it is
+``as_of`` itself (the simulator is started there), so a replay acts as if each tick ran on
+time.
 """
 
 from __future__ import annotations
