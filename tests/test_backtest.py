@@ -148,3 +148,26 @@ def test_the_loss_limit_is_applied_by_the_shared_plan(
     assert (-hit["gross_pnl"] >= 0.3 * hit["risk_budget"] - 1e-9).all()
     free = _run(panel, START + 300 * BAR)
     assert not (free.trades["exit_reason"] == "loss limit").any()
+
+
+def test_a_window_without_its_formation_history_is_refused(
+    panel: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    closes, qv = panel
+    early = closes.index[100] + BAR
+    with pytest.raises(ValueError, match="needs 600 closed candles"):
+        simulate(_params(), closes, early, early + 50 * BAR, _rules(closes), quote_volume=qv)
+
+
+def test_run_changes_no_venue_state(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from pairlib.engine.backtest import run
+
+    tmp = Path(str(tmp_path))
+    account = tmp / "sim.json"
+    params = Params.model_validate({
+        "venue": {"sim_state": str(account)}, "data": {"cache_dir": str(tmp / "d")},
+        "state_dir": str(tmp / "state")})
+    run(params, START, START + 30 * BAR)
+    assert not account.exists()  # the in-process simulator ran on a scratch copy

@@ -206,7 +206,7 @@ def test_notebooks_name_their_overrides_after_params_keys() -> None:
     import nbformat
 
     leaves = set(_leaf_fields(Params))
-    for name in ("generate_pairs.ipynb", "tick.ipynb"):
+    for name in ("generate_pairs.ipynb", "tick.ipynb", "backtest.ipynb"):
         nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         assigned = re.findall(r"(?m)^([A-Za-z_]\w*)\s*=", cell.source)
@@ -215,7 +215,9 @@ def test_notebooks_name_their_overrides_after_params_keys() -> None:
         for a in overrides:
             assert a.replace("__", ".") in leaves, f"{name}: {a} names no params key"
         assert not [a for a in assigned if a not in overrides
-                    and a not in ("as_of", "params_file", "notebook_path", "live", "trade")], name
+                    and a not in ("as_of", "params_file", "notebook_path", "live", "trade",
+                                  "start", "end", "initial_equity", "slippage_bps",
+                                  "taker_fee")], name
         assert "params/pairlib.yaml" in cell.source
 
 

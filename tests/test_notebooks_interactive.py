@@ -32,7 +32,7 @@ from pairlib.edges.store import PairSetMeta, Store
 from pairlib.sim import Market, SimServer
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("tick.ipynb", "generate_pairs.ipynb")
+NOTEBOOKS = ("tick.ipynb", "generate_pairs.ipynb", "backtest.ipynb")
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short at this close
 DISPLAY_CALLS = {"show", "display", "print"}
 

@@ -110,6 +110,64 @@ def pairs(
 
 @app.command()
 @_one_line_errors
+def backtest(
+    params: Path = typer.Option(PARAMS, help="Params file (strategy, risk, selection, venue "
+                                "and data sections)."),
+    start: str | None = typer.Option(
+        None, help="First bar traded: a candle close, ISO-8601 with Z or an offset (e.g. "
+        "2025-02-04T00:00Z), or a date (00:00 UTC); default: the notebook's start."),
+    end: str | None = typer.Option(None, help="Last bar traded, as --start; default: the "
+                                   "notebook's end."),
+    slippage_bps: float | None = typer.Option(
+        None, help="Fill slippage against each order, bps; default: venue.sim_slippage_bps."),
+    taker_fee: float | None = typer.Option(
+        None, help="Fee on each fill's notional (0.0005 = 5 bps); default: the simulator's."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks "
+                                 "(a relative one is relative to the project root)."),
+) -> None:
+    """Backtest the live rules walk-forward: run notebooks/backtest.ipynb into
+    outputs/backtests/ (failed reports are kept). The first line printed is the report's
+    path, the second its headline metrics.
+
+    \b
+    Exit codes:
+      0  the backtest ran; its report holds the metrics and the trades
+      1  the notebook failed (the report is kept, the error at its top)
+      2  rejected before any kernel started: bad params, window or costs
+    """
+    from pairlib.app.jobs import run_backtest_job
+    from pairlib.errors import PairlibError
+
+    try:
+        result = run_backtest_job(params, start, end, outputs, slippage_bps=slippage_bps,
+                                  taker_fee=taker_fee)
+    except PairlibError as e:
+        raise _fail(str(e)) from None
+    typer.echo(str(result.path))
+    if not result.ok:
+        typer.secho(f"backtest failed: {result.error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    typer.echo(_backtest_line(result.scraps, result.duration_s))
+
+
+def _backtest_line(scraps: dict[str, Any], duration_s: float) -> str:
+    """``backtest <start> → <end>: N trades, total return …, Sharpe …, max drawdown … in
+    T s`` from the report's scraps (``n/a`` for a metric the report did not give)."""
+    m = scraps.get("metrics") or {}
+
+    def pct(key: str) -> str:
+        v = m.get(key)
+        return "n/a" if v is None else f"{float(v):+.2%}"
+
+    sharpe = m.get("sharpe")
+    return (f"backtest {scraps.get('start', '?')} → {scraps.get('end', '?')}: "
+            f"{scraps.get('n_trades', '?')} trades, total return {pct('total_return')}, "
+            f"Sharpe {'n/a' if sharpe is None else f'{float(sharpe):.2f}'}, max drawdown "
+            f"{pct('max_drawdown')} in {duration_s:.1f} s")
+
+
+@app.command()
+@_one_line_errors
 def demo(
     as_of: str = typer.Option("2026-06-01T00:00:00Z", help="Pair-generation time (ISO-8601)."),
     ticks: int = typer.Option(6, min=1, max=60, help="4h ticks to replay after it."),

@@ -1,7 +1,8 @@
-"""The scheduled jobs as notebook runs: what ``pairlib pairs`` / ``pairlib tick`` / the demo
-execute. Each job validates its params (and, for the tick, its ``as_of``) before anything
-else, picks the run's ``as_of``, reserves a fresh report path and runs its notebook with
-papermill into ``outputs/`` (failed notebooks are kept).
+"""The scheduled jobs as notebook runs: what ``pairlib pairs`` / ``pairlib tick`` /
+``pairlib backtest`` / the demo execute. Each job validates its params (and, for the tick,
+its ``as_of``; for the backtest, its window and costs) before anything else, picks the run's
+``as_of``, reserves a fresh report path and runs its notebook with papermill into
+``outputs/`` (failed notebooks are kept).
 
 The tick job trades only when asked to (``trade=True``, what ``pairlib tick`` passes); with
 ``trade=False`` (``pairlib tick --preview``) its notebook previews the tick: every decision and
@@ -19,9 +20,11 @@ store, which is the record of what the tick did.
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +35,7 @@ from typing import Any
 
 from pairlib.app.runner import (
     RunResult,
+    backtest_output_path,
     pairs_output_path,
     run_notebook,
     tick_output_path,
@@ -46,7 +50,10 @@ __all__ = [
     "NOTEBOOKS",
     "JobLocked",
     "TickJobResult",
+    "backtest_window",
+    "notebook_defaults",
     "resolve_as_of",
+    "run_backtest_job",
     "run_pairs_job",
     "run_tick_job",
     "tick_as_of",
@@ -257,6 +264,162 @@ def run_tick_job(
             kernel_fds=(fd,),
         )
         return _tick_outcome(run, params, when, trade)
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _window_time(value: str | datetime, name: str, timeframe: str) -> datetime:
+    """``value`` as an aware UTC candle close of ``timeframe``; a date alone is 00:00 UTC."""
+    example = "2025-02-04T00:00Z"
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        if _DATE_ONLY.fullmatch(text):
+            text += "T00:00+00:00"
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"{name} {value!r} is not an ISO-8601 time or date; give a UTC candle close "
+                f"such as {example}, or a date such as 2025-02-04 (00:00 UTC)"
+            ) from None
+    if parsed.tzinfo is None:
+        raise ConfigError(
+            f"{name} {str(value)!r} has no timezone; give UTC with Z or an offset (e.g. "
+            f"{example}), or a date alone (00:00 UTC)"
+        )
+    when = parse_time(parsed)
+    step = timedelta(milliseconds=timeframe_ms(timeframe))
+    floor = floor_time(when, step)
+    if floor != when:
+        raise ConfigError(
+            f"{name} {str(value)!r} is not a {timeframe} candle close; allowed: a multiple of "
+            f"{timeframe} since 1970-01-01T00:00Z, e.g. {_short(floor)} or "
+            f"{_short(floor + step)}"
+        )
+    return when
+
+
+def backtest_window(
+    start: str | datetime,
+    end: str | datetime,
+    timeframe: str,
+    clock: Clock | None = None,
+    venue_kind: str = "sim",
+) -> tuple[datetime, datetime]:
+    """The backtest's first and last bar (candle close times), validated before any kernel
+    or network call.
+
+    Parameters
+    ----------
+    start, end : str or datetime
+        ISO-8601 with ``Z`` or an offset, or a date alone (00:00 UTC), on a candle close of
+        ``timeframe``; ``end`` after ``start``. A time without a timezone is refused.
+    timeframe : str
+        ``params.data.timeframe``.
+    clock : Clock, optional
+        Default: the system clock.
+    venue_kind : str
+        For every venue but ``sim`` (which serves any time of its history), ``end`` may not be
+        after the last closed candle by ``clock``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the value and what is allowed.
+    """
+    first = _window_time(start, "start", timeframe)
+    last = _window_time(end, "end", timeframe)
+    if last <= first:
+        raise ConfigError(f"end {_short(last)} must be after start {_short(first)}")
+    if venue_kind != "sim":
+        closed = last_close((clock or SystemClock()).now(), timeframe)
+        if last > closed:
+            raise ConfigError(
+                f"end {_short(last)} is after the last closed {timeframe} candle "
+                f"({_short(closed)}): that candle has not closed yet"
+            )
+    return first, last
+
+
+def notebook_defaults(notebook: str | Path) -> dict[str, Any]:
+    """The literal values of a notebook's ``parameters`` cell, by name (what the notebook
+    runs with when nothing is injected)."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", []):
+            source = "".join(cell["source"])
+            return {t.id: ast.literal_eval(node.value)
+                    for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)}
+    raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
+
+
+def run_backtest_job(
+    params_file: str | Path = PARAMS_FILE,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    outputs: str | Path = "outputs",
+    clock: Clock | None = None,
+    *,
+    slippage_bps: float | None = None,
+    taker_fee: float | None = None,
+) -> RunResult:
+    """Run ``backtest.ipynb`` into ``outputs/backtests/<start>-<end>-backtest.ipynb``
+    (:func:`~pairlib.app.runner.backtest_output_path`; a re-run of the window gets ``-2``,
+    ``-3``, ...; a failed report is kept).
+
+    Parameters
+    ----------
+    params_file : path
+        The params file; validated here, before any kernel starts. The notebook gets its
+        path, and its own defaults for every override.
+    start, end : str or datetime, optional
+        The first and last bar traded (see :func:`backtest_window`); default: the
+        notebook's own ``start`` / ``end``.
+    outputs : path
+        Folder for executed notebooks (a relative one is relative to the project root).
+    clock : Clock, optional
+        Default: the system clock (only a non-simulated venue's ``end`` is checked by it).
+    slippage_bps, taker_fee : float, optional
+        The fill model's costs; default: the notebook's (the venue params'
+        ``sim_slippage_bps`` and the simulator's taker fee).
+
+    Returns
+    -------
+    RunResult
+        ``ok`` False when the notebook failed; its scraps hold ``metrics`` and ``trades``
+        when it got that far.
+
+    Raises
+    ------
+    ConfigError
+        Bad params, window or costs, before any kernel or network call.
+    """
+    from pairlib.report.backtest_charts import fill_model
+
+    params = load_params(params_file)  # fail fast, before any kernel starts
+    notebook = NOTEBOOKS / "backtest.ipynb"
+    defaults = notebook_defaults(notebook)
+    first, last = backtest_window(defaults["start"] if start is None else start,
+                                  defaults["end"] if end is None else end,
+                                  params.data.timeframe, clock, params.venue.kind)
+    try:
+        fill_model(params, slippage_bps, taker_fee)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    costs = {k: float(v) for k, v in (("slippage_bps", slippage_bps),
+                                      ("taker_fee", taker_fee)) if v is not None}
+    out = unique_path(backtest_output_path(project_path(outputs), first, last))
+    return _run_reserved(
+        notebook,
+        out,
+        {"start": first.isoformat(), "end": last.isoformat(), "params_file": str(params_file),
+         **costs},
+        cwd=Path.cwd(),
+    )
 
 
 def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],

@@ -33,6 +33,7 @@ from pairlib.errors import ConfigError
 __all__ = [
     "KERNEL_NAME",
     "RunResult",
+    "backtest_output_path",
     "decode_frame",
     "ensure_kernel",
     "pairs_output_path",
@@ -127,6 +128,14 @@ def tick_output_path(outputs: Path, as_of: datetime, preview: bool = False) -> P
 def pairs_output_path(outputs: Path, as_of: datetime) -> Path:
     """``outputs/pairs/<YYYY-MM-DDTHHMM>Z-generate_pairs.ipynb``."""
     return outputs / "pairs" / f"{stamp(as_of)}-generate_pairs.ipynb"
+
+
+def backtest_output_path(outputs: Path, start: datetime, end: datetime) -> Path:
+    """``outputs/backtests/<start>-<end>-backtest.ipynb``, each time as
+    ``YYYY-MM-DDTHHMMZ`` (:func:`stamp`): the window tested names the report, and a re-run
+    of the same window (other params or costs) gets a numbered name from
+    :func:`unique_path`."""
+    return outputs / "backtests" / f"{stamp(start)}-{stamp(end)}-backtest.ipynb"
 
 
 def ensure_kernel(name: str = KERNEL_NAME) -> str:

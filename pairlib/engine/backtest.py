@@ -25,6 +25,7 @@ managing an open pair that leaves the pair set until its own exit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,6 +164,13 @@ def simulate(
     bars = [t for t in closes.index + tf if start <= t <= end]
     if not bars:
         raise ValueError(f"no bar closes between {start} and {end}")
+    need = formation + lookback
+    have = int(closes.index.get_loc(bars[0] - tf)) + 1
+    if have < need:
+        raise ValueError(
+            f"a backtest from {bars[0]:%Y-%m-%dT%H:%MZ} needs {need} closed candles up to its "
+            f"first bar (selection.formation_bars + strategy.lookback) but the data has {have} "
+            f"(from {closes.index[0]:%Y-%m-%dT%H:%MZ}): start later, or shorten the windows")
     log_closes = np.log(closes.astype(float))
     rates = funding_rates or {}
     ticks = price_steps or {}
@@ -355,14 +363,15 @@ def run(
     minimums) are applied to the past.
     """
     from pairlib.edges.data import load_market_data
-    from pairlib.venue.open import open_exchange
+    from pairlib.venue.open import open_exchange, scratch_account
 
     tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
     if end <= start:
         raise ValueError(f"end ({end}) must be after start ({start})")
     warm = params.selection.formation_bars + params.strategy.lookback
     bars = int((end - start) / tf) + 1 + warm
-    with open_exchange(params.venue, end) as ex:
+    with contextlib.ExitStack() as stack:  # only public data is read: no venue state changes
+        ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
         data = load_market_data(ex, params.data.universe, params.data, now=end, bars=bars)
         markets = ex.markets()
         rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)

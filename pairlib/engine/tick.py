@@ -43,8 +43,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +98,7 @@ from pairlib.errors import (
     LiveTradingRefused,
     PairlibError,
 )
-from pairlib.venue.open import check_live, open_exchange, simulator_now
+from pairlib.venue.open import check_live, open_exchange, scratch_account, simulator_now
 
 __all__ = [  # the result types are defined in pairlib.engine.tick_result and re-exported here
     "SIGNAL_COLUMNS",
@@ -428,16 +426,9 @@ class _Tick:
             self.mode = f"{TickMode.PREVIEW} ({self.mode}): no order sent, nothing recorded"
 
     def _venue(self, stack: contextlib.ExitStack) -> Any:
-        """The venue params; a preview of an in-process simulator runs on a copy of its
-        account file, so that nothing of the venue's state changes either."""
-        v = self.p.venue
-        if (not self.preview or v.kind not in ("sim", "paper") or v.sim_url is not None
-                or v.sim_state is None):
-            return v
-        copy = Path(stack.enter_context(tempfile.TemporaryDirectory())) / v.sim_state.name
-        if v.sim_state.exists():
-            shutil.copyfile(v.sim_state, copy)
-        return v.model_copy(update={"sim_state": copy})
+        """The venue params; a preview runs an in-process simulator on a copy of its account
+        file, so that nothing of the venue's state changes either."""
+        return scratch_account(self.p.venue, stack) if self.preview else self.p.venue
 
     def _check_pair_set(self, venue_key: str) -> None:
         """Refuse a pair set built for another market, timeframe or lookback: exits only

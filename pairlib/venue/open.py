@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pairlib.sim.source import MarketSource
     from pairlib.venue.exchange import Exchange
 
-__all__ = ["check_live", "open_exchange", "simulator_now"]
+__all__ = ["check_live", "open_exchange", "scratch_account", "simulator_now"]
 
 _KEYED = ("demo", "live")  # the venue kinds that talk to the real exchange with keys
 
@@ -180,3 +180,19 @@ def simulator_now(venue: VenueParams) -> datetime:
     except (OSError, ValueError, KeyError) as e:
         raise ExchangeUnavailable(f"cannot read the simulator's clock at {url}: {e}") \
             from None
+
+
+def scratch_account(venue: VenueParams, stack: ExitStack) -> VenueParams:
+    """``venue`` with an in-process simulator's account file replaced by a temporary copy
+    (removed when ``stack`` closes), for runs that must change no venue state (a preview, a
+    backtest). Any other venue is returned as it is."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if venue.kind not in ("sim", "paper") or venue.sim_url is not None or venue.sim_state is None:
+        return venue
+    copy = Path(stack.enter_context(tempfile.TemporaryDirectory())) / venue.sim_state.name
+    if venue.sim_state.exists():
+        shutil.copyfile(venue.sim_state, copy)
+    return venue.model_copy(update={"sim_state": copy})
