@@ -125,31 +125,7 @@ def tick_as_of(
     clock = clock or SystemClock()
     if as_of is None:
         return last_close(clock.now(), timeframe)
-    example = "2026-01-31T20:00Z"
-    if isinstance(as_of, datetime):
-        naive = as_of.tzinfo is None
-    else:
-        try:
-            naive = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00")).tzinfo is None
-        except ValueError:
-            raise ConfigError(
-                f"as_of {as_of!r} is not an ISO-8601 time; give a UTC candle close such as "
-                f"{example}"
-            ) from None
-    if naive:
-        raise ConfigError(
-            f"as_of {str(as_of)!r} has no timezone; give UTC with Z or an offset, e.g. "
-            f"{example}"
-        )
-    when = parse_time(as_of)
-    step = timedelta(milliseconds=timeframe_ms(timeframe))
-    floor = floor_time(when, step)
-    if floor != when:
-        raise ConfigError(
-            f"as_of {str(as_of)!r} is not a {timeframe} candle close; allowed: a multiple of "
-            f"{timeframe} since 1970-01-01T00:00Z, e.g. {_short(floor)} or "
-            f"{_short(floor + step)}"
-        )
+    when = _candle_close(as_of, "as_of", timeframe, example="2026-01-31T20:00Z", dates=False)
     if venue_kind != "sim":
         last = last_close(clock.now(), timeframe)
         if when > last:
@@ -269,26 +245,29 @@ def run_tick_job(
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _window_time(value: str | datetime, name: str, timeframe: str) -> datetime:
-    """``value`` as an aware UTC candle close of ``timeframe``; a date alone is 00:00 UTC."""
-    example = "2025-02-04T00:00Z"
+def _candle_close(
+    value: str | datetime, name: str, timeframe: str, *, example: str, dates: bool
+) -> datetime:
+    """``value`` as an aware UTC candle close of ``timeframe`` (with ``dates``, a date alone
+    is 00:00 UTC); a :class:`ConfigError` naming ``name``, the value and what is allowed."""
+    or_date = ", or a date such as 2025-02-04 (00:00 UTC)" if dates else ""
     if isinstance(value, datetime):
         parsed = value
     else:
         text = str(value).strip()
-        if _DATE_ONLY.fullmatch(text):
+        if dates and _DATE_ONLY.fullmatch(text):
             text += "T00:00+00:00"
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ConfigError(
-                f"{name} {value!r} is not an ISO-8601 time or date; give a UTC candle close "
-                f"such as {example}, or a date such as 2025-02-04 (00:00 UTC)"
+                f"{name} {value!r} is not an ISO-8601 time{' or date' if dates else ''}; give a "
+                f"UTC candle close such as {example}{or_date}"
             ) from None
     if parsed.tzinfo is None:
         raise ConfigError(
-            f"{name} {str(value)!r} has no timezone; give UTC with Z or an offset (e.g. "
-            f"{example}), or a date alone (00:00 UTC)"
+            f"{name} {str(value)!r} has no timezone; give UTC with Z or an offset, e.g. "
+            f"{example}{or_date}"
         )
     when = parse_time(parsed)
     step = timedelta(milliseconds=timeframe_ms(timeframe))
@@ -330,8 +309,8 @@ def backtest_window(
     ConfigError
         Naming the value and what is allowed.
     """
-    first = _window_time(start, "start", timeframe)
-    last = _window_time(end, "end", timeframe)
+    first = _candle_close(start, "start", timeframe, example="2025-02-04T00:00Z", dates=True)
+    last = _candle_close(end, "end", timeframe, example="2025-02-04T00:00Z", dates=True)
     if last <= first:
         raise ConfigError(f"end {_short(last)} must be after start {_short(first)}")
     if venue_kind != "sim":

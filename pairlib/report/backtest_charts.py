@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pairlib.report.tick_charts import ENTRY_MARKERS, Spec, _hline, _times, _values
+from pairlib.report.tick_charts import (
+    ENTRY_MARKERS,
+    Spec,
+    spec_hline,
+    spec_times,
+    spec_values,
+    z_bands,
+)
 
 if TYPE_CHECKING:
     from pairlib.config import Params, StrategyParams
@@ -339,11 +346,11 @@ def equity_figure(equity: pd.Series, initial_equity: float) -> Spec:
     """Equity (upper panel) and drawdown from the running peak (lower panel, %), as a plotly
     figure spec."""
     dd = drawdown(equity, initial_equity)
-    x = _times(equity.index)
+    x = spec_times(equity.index)
     return {"data": [
-        {"type": "scatter", "x": x, "y": _values(equity, 2), "mode": "lines",
+        {"type": "scatter", "x": x, "y": spec_values(equity, 2), "mode": "lines",
          "name": "equity", "line": {"color": "black"}},
-        {"type": "scatter", "x": x, "y": _values(dd * 100.0, 3), "mode": "lines",
+        {"type": "scatter", "x": x, "y": spec_values(dd * 100.0, 3), "mode": "lines",
          "name": "drawdown", "fill": "tozeroy", "line": {"color": "firebrick"},
          "xaxis": "x2", "yaxis": "y2"},
     ], "layout": {
@@ -353,7 +360,7 @@ def equity_figure(equity: pd.Series, initial_equity: float) -> Spec:
         "yaxis": {"domain": [0.36, 1.0], "title": {"text": "equity"}},
         "xaxis2": {"anchor": "y2", "matches": "x"},
         "yaxis2": {"domain": [0.0, 0.28], "title": {"text": "drawdown %"}},
-        "shapes": [_hline(float(initial_equity), {"dash": "dot", "color": "grey"})],
+        "shapes": [spec_hline(float(initial_equity), {"dash": "dot", "color": "grey"})],
     }}
 
 
@@ -361,7 +368,7 @@ def monthly_heatmap(equity: pd.Series, initial_equity: float) -> Spec:
     """:func:`monthly_returns` as a heat map (%, green up, red down), as a plotly figure
     spec."""
     table = monthly_returns(equity, initial_equity)
-    z = [_values(row * 100.0, 2) for row in table.to_numpy()]
+    z = [spec_values(row * 100.0, 2) for row in table.to_numpy()]
     return {"data": [{
         "type": "heatmap", "z": z, "x": list(MONTHS), "y": [str(y) for y in table.index],
         "colorscale": "RdYlGn", "zmid": 0, "texttemplate": "%{z:.2f}%",
@@ -395,7 +402,7 @@ def pair_pnl_figure(trades: pd.DataFrame) -> Spec:
     table = pair_pnl(trades)
     net = table["net_pnl"].astype(float)
     return {"data": [{
-        "type": "bar", "orientation": "h", "x": _values(net, 2),
+        "type": "bar", "orientation": "h", "x": spec_values(net, 2),
         "y": [str(p) for p in table.index],
         "marker": {"color": ["seagreen" if v > 0 else "firebrick" for v in net]},
         "text": [f"{int(n)} trades" for n in table["trades"]], "textposition": "auto",
@@ -443,7 +450,7 @@ def loss_multiple_figure(trades: pd.DataFrame, bin_size: float = 0.1) -> Spec:
     figure spec."""
     lm = trades["loss_multiple"].astype(float)
     lm = lm[np.isfinite(lm)]
-    return {"data": [{"type": "histogram", "x": _values(lm, 4), "name": "trades",
+    return {"data": [{"type": "histogram", "x": spec_values(lm, 4), "name": "trades",
                       "xbins": {"size": bin_size}, "marker": {"color": "steelblue"}}],
             "layout": {
                 "title": {"text": "Realized loss / risk budget per trade "
@@ -488,16 +495,16 @@ def z_figure(z: pd.Series, trades: pd.DataFrame, title: str, entry: float, exit:
     entry, exit, stop : float
         The strategy's thresholds.
     """
-    traces: list[dict[str, Any]] = [{"type": "scatter", "x": _times(z.index),
-                                     "y": _values(z.to_numpy()), "mode": "lines", "name": "z",
+    traces: list[dict[str, Any]] = [{"type": "scatter", "x": spec_times(z.index),
+                                     "y": spec_values(z.to_numpy()), "mode": "lines", "name": "z",
                                      "line": {"color": "black", "width": 1}}]
     for side, key in (("long", 1), ("short", -1)):
         t = trades[trades["side"] == side]
         if t.empty:
             continue
         name, symbol, colour = ENTRY_MARKERS[key]
-        traces.append({"type": "scatter", "x": _times(t["entry_time"]),
-                       "y": _values(t["entry_z"]), "mode": "markers", "name": name,
+        traces.append({"type": "scatter", "x": spec_times(t["entry_time"]),
+                       "y": spec_values(t["entry_z"]), "mode": "markers", "name": name,
                        "hovertemplate": f"{name} at z=%{{y:.2f}}<br>%{{x}}<extra></extra>",
                        "marker": {"symbol": symbol, "size": 11, "color": colour}})
     for reason, t in trades.groupby("exit_reason", sort=True):
@@ -505,22 +512,14 @@ def z_figure(z: pd.Series, trades: pd.DataFrame, title: str, entry: float, exit:
         # An exit at the end of the test has no z (NaN): drawn on the last z instead.
         at = [float(zv) if math.isfinite(zv) else float(z.get(when, math.nan))
               for zv, when in zip(t["exit_z"].astype(float), t["exit_time"], strict=True)]
-        traces.append({"type": "scatter", "x": _times(t["exit_time"]), "y": _values(at),
+        traces.append({"type": "scatter", "x": spec_times(t["exit_time"]), "y": spec_values(at),
                        "mode": "markers", "name": f"exit ({reason})",
                        "text": [f"net {v:+,.2f} USDT" for v in t["net_pnl"].astype(float)],
                        "hovertemplate": f"exit ({reason}) at z=%{{y:.2f}}<br>%{{x}}<br>"
                                         "%{text}<extra></extra>",
                        "marker": {"symbol": symbol, "size": 10, "color": colour,
                                   "line": {"width": 2, "color": colour}}})
-    shapes: list[dict[str, Any]] = []
-    notes: list[dict[str, Any]] = []
-    for k, colour, label in ((entry, "orange", "entry"), (exit, "green", "exit"),
-                             (stop, "red", "stop")):
-        for sign in (1, -1):
-            shapes.append(_hline(sign * k, {"dash": "dot", "color": colour}))
-        notes.append({"xref": "x domain", "x": 0, "yref": "y", "y": k, "showarrow": False,
-                      "text": f"{label} ±{k:g}", "xanchor": "left", "yanchor": "bottom"})
-    shapes.append(_hline(0.0, {"color": "grey", "width": 1}))
+    shapes, notes = z_bands(entry, exit, stop)
     return {"data": traces, "layout": {
         "title": {"text": title}, "height": 380, "yaxis": {"title": {"text": "z"}},
         "legend": {"orientation": "h"}, "shapes": shapes, "annotations": notes}}

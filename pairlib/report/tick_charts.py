@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from pairlib.engine.tick_result import TickResult
 
 __all__ = ["ACTED", "ENTRY_MARKERS", "Spec", "account_line", "actions_frame", "actions_line",
-           "capture_logs", "equity_figure", "glue_result", "incidents_frame", "log_problems",
-           "orders_line", "reported_pairs", "status_banner", "z_figure", "z_figures"]
+    "capture_logs", "equity_figure", "glue_result", "incidents_frame", "log_problems",
+    "orders_line", "reported_pairs", "spec_hline", "spec_times", "spec_values", "status_banner",
+    "z_bands", "z_figure", "z_figures"]
 
 Spec = dict[str, Any]
 """A plotly figure spec: ``{"data": [trace, ...], "layout": {...}}``, JSON values only."""
@@ -148,23 +149,38 @@ def reported_pairs(result: TickResult) -> list[str]:
     return [str(p) for p in s.loc[keep, "pair_id"]]
 
 
-def _times(index: Any) -> list[str]:
+def spec_times(index: Any) -> list[str]:
     """Timestamps as ISO-8601 strings (UTC when naive), as plotly's JSON encoder writes them."""
     idx = pd.DatetimeIndex(index)
     idx = idx.tz_localize("UTC") if idx.tz is None else idx
     return [t.isoformat() for t in idx]
 
 
-def _values(values: Any, decimals: int = 4) -> list[float | None]:
+def spec_values(values: Any, decimals: int = 4) -> list[float | None]:
     """Floats rounded for the report, NaN and infinities as JSON null (a gap in the line)."""
     arr = np.round(np.asarray(values, dtype=float), decimals)
     return [float(v) if math.isfinite(v) else None for v in arr]
 
 
-def _hline(y: float, line: dict[str, Any]) -> dict[str, Any]:
+def spec_hline(y: float, line: dict[str, Any]) -> dict[str, Any]:
     """A horizontal line across the plot at ``y`` (what ``Figure.add_hline`` adds)."""
     return {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y,
             "y1": y, "line": line}
+
+
+def z_bands(entry: float, exit: float, stop: float) -> tuple[list[Spec], list[Spec]]:
+    """The z chart's bands (``shapes``: dotted lines at +-entry, +-exit, +-stop and a grey zero
+    line) and their labels (``annotations``), shared by the tick and backtest reports."""
+    shapes: list[Spec] = []
+    notes: list[Spec] = []
+    for k, colour, label in ((entry, "orange", "entry"), (exit, "green", "exit"),
+                             (stop, "red", "stop")):
+        for sign in (1, -1):
+            shapes.append(spec_hline(sign * k, {"dash": "dot", "color": colour}))
+        notes.append({"xref": "x domain", "x": 0, "yref": "y", "y": k, "showarrow": False,
+                      "text": f"{label} ±{k:g}", "xanchor": "left", "yanchor": "bottom"})
+    shapes.append(spec_hline(0.0, {"color": "grey", "width": 1}))
+    return shapes, notes
 
 
 def z_figure(
@@ -203,28 +219,20 @@ def z_figure(
     The entry marker tells the side apart in symbol, colour and legend/hover label:
     see :data:`ENTRY_MARKERS`.
     """
-    traces: list[dict[str, Any]] = [{"type": "scatter", "x": _times(z.index),
-                                     "y": _values(z.to_numpy()), "mode": "lines", "name": "z",
+    traces: list[dict[str, Any]] = [{"type": "scatter", "x": spec_times(z.index),
+                                     "y": spec_values(z.to_numpy()), "mode": "lines", "name": "z",
                                      "line": {"color": "black"}}]
-    shapes: list[dict[str, Any]] = []
-    notes: list[dict[str, Any]] = []
-    for k, colour, label in ((entry, "orange", "entry"), (exit, "green", "exit"),
-                             (stop, "red", "stop")):
-        for sign in (1, -1):
-            shapes.append(_hline(sign * k, {"dash": "dot", "color": colour}))
-        notes.append({"xref": "x domain", "x": 0, "yref": "y", "y": k, "showarrow": False,
-                      "text": f"{label} {k:+g}", "xanchor": "left", "yanchor": "bottom"})
-    shapes.append(_hline(0.0, {"color": "grey", "width": 1}))
+    shapes, notes = z_bands(entry, exit, stop)
     if entry_time is not None and entry_z is not None and not pd.isna(entry_z):
         side = entry_side if entry_side is not None else -int(np.sign(float(entry_z)))
         name, symbol, colour = ENTRY_MARKERS.get(side, ENTRY_MARKERS[0])
-        traces.append({"type": "scatter", "x": _times([pd.Timestamp(str(entry_time))]),
-                       "y": _values([entry_z]), "mode": "markers", "name": name,
+        traces.append({"type": "scatter", "x": spec_times([pd.Timestamp(str(entry_time))]),
+                       "y": spec_values([entry_z]), "mode": "markers", "name": name,
                        "hovertemplate": f"{name} at z=%{{y:.2f}}<br>%{{x}}<extra></extra>",
                        "marker": {"symbol": symbol, "size": 13, "color": colour}})
     if action and len(z) and pd.notna(z.iloc[-1]):
-        traces.append({"type": "scatter", "x": _times(z.index[-1:]),
-                       "y": _values(z.iloc[-1:]), "mode": "markers+text", "name": action,
+        traces.append({"type": "scatter", "x": spec_times(z.index[-1:]),
+                       "y": spec_values(z.iloc[-1:]), "mode": "markers+text", "name": action,
                        "text": [action], "textposition": "top center",
                        "marker": {"size": 10, "color": "purple"}})
     return {"data": traces, "layout": {
@@ -257,8 +265,8 @@ def z_figures(result: TickResult) -> list[Spec]:
 
 def equity_figure(history: pd.DataFrame) -> Spec:
     """Equity per tick (columns ``tick_as_of``, ``equity``), as a plotly figure spec."""
-    return {"data": [{"type": "scatter", "x": _times(pd.to_datetime(history["tick_as_of"])),
-                      "y": _values(history["equity"], 2), "mode": "lines+markers",
+    return {"data": [{"type": "scatter", "x": spec_times(pd.to_datetime(history["tick_as_of"])),
+                      "y": spec_values(history["equity"], 2), "mode": "lines+markers",
                       "name": "equity"}],
             "layout": {"title": {"text": "Equity per tick (USDT)"}, "height": 300}}
 
