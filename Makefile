@@ -6,13 +6,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+BENCHSTAMP := $(VENV)/.installed-bench
 KERNEL := pairlib
 
 # The lock: resolved for CPython $(LOCK_PYTHON) up to the end of its minor series (the oldest
 # patch release that every locked package accepts), on Linux x86_64. lock.txt holds the runtime
-# dependencies of pyproject.toml, lock-dev.txt adds the dev extra; both pin the same versions.
+# dependencies of pyproject.toml, lock-dev.txt adds the dev extra, lock-bench.txt adds the bench
+# extra too (vectorbt, the sweep's baseline, installed by `make bench` only); all three pin the
+# same versions.
 LOCK          := requirements/lock.txt
 DEVLOCK       := requirements/lock-dev.txt
+BENCHLOCK     := requirements/lock-bench.txt
 LOCK_PYTHON   := 3.11.5
 LOCK_PLATFORM := x86_64-unknown-linux-gnu
 PIP_VERSION   := 26.3
@@ -50,6 +54,10 @@ $(DEVSTAMP): $(STAMP) $(DEVLOCK)
 	$(BIN)/python -m pip install --quiet -r $(DEVLOCK)
 	touch $(DEVSTAMP)
 
+$(BENCHSTAMP): $(DEVSTAMP) $(BENCHLOCK)
+	$(BIN)/python -m pip install --quiet -r $(BENCHLOCK)
+	touch $(BENCHSTAMP)
+
 venv: $(STAMP)
 dev: $(DEVSTAMP)
 
@@ -60,12 +68,18 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff check pairlib tests benchmarks notebooks requirements
 	$(BIN)/mypy pairlib
 
-test: $(DEVSTAMP)
+# The browser check of the offline reports drives Debian's Chromium (no browser downloads work).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+test: $(DEVSTAMP) $(CHROMIUM)
 	$(BIN)/ruff check pairlib tests benchmarks notebooks requirements
 	$(BIN)/mypy pairlib
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
-bench: $(DEVSTAMP)
+bench: $(BENCHSTAMP)
 	$(BIN)/python -m benchmarks
 
 lab: $(STAMP)
@@ -82,7 +96,8 @@ UPGRADE_FLAGS := $(if $(filter all,$(UPGRADE)),--upgrade,$(if $(filter none,$(UP
 	$(foreach p,$(UPGRADE),--upgrade-package $(p))))
 
 lock: $(UV)
-	$(UV_COMPILE) --extra dev $(UPGRADE_FLAGS) -o $(DEVLOCK)
+	$(UV_COMPILE) --extra dev --extra bench $(UPGRADE_FLAGS) -o $(BENCHLOCK)
+	$(UV_COMPILE) --extra dev -c $(BENCHLOCK) -o $(DEVLOCK)
 	$(UV_COMPILE) -c $(DEVLOCK) -o $(LOCK)
 	$(PYTHON) requirements/environment.py --python $(LOCK_PYTHON)
 

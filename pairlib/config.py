@@ -62,7 +62,10 @@ __all__ = [
     "SIM_API_SECRET",
     "TIMEFRAMES",
     "KILL_FILE_NAME",
+    "SCHEDULER_LOG_NAME",
     "SIM_ACCOUNT_NAME",
+    "NotifyParams",
+    "ScheduleParams",
     "DataParams",
     "PairsParams",
     "Params",
@@ -96,6 +99,7 @@ _PATH_KEYS: tuple[str, ...] = ("state_dir", "data.cache_dir", "venue.sim_state",
 SIM_ACCOUNT_NAME = "sim_account.json"
 """``venue.sim_state`` when not set: ``<state_dir>/sim_account.json``."""
 KILL_FILE_NAME = "KILL"
+SCHEDULER_LOG_NAME = "scheduler.log"
 """``risk.kill_switch_file`` when not set: ``<state_dir>/KILL``."""
 
 # The embedded simulator's fixed local key pair (documented in the README; not secrets: the
@@ -388,12 +392,55 @@ class SelectionParams(_Frozen):
         return self
 
 
-SECTIONS: tuple[str, ...] = ("venue", "data", "strategy", "risk", "selection")
+class ScheduleParams(_Frozen):
+    """When ``pairlib schedule`` runs its jobs (UTC, aligned with the candles).
+
+    Notes
+    -----
+    A tick runs at every close of a ``data.timeframe`` candle plus ``tick_delay_seconds``;
+    pair generation runs on day ``pairs_day`` of each month, before that bar's tick (the order
+    the backtest assumes). ``job_timeout_seconds`` bounds one notebook's execution.
+    ``heartbeat_seconds`` is how often the scheduler re-reads the wall clock (its wait can
+    overshoot after a suspend). ``stale_grace_seconds``: ``pairlib status --check`` fails when
+    the last successful tick is older than one bar plus this. ``log_file`` is the scheduler's
+    rotating log; ``None`` (the default) means ``<state_dir>/scheduler.log``.
+    """
+
+    tick_delay_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    pairs_day: int = Field(default=1, ge=1, le=28)
+    job_timeout_seconds: float = Field(default=900.0, gt=0.0, le=86_400.0)
+    heartbeat_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
+    stale_grace_seconds: float = Field(default=1800.0, ge=0.0, le=86_400.0)
+    log_file: Path | None = None
+
+
+class NotifyParams(_Frozen):
+    """How notifications are delivered. The destinations are NOT params: they are apprise URLs
+    in the environment (``PAIRLIB_NOTIFY_URLS``, and ``PAIRLIB_HEARTBEAT_URL`` for the
+    dead-man's-switch ping), because they carry tokens.
+
+    Notes
+    -----
+    Each message waits in the store's outbox until delivered; one delivery attempt is bounded by
+    ``timeout_seconds``; a failed one is retried after ``retry_base_seconds`` doubled per attempt,
+    at most ``max_attempts`` times. The daily summary covers the UTC day ending at
+    ``daily_summary_hour``.
+    """
+
+    timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    retry_base_seconds: float = Field(default=30.0, gt=0.0, le=86_400.0)
+    daily_summary_hour: int = Field(default=0, ge=0, le=23)
+
+
+SECTIONS: tuple[str, ...] = ("venue", "data", "strategy", "risk", "selection", "schedule",
+                             "notify")
 """The sections of :class:`Params`, in file order."""
 
 _DERIVED_PATHS: dict[str, str] = {
     "venue.sim_state": SIM_ACCOUNT_NAME,
     "risk.kill_switch_file": KILL_FILE_NAME,
+    "schedule.log_file": SCHEDULER_LOG_NAME,
 }
 """Path keys that default to ``<state_dir>/<name>``."""
 
@@ -403,7 +450,7 @@ class Params(_Frozen):
 
     Attributes
     ----------
-    venue, data, strategy, risk, selection
+    venue, data, strategy, risk, selection, schedule, notify
         The sections (see each class).
     state_dir : Path
         The SQLite store, locks and (unless set) the simulator's account file and the kill
@@ -426,6 +473,8 @@ class Params(_Frozen):
     strategy: StrategyParams = StrategyParams()
     risk: RiskParams = RiskParams()
     selection: SelectionParams = SelectionParams()
+    schedule: ScheduleParams = ScheduleParams()
+    notify: NotifyParams = NotifyParams()
     state_dir: Path = Path(".state")
     missed_tick_entries: bool = False
 
@@ -450,6 +499,9 @@ class Params(_Frozen):
         if self.risk.kill_switch_file is None:
             object.__setattr__(self, "risk", self.risk.model_copy(
                 update={"kill_switch_file": self._derived_path("risk.kill_switch_file")}))
+        if self.schedule.log_file is None:
+            object.__setattr__(self, "schedule", self.schedule.model_copy(
+                update={"log_file": self._derived_path("schedule.log_file")}))
         return self
 
     def _derived_path(self, dotted: str) -> Path:

@@ -133,13 +133,14 @@ def test_paths_follow_state_dir_unless_set(tmp_path: Path) -> None:
     p = validate_params({"state_dir": str(tmp_path / "st")})
     assert p.venue.sim_state == tmp_path / "st" / "sim_account.json"
     assert p.risk.kill_switch_file == tmp_path / "st" / "KILL"
-    assert p.derived == {"venue.sim_state", "risk.kill_switch_file"}
+    assert p.schedule.log_file == tmp_path / "st" / "scheduler.log"
+    assert p.derived == {"venue.sim_state", "risk.kill_switch_file", "schedule.log_file"}
     explicit = validate_params({"state_dir": str(tmp_path / "st"),
                                 "venue": {"sim_state": "/acct.json"},
                                 "risk": {"kill_switch_file": None}})
     assert explicit.venue.sim_state == Path("/acct.json")  # an explicit value wins
     assert explicit.risk.kill_switch_file == tmp_path / "st" / "KILL"  # null = derived
-    assert explicit.derived == {"risk.kill_switch_file"}
+    assert explicit.derived == {"risk.kill_switch_file", "schedule.log_file"}
     # A dump keeps derived paths derived: moved again, they follow; explicit ones stay.
     raw = explicit.model_dump(mode="json")
     assert raw["risk"]["kill_switch_file"] is None and raw["venue"]["sim_state"] == "/acct.json"
@@ -362,7 +363,7 @@ def test_relative_paths_resolve_from_the_project_root(
     assert inside.data.cache_dir == root / ".data"
     assert inside.venue.sim_state == root / ".state" / "sim_account.json"
     assert inside.risk.kill_switch_file == root / "ops" / "KILL"
-    assert inside.derived == {"venue.sim_state"}  # still follows state_dir
+    assert inside.derived == {"venue.sim_state", "schedule.log_file"}  # still follow state_dir
     monkeypatch.chdir(root)
     at_root = load_params(PARAMS_FILE)
     assert at_root.state_dir == Path(".state") and at_root.data.cache_dir == Path(".data")

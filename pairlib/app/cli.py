@@ -403,6 +403,10 @@ def reconcile_cmd(
         raise typer.Exit(code=1) from None
 
 
+# Commands defined in their own modules (each imports `app` from here and registers itself).
+from pairlib.app import cli_report, cli_schedule, cli_status, cli_sweep  # noqa: E402,F401,I001
+
+
 def main() -> None:
     """Entry point for ``python -m pairlib``."""
     app()

@@ -1,0 +1,5 @@
+"""``pairlib schedule``: registered on :data:`pairlib.app.cli.app` when the CLI module loads."""
+
+from __future__ import annotations
+
+from pairlib.app.cli import app  # noqa: F401

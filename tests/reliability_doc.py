@@ -1,0 +1,30 @@
+"""Write a suite's figures into ``docs/RELIABILITY.md`` between its own markers.
+
+Each reliability suite owns one section, delimited by ``<!-- begin:NAME -->`` and
+``<!-- end:NAME -->``; the suite rewrites only its section, so the document holds the figures
+of the last run and cannot drift from the code. A file lock serialises writers (pytest-xdist
+runs suites in parallel).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filelock import FileLock
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "RELIABILITY.md"
+
+
+def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace section ``name`` of ``doc`` with ``markdown`` (appended if absent)."""
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    with FileLock(str(doc) + ".lock"):
+        text = doc.read_text() if doc.exists() else "# Reliability\n"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            text = head + block + tail
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        doc.write_text(text)
