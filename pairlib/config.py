@@ -36,6 +36,8 @@ import hashlib
 import json
 import os
 import re
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -47,6 +49,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -206,6 +209,26 @@ class _Frozen(BaseModel):
         frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """Refuse ``true``/``false`` for a number: pydantic would read them as 1 and 0, so
+        ``max_positions: true`` would silently mean one position and ``entry: true`` a
+        threshold of 1.0."""
+        if isinstance(v, bool) and info.field_name in cls.model_fields:
+            kinds = _scalar_types(cls.model_fields[info.field_name].annotation)
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError("must be a number, not true or false")
+        return v
+
+
+def _scalar_types(ann: Any) -> set[Any]:
+    """The types a field annotation admits, unions unpacked (``float | None`` ->
+    ``{float, NoneType}``)."""
+    if isinstance(ann, types.UnionType) or typing.get_origin(ann) is typing.Union:
+        return set().union(*(_scalar_types(a) for a in typing.get_args(ann)))
+    return {ann}
+
 
 class VenueParams(_Frozen):
     """Where orders and market data go.
@@ -286,6 +309,11 @@ class DataParams(_Frozen):
                 "a pair needs at least two symbols; list two or more (e.g. "
                 "[BTC/USDT:USDT, ETH/USDT:USDT]) or use null for the top universe_size "
                 "by 24 h quote volume"
+            )
+        twice = sorted({s for s in v if v.count(s) > 1})
+        if twice:
+            raise ValueError(
+                f"{', '.join(repr(s) for s in twice)} listed twice; list each symbol once"
             )
         bad = [s for s in v if not _SYMBOL_FORM.fullmatch(s)]
         if bad:

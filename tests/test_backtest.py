@@ -1,9 +1,11 @@
 """The walk-forward backtest on the live rules (``pairlib.engine.backtest``): accounting identities,
-funding, and no lookahead (a planted future-only signal, truncation invariance)."""
+funding at the venue's mark price, no lookahead (a planted future-only signal, truncation
+invariance), progress, and keyless public reads for a live venue's params."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,3 +173,147 @@ def test_run_changes_no_venue_state(tmp_path: object) -> None:
         "state_dir": str(tmp / "state")})
     run(params, START, START + 30 * BAR)
     assert not account.exists()  # the in-process simulator ran on a scratch copy
+
+
+def test_funding_is_valued_at_the_venues_mark_price(
+    panel: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The venue pays ``-amount * mark * rate`` at each funding time a position is held
+    through (after the entry bar, up to and including the exit bar): each trade's funding
+    equals that sum, recomputed here from the trade's amounts and the marks given (marks 1%
+    above the close, so valuing at the close would be off by 1%)."""
+    closes, _ = panel
+    times = [START + k * BAR for k in range(-10, 400) if (START + k * BAR).hour % 8 == 0]
+    rate = 0.0001
+    rates = {s: {int(t.timestamp() * 1000): rate for t in times} for s in closes.columns}
+    # The funding time t is the close of the candle that opened at t - BAR.
+    marks = {s: {int(t.timestamp() * 1000): 1.01 * float(closes.loc[t - BAR, s])
+                 for t in times} for s in closes.columns}
+    r = _run(panel, START + 300 * BAR, funding_rates=rates, funding_marks=marks)
+    assert (r.trades["funding"] != 0).any()
+    for tr in r.trades.to_dict("records"):
+        y, x = str(tr["pair_id"]).split("~")
+        held = [int(t.timestamp() * 1000) for t in times
+                if tr["entry_time"] < t <= tr["exit_time"]]
+        want = sum(-(tr["amount_y"] * marks[y][ft] + tr["amount_x"] * marks[x][ft]) * rate
+                   for ft in held)
+        assert tr["funding"] == pytest.approx(want, rel=1e-9, abs=1e-12), tr
+    assert not any("mark price" in n for n in r.notes)
+    # A mark the venue did not send: that payment falls back to the close, and it is said.
+    some = str(r.trades["pair_id"].iloc[0]).split("~")[0]  # a traded leg
+    partial = {**marks, some: {}}
+    gaps = _run(panel, START + 300 * BAR, funding_rates=rates, funding_marks=partial)
+    assert any("no mark price" in n and some in n for n in gaps.notes)
+
+
+def test_progress_is_reported_once_per_bar_and_changes_nothing(
+    panel: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    calls: list[tuple[int, int]] = []
+    watched = _run(panel, START + 60 * BAR, progress=lambda d, n: calls.append((d, n)))
+    plain = _run(panel, START + 60 * BAR)
+    assert calls == [(k, 61) for k in range(1, 62)]
+    pd.testing.assert_frame_equal(watched.trades, plain.trades)
+    pd.testing.assert_series_equal(watched.equity, plain.equity)
+
+
+def test_progress_display_throttles_and_writes_the_progress_file(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pathlib import Path
+
+    from pairlib.report import backtest_charts as bc
+
+    path = Path(str(tmp_path)) / "progress"
+    monkeypatch.setenv(bc.PROGRESS_FILE_ENV, str(path))
+    shown = bc.ProgressDisplay("Backtest", min_interval_s=3600.0, display=False)
+    assert shown.path == path  # named by the environment, as the CLI sets it
+    for k in range(1, 1001):
+        shown(k, 1000)
+        if k == 1:
+            assert path.read_text() == "1 1000\n"
+    assert shown.updates == 2  # the first and the last bar only, within the interval
+    assert path.read_text() == "1000 1000\n"
+    out = shown.output(1000, 1000, 7.71)
+    assert out["text/plain"] == "Backtest: 1000/1000 bars (100%), 7.7 s elapsed"
+    assert '<progress value="1000" max="1000"' in out["text/html"]
+    assert "<script" not in out["text/html"]  # readable offline, no widget
+    monkeypatch.delenv(bc.PROGRESS_FILE_ENV)
+    assert bc.ProgressDisplay(display=False).path is None
+
+
+def test_the_cli_progress_bar_follows_the_kernels_progress_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pairlib backtest`` hands the kernel a progress file through the environment and
+    draws what the kernel writes there; the variable is restored afterwards."""
+    import os
+    from pathlib import Path
+
+    from pairlib.app.cli import _backtest_progress
+    from pairlib.report.backtest_charts import PROGRESS_FILE_ENV, ProgressDisplay
+
+    monkeypatch.setenv(PROGRESS_FILE_ENV, "/nonexistent/before")
+    with _backtest_progress(force=True, poll_s=0.01) as bar:
+        named = Path(os.environ[PROGRESS_FILE_ENV])
+        assert named != Path("/nonexistent/before") and named.parent.is_dir()
+        kernel = ProgressDisplay(display=False)  # what the notebook builds, in the kernel
+        for k in range(1, 121):
+            kernel(k, 120)
+    assert os.environ[PROGRESS_FILE_ENV] == "/nonexistent/before"
+    assert not named.parent.exists()  # the temporary folder is gone
+    task = bar.tasks[0]
+    assert (task.completed, task.total) == (120, 120)
+    assert task.description == "backtest done, writing the report"
+    # Not a terminal (pytest captures stderr): no bar and no variable.
+    monkeypatch.delenv(PROGRESS_FILE_ENV)
+    with _backtest_progress() as nothing:
+        assert nothing is None and PROGRESS_FILE_ENV not in os.environ
+
+
+@pytest.mark.parametrize("kind", ["live", "demo", "paper"])
+def test_a_real_venue_backtest_reads_public_history_keyless(
+    kind: str, sim_market_module: Market, tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Params for a real venue (``live``, ``demo``, ``paper``) backtest without the live
+    guard and without keys: every request the (loopback stand-in for the) venue receives is
+    a public endpoint, carries no API-key header and no signature, and no key from the
+    environment appears anywhere."""
+    from pathlib import Path
+    from urllib.parse import parse_qs, urlsplit
+
+    from pairlib.engine.backtest import run
+    from pairlib.sim import SimServer
+    from pairlib.sim.endpoints import ROUTES
+
+    tmp = Path(str(tmp_path))
+    key, secret = "LIVEKEY" + "k" * 57, "LIVESECRET" + "s" * 54
+    monkeypatch.setenv("PAIRLIB_API_KEY", key)
+    monkeypatch.setenv("PAIRLIB_API_SECRET", secret)
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    original = SimServer._handle
+
+    def record(self: SimServer, h: Any, method: str) -> None:
+        seen.append((method, h.path, {k.lower(): v for k, v in h.headers.items()}))
+        original(self, h, method)
+
+    monkeypatch.setattr(SimServer, "_handle", record)
+    end = START + 30 * BAR
+    params = Params.model_validate({
+        "venue": {"kind": kind, "exchange_id": "binanceusdm"},
+        "data": {"cache_dir": str(tmp / "d"), "universe_size": 12},
+        "state_dir": str(tmp / "state"), "risk": {"risk_per_trade": 0.01}})
+    with SimServer(sim_market_module, None, now=end) as server:
+        r = run(params, START, end, public_url=server.url)
+    assert len(r.equity) == 31
+    assert not any("no funding rate" in n for n in r.notes)
+    paths = {urlsplit(p).path for _, p, _ in seen}
+    assert {"/fapi/v1/klines", "/fapi/v1/fundingRate"} <= paths
+    for method, raw, headers in seen:
+        path, query = urlsplit(raw).path, urlsplit(raw).query
+        assert not ROUTES[(method, path)].signed, f"private endpoint called: {method} {path}"
+        assert "x-mbx-apikey" not in headers, (method, path)
+        assert "signature" not in parse_qs(query), (method, path)
+        assert key not in raw and secret not in raw
+        assert not any(key in v or secret in v for v in headers.values())
+    assert not (tmp / "state").exists()  # no store, no account: nothing was written

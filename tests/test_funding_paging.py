@@ -1,4 +1,5 @@
-"""``Exchange.fetch_funding_history`` pages through the venue's whole income history.
+"""``Exchange.fetch_funding_history`` pages through the venue's whole income history, and
+``Exchange.fetch_funding_rate_history`` through the public funding-rate history.
 
 The simulator's account holds 37 positions across 60 funding times: 2,220 funding payments,
 37 sharing each funding time, so pages of 1,000 end in the middle of a funding time. Every
@@ -11,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from tick_fixtures import START, unthrottle
 from pairlib import errors
 from pairlib.clock import to_ms
 from pairlib.config import VenueParams
-from pairlib.sim import Market, SimServer
+from pairlib.sim import GENESIS, Market, SimServer
 from pairlib.venue import exchange
 from pairlib.venue.exchange import Exchange
 
@@ -135,3 +137,75 @@ def test_a_funding_time_larger_than_a_page_is_an_error_not_a_loss(
     monkeypatch.setitem(exchange._FUNDING_PAGE_LIMIT, "binanceusdm", 20)
     with pytest.raises(errors.ExchangeError, match="cannot be paged past that time"):
         ex.fetch_funding_history(None, FIRST)
+
+
+# ------------------------------------------------------------------ funding-rate history
+
+
+def test_rate_history_longer_than_a_page_is_read_whole_with_its_mark_prices(
+    ex: Exchange, funded: SimServer, sim_market: Market
+) -> None:
+    """The public funding-rate history of one symbol over more funding times than one page
+    (1,000 on Binance): every time once, each rate and mark price as the venue settled it
+    (what the simulator's account paid funding with)."""
+    sym = sim_market.symbols[3]
+    unified = sim_market.unified(sym)
+    since = to_ms(GENESIS)
+    until = funded.now_ms
+    want = sim_market.funding_times(since, until)
+    assert len(want) > ex.funding_rate_page_limit == 1000
+    got, sent = _requests(ex, lambda: ex.fetch_funding_rate_history(unified, since, until))
+    assert [r.timestamp for r in got] == want
+    assert sent == math.ceil(len(want) / 1000)
+    assert [r.rate for r in got] == [sim_market.funding_rate(sym, t) for t in want]
+    assert [r.mark_price for r in got] == [sim_market.mark_price(sym, t) for t in want]
+    assert any(r.mark_price != sim_market.price(sym, r.timestamp) for r in got)
+    # The rates-only view covers the same times (no page cut off).
+    assert ex.fetch_funding_rates(unified, since, until) == {r.timestamp: r.rate for r in got}
+
+
+def test_rate_history_small_pages_and_a_window_inside_the_history(
+    ex: Exchange, sim_market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(exchange._FUNDING_RATE_PAGE_LIMIT, "binanceusdm", 7)
+    sym = sim_market.symbols[0]
+    since, until = FIRST + 3 * FUNDING_MS, FIRST + 40 * FUNDING_MS  # both funding times
+    got, sent = _requests(
+        ex, lambda: ex.fetch_funding_rate_history(sim_market.unified(sym), since, until))
+    assert [r.timestamp for r in got] == list(range(since, until + 1, FUNDING_MS))
+    assert sent == math.ceil(38 / 7)
+    assert all(r.mark_price == sim_market.mark_price(sym, r.timestamp) for r in got)
+
+
+def test_funding_rates_are_cached_and_fetched_once(
+    ex: Exchange, sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.load_funding_rates``: a second read of the same window sends nothing, a longer
+    window asks only for what the cache lacks, and a damaged file is read again."""
+    from pairlib.edges.data import FundingRateCache, load_funding_rates
+
+    monkeypatch.setitem(exchange._FUNDING_RATE_PAGE_LIMIT, "binanceusdm", 50)
+    syms = [sim_market.unified(s) for s in sim_market.symbols[:3]]
+    since, until = FIRST, FIRST + 30 * FUNDING_MS
+    first, sent = _requests(ex, lambda: load_funding_rates(ex, syms, since, until, tmp_path))
+    assert sent == 3
+    direct = {s: ex.fetch_funding_rate_history(s, since, until) for s in syms}
+    assert first == direct
+    again, sent = _requests(ex, lambda: load_funding_rates(ex, syms, since, until, tmp_path))
+    assert (again, sent) == (first, 0)
+    # A window 20 funding times earlier and 10 later: one ask before, one after, per symbol.
+    lo, hi = since - 20 * FUNDING_MS, until + 10 * FUNDING_MS
+    wider, sent = _requests(ex, lambda: load_funding_rates(ex, syms, lo, hi, tmp_path))
+    assert sent == 2 * 3
+    assert wider == {s: ex.fetch_funding_rate_history(s, lo, hi) for s in syms}
+    assert [r.timestamp for r in wider[syms[0]]] == list(range(lo, hi + 1, FUNDING_MS))
+    # A file whose rows went out of order is not trusted: read again from the venue.
+    cache = FundingRateCache(tmp_path, ex.venue_key)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(cache.path(syms[0]))
+    pq.write_table(table.take(list(reversed(range(table.num_rows)))), cache.path(syms[0]))
+    assert cache.read(syms[0]) is None
+    healed, sent = _requests(ex, lambda: load_funding_rates(ex, syms[:1], lo, hi, tmp_path))
+    assert sent == 2 and healed[syms[0]] == wider[syms[0]]  # 61 rates, pages of 50
+    assert cache.read(syms[0]) is not None

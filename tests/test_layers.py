@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "pairlib"
-FOUNDATION = {"pairlib", "pairlib.errors", "pairlib.clock", "pairlib.config", "pairlib.checks"}
+FOUNDATION = {"pairlib", "pairlib.errors", "pairlib.clock", "pairlib.config", "pairlib.checks",
+              "pairlib.failpoints"}
 RANK = {"foundation": 0, "core": 1, "sim": 1, "venue": 2, "edges": 3, "engine": 4,
         "report": 5, "app": 6}
 

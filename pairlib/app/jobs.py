@@ -9,13 +9,20 @@ The tick job trades only when asked to (``trade=True``, what ``pairlib tick`` pa
 the orders it would send, none sent and nothing recorded. Relative ``outputs`` folders are
 relative to the project root (:func:`pairlib.config.project_path`), as the params' own paths.
 
-The tick job holds ``<state_dir>/tick-job.lock`` for the whole life of its kernel: the
-kernel inherits the lock's descriptor, so the lock is free only once both the job and its
-kernel are gone, and a second tick job of the same state folder waits (saying who holds the
-lock) instead of starting a kernel next to one that may still trade. It is a different file
-from ``tick.lock``, which :func:`pairlib.engine.tick.run` takes inside the kernel. When the notebook
-does not finish (a dead kernel, a failed report cell), the tick's outcome is read from the
-store, which is the record of what the tick did.
+The tick job and pair generation hold the job lock ``<state_dir>/tick-job.lock`` for the
+whole life of their kernel: the kernel inherits the lock's descriptor, so the lock is free only
+once both the job and its kernel are gone, and a second job of the same state folder (a manual
+``pairlib tick`` beside ``pairlib schedule``, two ticks, a tick and a pair generation) waits,
+saying who holds the lock (pid, host, job, since when), instead of starting a kernel next to
+one that may still trade. It is a different file from ``tick.lock``, which
+:func:`pairlib.engine.tick.run` takes inside the kernel. When the notebook does not finish (a
+dead kernel, a failed report cell), the tick's outcome is read from the store, which is the
+record of what the tick did. Each cell of a job's notebook may run for
+``schedule.job_timeout_seconds``.
+
+After the lock is released, :func:`after_job` notifies failed, refused and degraded runs,
+pings the heartbeat after an ok tick, updates the report index and delivers pending
+notifications; none of these can fail the job.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from __future__ import annotations
 import ast
 import fcntl
 import json
+import logging
+import math
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,13 +54,16 @@ from pairlib.app.runner import (
 from pairlib.clock import Clock, SystemClock, floor_time, last_close, parse_time
 from pairlib.config import PARAMS_FILE, Params, load_params, project_path, timeframe_ms
 from pairlib.errors import ConfigError, JobLocked, PairlibError
+from pairlib.failpoints import failpoint
 
 __all__ = [
     "JOB_LOCK_NAME",
     "NOTEBOOKS",
     "JobLocked",
     "TickJobResult",
+    "after_job",
     "backtest_window",
+    "exclusive_lock",
     "notebook_defaults",
     "resolve_as_of",
     "run_backtest_job",
@@ -62,9 +75,11 @@ __all__ = [
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 JOB_LOCK_NAME = "tick-job.lock"
-"""The tick job's lock in ``state_dir`` (not ``tick.lock``: the tick in the kernel takes that)."""
+"""The job lock in ``state_dir``, held by ticks, pair generations and the scheduler's job
+sequence (not ``tick.lock``: the tick in the kernel takes that)."""
 _HOLDER_SUFFIX = ".holder.json"
 _OK = ("ok", "already_ran", "preview")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,26 +160,63 @@ def run_pairs_job(
     as_of: str | datetime | None = None,
     outputs: str | Path = "outputs",
     clock: Clock | None = None,
+    *,
+    lock_timeout_s: float = 600.0,
+    on_wait: Callable[[str], None] | None = None,
+    job_lock: int | None = None,
+    after: bool = True,
 ) -> RunResult:
     """Run ``generate_pairs.ipynb`` into ``outputs/pairs/<stamp>Z-generate_pairs.ipynb``.
 
     The params file is validated here, before any kernel starts; the notebook gets its path
     (``params_file``) and no other params. A relative ``outputs`` is relative to the project
-    root.
+    root. Pair generation writes the pair set the tick reads, so it holds the same job lock as
+    the tick (:func:`tick_job_lock`): a generation and a tick of one ``state_dir`` never run
+    at the same time.
+
+    Parameters
+    ----------
+    params_file, as_of, outputs, clock
+        As for :func:`run_tick_job` (``as_of`` defaults to the last closed candle).
+    lock_timeout_s : float
+        How long to wait for another job of the same ``state_dir``.
+    on_wait : callable, optional
+        Called once with a line naming the holder when the job has to wait.
+    job_lock : int, optional
+        The descriptor of the job lock, already held by the caller (the scheduler runs pair
+        generation and then the tick under one hold); the job then takes no lock itself.
+    after : bool
+        Run :func:`after_job` (notifications, report index) once the lock is released; the
+        scheduler passes False and runs it after its whole job sequence.
+
+    Raises
+    ------
+    ConfigError
+        Bad params, before any kernel starts.
+    JobLocked
+        Another job still held the lock after ``lock_timeout_s``.
     """
     params = load_params(params_file)  # fail fast, before any kernel starts
     when = resolve_as_of(as_of, params.data.timeframe, clock)
-    out = unique_path(pairs_output_path(project_path(outputs), when))
-    return _run_reserved(
-        NOTEBOOKS / "generate_pairs.ipynb",
-        out,
-        {
-            "as_of": when.isoformat(),
-            "params_file": str(params_file),
-            "notebook_path": str(out),
-        },
-        cwd=Path.cwd(),
-    )
+    with _held_or_taken(job_lock, params.state_dir, when, lock_timeout_s, on_wait,
+                        "pairs") as fd:
+        out = unique_path(pairs_output_path(project_path(outputs), when))
+        run = _run_reserved(
+            NOTEBOOKS / "generate_pairs.ipynb",
+            out,
+            {
+                "as_of": when.isoformat(),
+                "params_file": str(params_file),
+                "notebook_path": str(out),
+            },
+            cwd=Path.cwd(),
+            kernel_fds=(fd,),
+            timeout_s=_cell_timeout(params),
+        )
+    if after:
+        after_job(params, job="pairs", status="ok" if run.ok else "failed",
+                  message=run.error, report=run.path, outputs=project_path(outputs))
+    return run
 
 
 def run_tick_job(
@@ -177,6 +229,8 @@ def run_tick_job(
     trade: bool = True,
     lock_timeout_s: float = 600.0,
     on_wait: Callable[[str], None] | None = None,
+    job_lock: int | None = None,
+    after: bool = True,
 ) -> TickJobResult:
     """Run ``tick.ipynb`` into ``outputs/ticks/YYYY/MM/<stamp>Z-tick.ipynb`` (a preview into
     ``<stamp>Z-tick-preview.ipynb``).
@@ -200,9 +254,17 @@ def run_tick_job(
         tick would send are reported, no order is sent and nothing is recorded; its status
         is ``preview``.
     lock_timeout_s : float
-        How long to wait for another tick job of the same ``state_dir``.
+        How long to wait for another job (tick or pair generation) of the same
+        ``state_dir``.
     on_wait : callable, optional
         Called once with a line naming the holder when the job has to wait.
+    job_lock : int, optional
+        The descriptor of the job lock, already held by the caller (the scheduler's job
+        sequence); the job then takes no lock itself and passes this one to its kernel.
+    after : bool
+        Run :func:`after_job` (notify a failed, refused or degraded tick, ping the heartbeat
+        after an ``ok`` one, update the report index, deliver pending notifications) once
+        the lock is released; the scheduler passes False and runs it after its sequence.
 
     Returns
     -------
@@ -224,8 +286,10 @@ def run_tick_job(
     params = load_params(params_file)
     check_live(params.venue, live, load_secrets())  # refuse before any kernel or network
     when = tick_as_of(as_of, params.data.timeframe, clock, params.venue.kind)
-    with tick_job_lock(params.state_dir, when, lock_timeout_s, on_wait) as fd:
+    with _held_or_taken(job_lock, params.state_dir, when, lock_timeout_s, on_wait,
+                        "tick") as fd:
         out = unique_path(tick_output_path(project_path(outputs), when, preview=not trade))
+        failpoint("jobs.after_reserve")
         run = _run_reserved(
             NOTEBOOKS / "tick.ipynb",
             out,
@@ -238,8 +302,15 @@ def run_tick_job(
             },
             cwd=Path.cwd(),
             kernel_fds=(fd,),
+            timeout_s=_cell_timeout(params),
         )
-        return _tick_outcome(run, params, when, trade)
+        failpoint("jobs.after_run")
+        result = _tick_outcome(run, params, when, trade)
+    if after:
+        after_job(params, job="tick", status=result.status,
+                  message=result.message or result.error, report=result.path,
+                  outputs=project_path(outputs))
+    return result
 
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -413,6 +484,98 @@ def _run_reserved(notebook: Path, out: Path, parameters: Mapping[str, Any],
         raise
 
 
+def _cell_timeout(params: Params) -> int:
+    """papermill's execution timeout for one cell of a job's notebook, in whole seconds:
+    ``schedule.job_timeout_seconds`` rounded up."""
+    return max(1, math.ceil(params.schedule.job_timeout_seconds))
+
+
+_NOTIFIED = ("failed", "refused", "degraded")
+"""Job statuses that are notified (:func:`pairlib.app.notify.job_failed`)."""
+
+
+def after_job(
+    params: Params,
+    *,
+    job: str,
+    status: str,
+    message: str | None,
+    report: Path | None,
+    outputs: Path,
+) -> None:
+    """What follows every tick and pair generation, scheduled (``pairlib schedule``) or
+    manual (``pairlib tick``, ``pairlib pairs``), once the job lock is released.
+
+    1. a ``failed``, ``refused`` or ``degraded`` run is queued as a notification naming the
+       job, its status, its message and its report
+       (:func:`pairlib.app.notify.job_failed`);
+    2. after an ``ok`` tick the heartbeat URL is pinged
+       (:func:`pairlib.app.notify.ping_heartbeat`), for monitors that alert on a missed ping;
+    3. the report index under ``outputs`` is brought up to date
+       (:func:`pairlib.report.site.build_site`, incremental);
+    4. pending notifications are delivered (:func:`pairlib.app.notify.deliver_pending`,
+       bounded in time).
+
+    Never raises: a step that fails is logged (one line) and the next one runs, because the
+    job's own outcome (its report, its exit code) must not depend on the notifications or
+    the index.
+
+    Parameters
+    ----------
+    params : Params
+        The job's params.
+    job : str
+        ``tick`` or ``pairs``.
+    status : str
+        The run's status (a tick's status; ``ok`` / ``failed`` for pair generation;
+        ``refused`` for a run refused before its notebook started).
+    message : str or None
+        The run's error or exposure line.
+    report : Path or None
+        The run's executed notebook, if one was written.
+    outputs : Path
+        The folder of executed notebooks (already resolved from the project root).
+    """
+    if status in _NOTIFIED:
+        def notify_failed() -> None:
+            from pairlib.app.notify import job_failed
+
+            job_failed(params, job=job, status=status, message=message or status,
+                       report=report)
+
+        _quietly(f"queueing the {job} {status} notification", notify_failed)
+    if job == "tick" and status == "ok":
+        def ping() -> None:
+            from pairlib.app.notify import ping_heartbeat
+
+            ping_heartbeat(params)
+
+        _quietly("the heartbeat ping", ping)
+
+    def index() -> None:
+        from pairlib.report.site import build_site
+
+        build_site(outputs)
+
+    _quietly(f"updating the report index under {outputs}", index)
+
+    def deliver() -> None:
+        from pairlib.app.notify import deliver_pending
+
+        deliver_pending(params)
+
+    _quietly("delivering pending notifications", deliver)
+
+
+def _quietly(what: str, step: Callable[[], object]) -> None:
+    """Run ``step``; log (one line, no traceback) instead of raising when it fails."""
+    try:
+        step()
+    except Exception as e:  # noqa: BLE001 - after-job steps never fail the job
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        log.warning("%s failed: %s: %s", what, type(e).__name__, text)
+
+
 def _tick_outcome(run: RunResult, params: Params, when: datetime,
                   trade: bool = True) -> TickJobResult:
     """The tick's status from the notebook's scraps, or from the store when the notebook
@@ -472,14 +635,33 @@ def tick_job_lock(
     as_of: datetime,
     timeout_s: float = 600.0,
     on_wait: Callable[[str], None] | None = None,
+    *,
+    job: str = "tick",
 ) -> Iterator[int]:
-    """Hold ``<state_dir>/tick-job.lock`` (an exclusive ``flock``); yields its descriptor.
+    """Hold the job lock ``<state_dir>/tick-job.lock`` (an exclusive ``flock``); yields its
+    descriptor.
 
-    Whoever holds it records ``pid``, ``as_of`` and ``started_at`` in
-    ``tick-job.lock.holder.json`` next to it. Pass the descriptor to the kernel
+    Every job that may change the trading state takes it: the tick, pair generation and the
+    scheduler's job sequence, from any process (``pairlib tick``, ``pairlib pairs``,
+    ``pairlib schedule``). Whoever holds it records ``pid``, ``host``, ``job``, ``as_of`` and
+    ``started_at`` in ``tick-job.lock.holder.json`` next to it, so a job that has to wait can
+    say who holds it. Pass the descriptor to the kernel
     (:func:`pairlib.app.runner.run_notebook`'s ``kernel_fds``): the lock then stays held until
     the kernel has exited too, even if this process is killed first. Leaving the block
     closes this process's descriptor; the lock is released once no process holds it.
+
+    Parameters
+    ----------
+    state_dir : path
+        The state folder the lock guards.
+    as_of : datetime
+        The candle close the job acts on (recorded for the next waiter).
+    timeout_s : float
+        How long to wait for the holder; 0 tries once.
+    on_wait : callable, optional
+        Called once with a line naming the holder when the job has to wait.
+    job : str
+        What the holder runs (``tick``, ``pairs``, ``schedule: pairs+tick``...), recorded.
 
     Raises
     ------
@@ -488,8 +670,48 @@ def tick_job_lock(
     """
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    path = state / JOB_LOCK_NAME
-    holder = state / (JOB_LOCK_NAME + _HOLDER_SUFFIX)
+    info = {"job": job, "as_of": _short(as_of)}
+    with exclusive_lock(state / JOB_LOCK_NAME, info, timeout_s, on_wait,
+                        what="pairlib job") as fd:
+        yield fd
+
+
+@contextmanager
+def exclusive_lock(
+    path: Path,
+    info: Mapping[str, Any],
+    timeout_s: float,
+    on_wait: Callable[[str], None] | None = None,
+    *,
+    what: str = "pairlib job",
+) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on ``path`` and describe the holder beside it.
+
+    The holder file ``<path>.holder.json`` gets ``pid``, ``host``, ``started_at`` and
+    ``info``; a process that finds the lock held reads it to name the holder (and says when
+    that pid has exited, which means a child it passed the descriptor to still holds it).
+    The lock itself is the ``flock``: the holder file is only a description, and a stale one
+    never blocks anybody.
+
+    Parameters
+    ----------
+    path : Path
+        The lock file (created if missing).
+    info : mapping
+        What the holder runs, written into the holder file.
+    timeout_s : float
+        How long to wait; 0 tries once.
+    on_wait : callable, optional
+        Called once with a line naming the holder when the caller has to wait.
+    what : str
+        What the lock guards, for messages ("pairlib job", "pairlib scheduler").
+
+    Raises
+    ------
+    JobLocked
+        Still held after ``timeout_s``; names the holder.
+    """
+    holder = path.with_name(path.name + _HOLDER_SUFFIX)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
@@ -502,38 +724,60 @@ def tick_job_lock(
                 who = _describe_holder(holder)
                 if time.monotonic() >= deadline:
                     raise JobLocked(
-                        f"another tick job holds {path} ({who}); waited {timeout_s:.0f} s. "
+                        f"another {what} holds {path} ({who}); waited {timeout_s:.0f} s. "
                         "Wait for it to finish, or stop that process and its kernel"
                     ) from None
                 if not told and on_wait is not None:
-                    on_wait(f"waiting up to {timeout_s:.0f} s for the tick job holding "
+                    on_wait(f"waiting up to {timeout_s:.0f} s for the {what} holding "
                             f"{path} ({who})")
                     told = True
                 time.sleep(0.2)
-        info = {"pid": os.getpid(), "as_of": _short(as_of),
-                "started_at": SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        record = {"pid": os.getpid(), "host": socket.gethostname(), **dict(info),
+                  "started_at": SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ")}
         tmp = holder.with_name(f"{holder.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info))
+        tmp.write_text(json.dumps(record))
         os.replace(tmp, holder)
         yield fd
     finally:
         os.close(fd)
 
 
+@contextmanager
+def _held_or_taken(
+    held: int | None,
+    state_dir: str | Path,
+    as_of: datetime,
+    timeout_s: float,
+    on_wait: Callable[[str], None] | None,
+    job: str,
+) -> Iterator[int]:
+    """The job lock: ``held`` (a descriptor the caller already holds) as it is, else taken
+    here with :func:`tick_job_lock`."""
+    if held is not None:
+        yield held
+        return
+    with tick_job_lock(state_dir, as_of, timeout_s, on_wait, job=job) as fd:
+        yield fd
+
+
 def _describe_holder(holder: Path) -> str:
-    """``pid N, as_of ..., started ...`` of the lock's holder, and whether that pid still
-    runs (if not, a kernel it started still holds the lock)."""
+    """``<job> by pid N on <host>, as_of ..., started ...`` of a lock's holder, and whether
+    that pid still runs (if not, a kernel it started still holds the lock)."""
     try:
         info = json.loads(holder.read_text())
         pid = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown: no readable " + holder.name
-    try:
-        os.kill(pid, 0)
-        alive = ""
-    except ProcessLookupError:
-        alive = "; that process has exited, so a kernel it started still runs"
-    except PermissionError:
-        alive = ""
-    return (f"pid {pid}, as_of {info.get('as_of', '?')}, started {info.get('started_at', '?')}"
-            f"{alive}")
+    host = info.get("host")
+    alive = ""
+    if host in (None, socket.gethostname()):  # a pid on another host cannot be checked
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = "; that process has exited, so a kernel it started still runs"
+        except PermissionError:
+            pass
+    job = f"{info['job']} by " if info.get("job") else ""
+    on = f" on {host}" if host else ""
+    as_of = f", as_of {info['as_of']}" if info.get("as_of") else ""
+    return f"{job}pid {pid}{on}{as_of}, started {info.get('started_at', '?')}{alive}"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pairlib.errors import ConfigError
+from pairlib.failpoints import failpoint
 
 __all__ = [
     "KERNEL_NAME",
@@ -312,6 +313,7 @@ def run_notebook(
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     error: str | None = None
+    failpoint("runner.before_execute")
     try:
         pm.execute_notebook(
             str(notebook),
@@ -328,6 +330,7 @@ def run_notebook(
         error = f"{e.ename}: {e.evalue}"
     except Exception as e:  # noqa: BLE001 - a dead or hung kernel is a failed run, kept
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    failpoint("runner.after_execute")
     duration = time.perf_counter() - t0
     scraps = _scraps_or_empty(out)
     return RunResult(path=out, ok=error is None, duration_s=duration, error=error, scraps=scraps)

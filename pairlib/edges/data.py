@@ -43,6 +43,10 @@ and, if the window grew backwards, before ``covered_from_ms``. A cache that does
 the window is replaced. Files are written atomically (temporary file + :func:`os.replace`),
 so a crash or a concurrent reader never sees half a file; an unreadable file is refetched.
 
+Settled funding rates and the mark prices they were paid at (the backtest's funding) are
+cached the same way in ``{cache_dir}/funding/{venue_key}/{SYMBOL}.parquet``
+(:class:`FundingRateCache`, :func:`load_funding_rates`).
+
 Quality (one row per symbol, :func:`quality_report`)
 ----------------------------------------------------
 ``rows`` distinct candles in the window, ``first``/``last`` open times, ``gaps`` (missing
@@ -85,7 +89,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,16 +103,18 @@ import pyarrow.parquet as pq
 from pairlib.clock import from_ms, to_ms
 from pairlib.config import DataParams, timeframe_ms
 from pairlib.errors import DataError, ExchangeError
-from pairlib.venue.exchange import Exchange
+from pairlib.venue.exchange import Exchange, FundingRate
 from pairlib.venue.records import OhlcvRequest
 
 __all__ = [
     "OHLCV_COLUMNS",
     "QUALITY_COLUMNS",
     "CandleCache",
+    "FundingRateCache",
     "JUMP_LOG_RETURN",
     "MarketData",
     "closed_candles",
+    "load_funding_rates",
     "load_market_data",
     "quality_report",
     "select_universe",
@@ -660,6 +666,22 @@ def _vet_cached(
     return vetted, repair
 
 
+def _warn_failed_writes(cache: CandleCache, writes: Sequence[tuple[str, Future[None]]]) -> None:
+    """Log each cache write that failed (a full disk, a read-only cache folder), naming the
+    file and the error.
+
+    A failed write does not fail the load: the candles are already in memory and checked,
+    and the file left in place (the previous version, or none) is validated on the next
+    read, so the missing candles are simply fetched again then.
+    """
+    for sym, fut in writes:
+        err = fut.exception()
+        if err is not None:
+            log.warning("candle cache not written: %s: %s: %s (the candles are used from "
+                        "memory and fetched again next time; free space or fix the folder's "
+                        "permissions)", cache.path(sym), type(err).__name__, err)
+
+
 def _coalesce(ranges: Sequence[tuple[int, int]], tf: int) -> list[tuple[int, int]]:
     """Sorted ranges of open times with overlapping or adjacent ones merged (so no candle
     is asked for twice)."""
@@ -931,12 +953,18 @@ def load_market_data(
     fetched, failed, sent = _fetch_ranges(exchange, ranges, params.timeframe, tf, max_concurrency)
 
     # Merge with the cache, write back, cut the window; check quality on the window.
+    writes: list[tuple[str, Future[None]]] = []
+
     with ThreadPoolExecutor(_WRITERS, thread_name_prefix="pairlib-cache") as writers:
+        def submit(fn: Callable[..., None], sym: str, c: _Cached) -> None:
+            writes.append((sym, writers.submit(fn, sym, c)))
+
         windows, records = _merge_and_check(
-            universe, cached, ranges, fetched, failed, cache, writers.submit,
+            universe, cached, ranges, fetched, failed, cache, submit,
             tf=tf, now_ms=now_ms, window_lo=window_lo, last_open=last_open, params=params,
             decision_bars=gate,
-        )  # leaving the block waits for every cache write (and re-raises a failed one)
+        )  # leaving the block waits for every cache write
+    _warn_failed_writes(cache, writes)
     for sym, reason in unknown.items():
         rec = _quality_record(sym, np.empty(0, np.int64), np.empty((0, 4)), tf,
                               last_open, params.min_history_bars, params.stale_bars, gate)
@@ -976,3 +1004,126 @@ def load_market_data(
         requests=sent,
         decision_bars=gate,
     )
+
+
+# --------------------------------------------------------------------------- funding rates
+
+_FUNDING_META_KEY = b"pairlib.funding"
+
+
+class FundingRateCache:
+    """Parquet files of a venue's settled funding rates with their mark prices, one per
+    (venue, symbol): ``{cache_dir}/funding/{venue_key}/{SYMBOL}.parquet``.
+
+    Columns ``time_ms`` (int64, sorted, unique), ``rate`` and ``mark`` (float64; ``mark`` NaN
+    where the venue sent no mark price). The schema metadata records ``covered_from_ms`` (the
+    earliest funding time the venue was asked for) and ``covered_to_ms`` (the last funding
+    time held; a later one may not be published yet, so the tail is asked for again).
+    """
+
+    def __init__(self, root: Path, venue_key: str) -> None:
+        self.dir = Path(root) / "funding" / _safe_name(venue_key)
+
+    def path(self, symbol: str) -> Path:
+        """The file of one symbol."""
+        return self.dir / f"{_safe_name(symbol)}.parquet"
+
+    def read(self, symbol: str) -> tuple[list[FundingRate], int, int] | None:
+        """``(rates, covered_from_ms, covered_to_ms)`` of ``symbol``, or None: no file, or a
+        file that cannot be read or fails its checks (times sorted and unique inside the
+        covered range ending at the last one, rates finite, marks > 0 or NaN; logged)."""
+        p = self.path(symbol)
+        if not p.is_file():
+            return None
+        try:
+            table = pq.read_table(p)
+            meta = json.loads((table.schema.metadata or {})[_FUNDING_META_KEY])
+            lo, hi = int(meta["covered_from_ms"]), int(meta["covered_to_ms"])
+            times = table.column("time_ms").to_numpy().astype(np.int64)
+            rates = table.column("rate").to_numpy().astype(np.float64)
+            marks = table.column("mark").to_numpy().astype(np.float64)
+            problem = (
+                "no rows" if not len(times)
+                else "times not sorted and unique" if np.any(np.diff(times) <= 0)
+                else "times outside the covered range" if times[0] < lo or times[-1] != hi
+                else "a rate is not finite" if not np.all(np.isfinite(rates))
+                else "a mark price is not > 0" if np.any(~np.isnan(marks) & ~(marks > 0))
+                else None)
+            if problem is not None:
+                raise ValueError(problem)
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as e:
+            log.warning("funding cache file %s cannot be used (%s: %s); its rates are "
+                        "fetched again", p, type(e).__name__, e)
+            return None
+        rows = [FundingRate(int(t), float(r), None if math.isnan(m) else float(m))
+                for t, r, m in zip(times, rates, marks, strict=True)]
+        return rows, lo, hi
+
+    def write(self, symbol: str, rows: Sequence[FundingRate], covered_from_ms: int) -> None:
+        """Replace the file of ``symbol`` atomically with ``rows`` (sorted by time, at least
+        one), covered from ``covered_from_ms`` to the last row."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        table = pa.table({
+            "time_ms": pa.array([r.timestamp for r in rows], type=pa.int64()),
+            "rate": pa.array([r.rate for r in rows], type=pa.float64()),
+            "mark": pa.array([math.nan if r.mark_price is None else r.mark_price
+                              for r in rows], type=pa.float64()),
+        })
+        meta = {"symbol": symbol, "covered_from_ms": int(covered_from_ms),
+                "covered_to_ms": int(rows[-1].timestamp)}
+        table = table.replace_schema_metadata({_FUNDING_META_KEY: json.dumps(meta).encode()})
+        final = self.path(symbol)
+        tmp = final.with_name(
+            f".{final.stem}.{os.getpid()}.{threading.get_ident()}.{next(_TMP_SEQ)}.tmp"
+        )
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def load_funding_rates(
+    exchange: Exchange,
+    symbols: Sequence[str],
+    since_ms: int,
+    until_ms: int,
+    cache_dir: str | Path,
+) -> dict[str, list[FundingRate]]:
+    """Settled funding rates with their mark prices, funding times in ``[since_ms,
+    until_ms]``, per symbol, through the Parquet cache (:class:`FundingRateCache`).
+
+    A settled rate never changes, so each is fetched once: the venue
+    (:meth:`~pairlib.venue.exchange.Exchange.fetch_funding_rate_history`, public, paged) is
+    asked only for the times before the cached range and after its last row (the range
+    therefore stays contiguous).
+
+    Returns
+    -------
+    dict
+        Unified symbol -> rates, oldest first (empty when the venue has none there).
+    """
+    cache = FundingRateCache(Path(cache_dir), exchange.venue_key)
+    out: dict[str, list[FundingRate]] = {}
+    for sym in symbols:
+        got = cache.read(sym)
+        held: dict[int, FundingRate] = {}
+        asks = [(since_ms, until_ms)]
+        lo = since_ms
+        if got is not None:  # ask only around the cached range
+            rows, c_from, c_to = got
+            held = {r.timestamp: r for r in rows}
+            asks = [(since_ms, c_from - 1), (c_to + 1, until_ms)]
+            lo = min(c_from, since_ms)
+        fetched = False
+        for a, b in asks:
+            if a <= b:
+                fetched = True
+                held.update({r.timestamp: r
+                             for r in exchange.fetch_funding_rate_history(sym, a, b)})
+        merged = [held[t] for t in sorted(held)]
+        if fetched and merged:
+            cache.write(sym, merged, lo)
+        out[sym] = [r for r in merged if since_ms <= r.timestamp <= until_ms]
+    return out

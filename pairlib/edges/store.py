@@ -13,6 +13,7 @@ fills, funding, ticks, decisions, incidents and equity.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -29,10 +30,11 @@ import pandas as pd
 from pairlib.clock import iso
 from pairlib.core.portfolio import pair_id
 from pairlib.errors import StoreError
+from pairlib.failpoints import failpoint
 
 __all__ = [
-    "DB_NAME", "MIGRATIONS", "OrderRow", "PairSet", "PairSetMeta", "PairStateRow", "Store",
-    "TickRow", "iso", "pair_id",
+    "DB_NAME", "MIGRATIONS", "OUTBOX_STATES", "OrderRow", "OutboxEntry", "OutboxRow", "PairSet",
+    "PairSetMeta", "PairStateRow", "Store", "TickRow", "iso", "pair_id",
 ]
 
 DB_NAME = "pairlib.db"
@@ -191,6 +193,31 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE pair_state ADD COLUMN risk_budget REAL;
     """,
+    # 6: the notification outbox. A row is written in the transaction of the event it reports
+    # and delivered afterwards (pairlib.app.notify); ``dedupe_key`` makes a re-run's or a
+    # second caller's copy of the same message a no-op. ``state``: pending, sending (claimed
+    # by a delivery run), delivered, failed (attempts exhausted), in_doubt (a send that may
+    # have reached its destination without being recorded: never resent), no_destination.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        run TEXT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        report TEXT,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        claimed_at TEXT,
+        delivered_at TEXT,
+        delivered_to TEXT NOT NULL DEFAULT '',
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    """,
 )
 
 
@@ -281,6 +308,65 @@ class OrderRow(_Row):
     fee: float = 0.0
     reduce_only: int = 0
     error: str | None = None
+
+
+OUTBOX_STATES = ("pending", "sending", "delivered", "failed", "in_doubt", "no_destination")
+"""The states of an outbox row (see migration 6)."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A notification to write into the outbox (with the event it reports).
+
+    Attributes
+    ----------
+    kind : str
+        What happened: ``entry``, ``exit``, ``stop``, ``loss_limit``, ``kill_switch``, an
+        incident's kind, ``job_failed``, ``daily_summary``, ...
+    title, body : str
+        The message.
+    dedupe_key : str
+        Unique per message: a second entry with the same key is ignored, so a re-run or a
+        second caller reporting the same event adds nothing.
+    run : str, optional
+        The run the message is about (a tick's candle close, ISO-8601).
+    report : str, optional
+        The run's report notebook (its path as the runner reserved it).
+    """
+
+    kind: str
+    title: str
+    body: str
+    dedupe_key: str
+    run: str | None = None
+    report: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow(_Row):
+    """One ``outbox`` row: a message and its delivery state (``delivered_to`` holds the
+    comma-separated ids of the destinations it reached)."""
+
+    id: int
+    created_at: str
+    kind: str
+    title: str
+    body: str
+    dedupe_key: str
+    state: str
+    attempts: int
+    next_attempt_at: str
+    run: str | None = None
+    report: str | None = None
+    claimed_at: str | None = None
+    delivered_at: str | None = None
+    delivered_to: str = ""
+    last_error: str | None = None
+
+    @property
+    def targets_done(self) -> frozenset[str]:
+        """The destination ids this message has reached."""
+        return frozenset(t for t in self.delivered_to.split(",") if t)
 
 
 R = TypeVar("R", bound=_Row)
@@ -567,9 +653,12 @@ class Store:
         mode: str,
         pair_set_id: int | None = None,
         notebook_path: str | None = None,
+        notify: Sequence[OutboxEntry] = (),
     ) -> None:
-        """Mark the tick ``as_of`` as running (a re-run of a failed tick reuses its row)."""
+        """Mark the tick ``as_of`` as running (a re-run of a failed tick reuses its row);
+        ``notify`` is written into the outbox in the same transaction."""
         with self.tx() as c:
+            _enqueue(c, notify, started_at)
             c.execute(
                 "INSERT INTO ticks (as_of, status, started_at, mode, pair_set_id, notebook_path)"
                 " VALUES (?, 'running', ?, ?, ?, ?)"
@@ -590,10 +679,13 @@ class Store:
         mode: str | None = None,
         message: str | None = None,
         notebook_path: str | None = None,
+        notify: Sequence[OutboxEntry] = (),
     ) -> None:
         """Record a tick's outcome (``ok``, ``failed`` or ``refused``); creates the row if
-        the tick never started (a refused tick)."""
+        the tick never started (a refused tick). ``notify`` is written into the outbox in the
+        same transaction."""
         with self.tx() as c:
+            _enqueue(c, notify, finished_at)
             c.execute(
                 "INSERT INTO ticks (as_of, status, started_at, finished_at, duration_s, mode,"
                 " message, notebook_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -622,10 +714,13 @@ class Store:
         """One pair's persisted state, or None."""
         return self._one(PairStateRow, "SELECT * FROM pair_state WHERE pair_id = ?", (pair_id,))
 
-    def save_pair_state(self, state: Mapping[str, Any]) -> None:
+    def save_pair_state(self, state: Mapping[str, Any],
+                        notify: Sequence[OutboxEntry] = (),
+                        created_at: datetime | None = None) -> None:
         """Insert or update one pair's state; ``state`` needs ``pair_id``, ``y``, ``x``,
         ``beta``, ``alpha``; other pair_state columns are optional (unchanged if absent on
-        an update, defaults on insert)."""
+        an update, defaults on insert). ``notify`` (an entry or exit the new state records)
+        is written into the outbox in the same transaction, dated ``created_at``."""
         cols = [k for k in _PAIR_STATE_COLUMNS if k in state]
         for need in ("pair_id", "y", "x", "beta", "alpha"):
             if need not in cols:
@@ -638,6 +733,7 @@ class Store:
                 f" ({', '.join('?' for _ in cols)}) ON CONFLICT(pair_id) DO UPDATE SET {updates}",
                 values,
             )
+            _enqueue(c, notify, created_at)
 
     def order(self, client_id: str) -> OrderRow | None:
         """The order with this client id, or None."""
@@ -711,6 +807,7 @@ class Store:
                 )
                 if cur.rowcount != 1:
                     raise StoreError(f"no pair_state row for pair {order['pair_id']!r}")
+            failpoint("store.before_fill_commit")
 
     def fills(self, tick_as_of: datetime | None = None) -> pd.DataFrame:
         """Fills with their order's tick, pair, leg and action, oldest first."""
@@ -760,15 +857,32 @@ class Store:
         symbol: str | None,
         detail: str,
         created_at: datetime,
+        notify: bool = True,
     ) -> int:
-        """Record an incident (for the operator); returns its id."""
+        """Record an incident (for the operator); returns its id.
+
+        With ``notify`` (the default) the same transaction writes an outbox row of kind
+        ``kind``: the title names the kind and symbol, the body is ``detail``, the run is the
+        tick and the report its ``ticks.notebook_path``. Its dedupe key is the tick, kind,
+        symbol and detail, so a re-run of the tick recording the same incident again adds no
+        second message. Every incident is reported this way, whoever records it (the tick,
+        the executor), without the caller having to remember to.
+        """
+        run = None if tick_as_of is None else iso(tick_as_of)
         with self.tx() as c:
             cur = c.execute(
                 "INSERT INTO incidents (tick_as_of, kind, symbol, detail, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (None if tick_as_of is None else iso(tick_as_of), kind, symbol, detail,
-                 iso(created_at)),
+                (run, kind, symbol, detail, iso(created_at)),
             )
+            if notify:
+                report = None if run is None else c.execute(
+                    "SELECT notebook_path FROM ticks WHERE as_of = ?", (run,)).fetchone()
+                digest = hashlib.sha1(detail.encode()).hexdigest()[:12]
+                _enqueue(c, [OutboxEntry(
+                    kind=kind, title=f"incident {kind}" + (f" {symbol}" if symbol else ""),
+                    body=detail, run=run, report=None if report is None else report[0],
+                    dedupe_key=f"incident:{run}:{kind}:{symbol}:{digest}")], created_at)
             return int(cur.lastrowid or 0)
 
     def incidents(
@@ -920,6 +1034,155 @@ class Store:
             "SELECT z FROM decisions WHERE pair_id = ? AND tick_as_of < ? "
             "ORDER BY tick_as_of DESC LIMIT ?", (pair_id, iso(before), int(limit))).fetchall()
         return [None if r[0] is None else float(r[0]) for r in rows]
+
+    # -- ticks for status and summaries ------------------------------------------------
+    def last_tick(self, before: datetime | None = None,
+                  status: str | None = None) -> TickRow | None:
+        """The newest ``ticks`` row (by candle), only those strictly before ``before`` and
+        with ``status`` when given."""
+        sql, args = "SELECT * FROM ticks WHERE 1 = 1", list[Any]()
+        if before is not None:
+            sql += " AND as_of < ?"
+            args.append(iso(before))
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return self._one(TickRow, sql + " ORDER BY as_of DESC LIMIT 1", args)
+
+    def ticks_between(self, start: datetime, end: datetime) -> list[TickRow]:
+        """The ticks whose candle closed in ``(start, end]``, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM ticks WHERE as_of > ? AND as_of <= ? ORDER BY as_of",
+            (iso(start), iso(end))).fetchall()
+        return [TickRow(**dict(r)) for r in rows]
+
+    # -- the notification outbox (delivered by pairlib.app.notify) -----------------------
+    def enqueue(self, entries: OutboxEntry | Sequence[OutboxEntry],
+                created_at: datetime) -> int:
+        """Write messages into the outbox in a transaction of their own (a message that
+        reports no other stored change: a failed job, the daily summary). Returns how many
+        were new (an entry whose ``dedupe_key`` is already there is ignored)."""
+        batch = [entries] if isinstance(entries, OutboxEntry) else list(entries)
+        with self.tx() as c:
+            return _enqueue(c, batch, created_at)
+
+    def outbox(self, states: Sequence[str] | None = None,
+               limit: int | None = None) -> list[OutboxRow]:
+        """Outbox rows (with one of ``states``), oldest first (the newest ``limit``)."""
+        sql, args = "SELECT * FROM outbox WHERE 1 = 1", list[Any]()
+        if states is not None:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            args.extend(states)
+        sql += " ORDER BY id DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
+        rows = self._conn.execute(sql, args).fetchall()
+        return [OutboxRow(**dict(r)) for r in reversed(rows)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many outbox rows are in each state (every state of :data:`OUTBOX_STATES`)."""
+        rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        counts = dict.fromkeys(OUTBOX_STATES, 0)
+        counts.update({str(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    def claim_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Claim the due messages (``pending`` with ``next_attempt_at`` at or before ``now``),
+        oldest first: each becomes ``sending``, its ``attempts`` counts this attempt, and
+        the claim is committed before anything is sent. Two delivery runs never claim the
+        same row (the claim is one immediate transaction)."""
+        with self.tx() as c:
+            ids = [int(r[0]) for r in c.execute(
+                "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY id LIMIT ?", (iso(now), int(limit))).fetchall()]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            c.execute(f"UPDATE outbox SET state = 'sending', claimed_at = ?,"
+                      f" attempts = attempts + 1 WHERE id IN ({marks})", (iso(now), *ids))
+            rows = c.execute(f"SELECT * FROM outbox WHERE id IN ({marks}) ORDER BY id",
+                             ids).fetchall()
+        return [OutboxRow(**dict(r)) for r in rows]
+
+    def mark_outbox_target(self, outbox_id: int, target: str) -> None:
+        """Record that the claimed message ``outbox_id`` reached destination ``target`` (an
+        id without secrets), at once, so a later attempt never sends it there again."""
+        with self.tx() as c:
+            row = c.execute("SELECT delivered_to, state FROM outbox WHERE id = ?",
+                            (int(outbox_id),)).fetchone()
+            if row is None or row[1] != "sending":
+                raise StoreError(f"outbox message {outbox_id} is not being sent")
+            done = [t for t in str(row[0]).split(",") if t]
+            if target not in done:
+                done.append(target)
+            c.execute("UPDATE outbox SET delivered_to = ? WHERE id = ?",
+                      (",".join(done), int(outbox_id)))
+
+    def finish_outbox(
+        self,
+        outbox_id: int,
+        state: str,
+        now: datetime,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Settle a claimed (``sending``) message: ``delivered`` (stamped ``now``),
+        ``pending`` again (retried at ``next_attempt_at``), ``failed``, ``in_doubt`` or
+        ``no_destination``; ``error`` is kept as ``last_error``."""
+        if state not in OUTBOX_STATES or state == "sending":
+            raise StoreError(f"an outbox message cannot be settled as {state!r}; allowed: "
+                             + ", ".join(s for s in OUTBOX_STATES if s != "sending"))
+        if state == "pending" and next_attempt_at is None:
+            raise StoreError("a message put back to pending needs its next_attempt_at")
+        with self.tx() as c:
+            cur = c.execute(
+                "UPDATE outbox SET state = ?, last_error = COALESCE(?, last_error),"
+                " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,"
+                " next_attempt_at = COALESCE(?, next_attempt_at)"
+                " WHERE id = ? AND state = 'sending'",
+                (state, error, state, iso(now),
+                 None if next_attempt_at is None else iso(next_attempt_at), int(outbox_id)),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"outbox message {outbox_id} is not being sent")
+
+    def expire_outbox_claims(self, claimed_before: datetime, error: str) -> int:
+        """Mark ``in_doubt`` every message still ``sending`` that was claimed before
+        ``claimed_before`` (its delivery run died between sending and recording the outcome);
+        returns how many. Such a message is never sent again automatically."""
+        with self.tx() as c:
+            return int(c.execute(
+                "UPDATE outbox SET state = 'in_doubt', last_error = ?"
+                " WHERE state = 'sending' AND claimed_at < ?",
+                (error, iso(claimed_before))).rowcount)
+
+    def hold_outbox(self, state: str, error: str) -> int:
+        """Move every ``pending`` message to ``state`` (``no_destination`` when no
+        destination is configured) with ``error``; returns how many."""
+        if state not in ("no_destination", "failed"):
+            raise StoreError(f"pending messages cannot be moved to {state!r}; allowed: "
+                             "no_destination, failed")
+        with self.tx() as c:
+            return int(c.execute(
+                "UPDATE outbox SET state = ?, last_error = ? WHERE state = 'pending'",
+                (state, error)).rowcount)
+
+
+def _enqueue(c: sqlite3.Connection, entries: Sequence[OutboxEntry],
+             created_at: datetime | None) -> int:
+    """Insert outbox rows inside the caller's transaction ``c`` (due at once); an entry
+    whose ``dedupe_key`` is already stored is skipped. Returns how many were new."""
+    if not entries:
+        return 0
+    if created_at is None:
+        raise StoreError("an outbox entry needs its created_at time")
+    new = 0
+    for e in entries:
+        new += int(c.execute(
+            "INSERT OR IGNORE INTO outbox (created_at, kind, run, title, body, report,"
+            " dedupe_key, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(created_at), e.kind, e.run, e.title, e.body, e.report, e.dedupe_key,
+             iso(created_at)),
+        ).rowcount)
+    return new
 
 
 def _opt_float(v: Any) -> float | None:

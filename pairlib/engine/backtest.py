@@ -14,8 +14,10 @@ so every order fills at the signal bar's close moved against the order by ``slip
 (buys higher, sells lower) and pays ``taker_fee`` on its notional. Amounts are the plan's,
 already rounded to the market's precision and minimums as live (today's market rules applied to
 the past). Funding is paid on open legs at every funding time that falls in a bar, from the
-venue's funding-rate history: ``-amount * close * rate`` (longs pay a positive rate, as the
-venue does); a missing rate counts as 0 and is reported. Equity is marked at the bar's close.
+venue's funding-rate history, valued as the venue values it: ``-amount * mark * rate``, where
+``mark`` is the venue's mark price at that funding time (sent with each rate of its history;
+the bar's close where it sent none, reported), and longs pay a positive rate, as on the venue;
+a missing rate counts as 0 and is reported. Equity is marked at the bar's close.
 Exit reasons: ``reverted`` (|z| back inside the exit band), ``stop``, ``loss limit`` (the loss
 reached ``risk.max_loss_multiple`` risk budgets), ``no data`` (the pair could not be evaluated
 for ``risk.unevaluable_exit_bars`` bars) and ``end of test`` (open when the test ends; closed at
@@ -27,10 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,11 @@ from pairlib.core.risk import MarketRules
 from pairlib.core.strategy import Action, PairState, latest_signal
 from pairlib.core.strategy import spread as spread_of
 
-__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "run", "simulate"]
+if TYPE_CHECKING:
+    from pairlib.venue.exchange import FundingRate
+
+__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "Progress",
+           "funding_tables", "run", "simulate"]
 
 FUNDING_MS = 8 * 3_600_000
 TRADE_COLUMNS = (
@@ -50,6 +56,8 @@ TRADE_COLUMNS = (
     "amount_y", "amount_x", "gross_pnl", "fees", "funding", "net_pnl", "risk_budget",
     "loss_multiple",
 )
+Progress = Callable[[int, int], None]
+"""A progress callback: ``(bars done, bars in total)``, called once per bar traded."""
 _REASONS = {Action.EXIT: "reverted", Action.STOP: "stop", Action.EXIT_NO_DATA: "no data",
             Action.LOSS_LIMIT: "loss limit", Action.FLATTEN: "flatten"}
 
@@ -121,6 +129,8 @@ def simulate(
     initial_equity: float = 10_000.0,
     select: Any = None,
     price_steps: Mapping[str, float] | None = None,
+    funding_marks: Mapping[str, Mapping[int, float]] | None = None,
+    progress: Progress | None = None,
 ) -> BacktestResult:
     """Trade ``closes`` from ``start`` to ``end`` (close times) with the live rules.
 
@@ -139,6 +149,10 @@ def simulate(
         Per-bar quote volume, aligned with ``closes`` (for the selection's volume filter).
     funding_rates : mapping, optional
         Symbol -> {funding time in ms: rate}.
+    funding_marks : mapping, optional
+        Symbol -> {funding time in ms: the venue's mark price then}; a funding payment is
+        valued at it, as the venue values it. Without it (or where a time is missing, which
+        is reported when marks were given) the bar's close is used.
     fill : FillModel
         Slippage and fee.
     initial_equity : float
@@ -148,6 +162,9 @@ def simulate(
         :func:`pairlib.core.pairs.select` (injectable for tests).
     price_steps : mapping, optional
         Symbol -> price tick; fills are rounded to it away from the taker, as the venue's.
+    progress : callable, optional
+        Called as ``progress(bars done, bars in total)`` after every bar (see
+        :data:`Progress`); the caller throttles its own display.
 
     Returns
     -------
@@ -173,9 +190,11 @@ def simulate(
             f"(from {closes.index[0]:%Y-%m-%dT%H:%MZ}): start later, or shorten the windows")
     log_closes = np.log(closes.astype(float))
     rates = funding_rates or {}
+    marks = funding_marks
     ticks = price_steps or {}
     notes: list[str] = []
     missing_rates: set[str] = set()
+    missing_marks: set[str] = set()
 
     cash = initial_equity
     book: dict[str, _Open] = {}
@@ -218,7 +237,7 @@ def simulate(
         })
         del book[o.pair_id]
 
-    for t in bars:
+    for k_bar, t in enumerate(bars, 1):
         i_last = closes.index.get_loc(t - tf)  # the candle closing at t
         row = closes.iloc[i_last]
         prices = {s: float(v) for s, v in row.items() if np.isfinite(v) and v > 0}
@@ -242,7 +261,12 @@ def simulate(
                     if rate is None:
                         missing_rates.add(sym)
                         continue
-                    pay = -amt * prices.get(sym, 0.0) * rate
+                    at = None if marks is None else marks.get(sym, {}).get(ft)
+                    if at is None:
+                        if marks is not None:
+                            missing_marks.add(sym)
+                        at = prices.get(sym, 0.0)
+                    pay = -amt * at * rate
                     cash += pay
                     o.funding += pay
         # Gather: the pair set's pairs and every open pair outside it.
@@ -322,6 +346,8 @@ def simulate(
         exposure_points.append(sum(abs(o.amount_y) * prices.get(o.y, o.price_y)
                                    + abs(o.amount_x) * prices.get(o.x, o.price_x)
                                    for o in book.values()))
+        if progress is not None:
+            progress(k_bar, len(bars))
     last = bars[-1]
     last_prices = {s: float(v) for s, v in closes.loc[last - tf].items() if np.isfinite(v)}
     for o in list(book.values()):
@@ -330,6 +356,9 @@ def simulate(
     if missing_rates:
         notes.append("no funding rate for " + ", ".join(sorted(missing_rates))
                      + " at some funding times: counted as 0")
+    if missing_marks:
+        notes.append("no mark price from the venue for " + ", ".join(sorted(missing_marks))
+                     + " at some funding times: funding valued at the bar's close")
     equity = pd.Series(equity_points, index=pd.DatetimeIndex(bars, name="close_time"),
                        name="equity")
     curve = np.concatenate([[initial_equity], equity.to_numpy()])
@@ -351,41 +380,94 @@ def run(
     *,
     fill: FillModel | None = None,
     initial_equity: float = 10_000.0,
+    progress: Progress | None = None,
+    public_url: str | None = None,
 ) -> BacktestResult:
     """A backtest from ``start`` to ``end`` (candle close times) on the venue named in params.
 
     Candles come through the same data layer as the tick
-    (:func:`pairlib.edges.data.load_market_data`,
-    Parquet cache included) and funding rates through the same adapter, so a backtest runs on
-    the simulator offline and on a real venue's public history where there is network. The
-    universe is ``data.universe``, else the venue's top ``data.universe_size`` symbols by
-    volume *today* (a survivorship bias the report states). Today's market rules (precision,
-    minimums) are applied to the past.
+    (:func:`pairlib.edges.data.load_market_data`, Parquet cache included) and funding rates
+    with their mark prices through the same adapter, so a backtest runs on the simulator
+    offline and on a real venue's public history where there is network. The universe is
+    ``data.universe``, else the venue's top ``data.universe_size`` symbols by volume *today*
+    (a survivorship bias the report states). Today's market rules (precision, minimums) are
+    applied to the past.
+
+    Parameters
+    ----------
+    params : Params
+        The params tree; ``venue`` names where the history comes from.
+    start, end : datetime
+        The first and last bar traded (candle close times).
+    fill : FillModel, optional
+        Default: ``venue.sim_slippage_bps`` and the simulator's taker fee.
+    initial_equity : float
+        Starting equity (quote currency).
+    progress : callable, optional
+        ``progress(bars done, bars in total)`` after every bar (:func:`simulate`).
+    public_url : str, optional
+        **Tests only**, for ``paper``, ``demo`` and ``live``: read the public history from
+        this loopback Binance-compatible venue (a :class:`~pairlib.sim.server.SimServer`)
+        instead of the real exchange (see :func:`pairlib.venue.paper.public_exchange`).
+
+    Notes
+    -----
+    A backtest changes no venue state and never needs keys. ``sim`` opens its venue as the
+    tick does (in-process: on a scratch copy of its account file). ``paper``, ``demo`` and
+    ``live`` are not opened through the live guard at all: the history is read from
+    ``venue.exchange_id``'s public endpoints with a keyless client
+    (:func:`pairlib.venue.paper.public_exchange`, the real venue's market, which paper
+    trading also reads), which cannot sign a request, so no key is read or sent and no order
+    or account endpoint can be called. Funding rates and their mark prices come through
+    :func:`pairlib.edges.data.load_funding_rates` (Parquet cache included).
     """
-    from pairlib.edges.data import load_market_data
+    from pairlib.edges.data import load_funding_rates, load_market_data
     from pairlib.venue.open import open_exchange, scratch_account
+    from pairlib.venue.paper import public_exchange
 
     tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
     if end <= start:
         raise ValueError(f"end ({end}) must be after start ({start})")
+    public = params.venue.kind in ("paper", "demo", "live")
+    if public_url is not None and not public:
+        raise ValueError("public_url is for venue.kind paper, demo or live, not "
+                         f"{params.venue.kind}")
     warm = params.selection.formation_bars + params.strategy.lookback
     bars = int((end - start) / tf) + 1 + warm
     with contextlib.ExitStack() as stack:  # only public data is read: no venue state changes
-        ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
+        if public:
+            ex = stack.enter_context(public_exchange(params.venue, public_url))
+        else:
+            ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
         data = load_market_data(ex, params.data.universe, params.data, now=end, bars=bars)
         markets = ex.markets()
         rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
                  for s, m in markets.items() if s in data.closes.columns}
         since, until = int((start - tf).timestamp() * 1000), int(end.timestamp() * 1000)
-        rates = {s: dict(ex.fetch_funding_rates(s, since, until)) for s in data.closes.columns}
+        history = load_funding_rates(ex, list(data.closes.columns), since, until,
+                                     params.data.cache_dir)
+    rates, marks = funding_tables(history)
     result = simulate(params, data.closes, start, end, rules, quote_volume=data.quote_volume,
-                      funding_rates=rates, fill=fill or FillModel(
+                      funding_rates=rates, funding_marks=marks, fill=fill or FillModel(
                           slippage_bps=params.venue.sim_slippage_bps),
                       initial_equity=initial_equity,
-                      price_steps={s: m.price_step for s, m in markets.items()})
+                      price_steps={s: m.price_step for s, m in markets.items()},
+                      progress=progress)
     dropped = [f"{s}: {why}" for s, why in sorted(data.dropped.items())]
     notes = (*result.notes,
              "universe chosen by today's volume (survivorship bias)",
              *(["symbols dropped by the data layer: " + "; ".join(dropped)] if dropped else []))
     return BacktestResult(result.trades, result.equity, result.pair_sets, result.metrics,
                           result.fill_model, notes, result.exposure, result.decisions)
+
+
+def funding_tables(
+    history: Mapping[str, Sequence[FundingRate]],
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]]]:
+    """Split a venue's funding-rate history into :func:`simulate`'s ``funding_rates`` and
+    ``funding_marks``: symbol -> {funding time in ms: rate}, and symbol -> {funding time in
+    ms: mark price} for the times the venue sent a mark price."""
+    rates = {s: {r.timestamp: r.rate for r in rows} for s, rows in history.items()}
+    marks = {s: {r.timestamp: r.mark_price for r in rows if r.mark_price is not None}
+             for s, rows in history.items()}
+    return rates, marks

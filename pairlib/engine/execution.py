@@ -46,6 +46,7 @@ from pairlib.core.risk import MarketRules, round_amount
 from pairlib.core.strategy import Action
 from pairlib.edges.store import OrderRow, Store
 from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
+from pairlib.failpoints import failpoint
 
 __all__ = [
     "ACTION_CODES",
@@ -343,6 +344,7 @@ class Executor:
                           + _unwind_text(unwinds))
             return PairOutcome(pair_id, action, False, (first,), unwinds,
                                f"first leg failed: {first.error or 'partial fill'}")
+        failpoint("exec.between_legs")
         second_order = self._hedge_for(legs[1], legs[0].amount, first.filled)
         second = self.fill_leg(second_order)
         if second.unknown:
@@ -505,10 +507,12 @@ class Executor:
                 error = rep.error
                 log.warning("reduce-only %s %s %s attempt %d: %s; retrying", order.action,
                             order.pair_id, order.symbol, attempt, rep.error)
+                failpoint("exec.close_retry")
         left = abs(self._leg_amount(order))
         closed = max(start - left, 0.0)
         complete = not unknown and left <= max(tol, step / 2)
         average = notional / closed if closed > 0 and notional > 0 else price
+        failpoint("exec.after_close_leg")
         return LegFill(replace(order, amount=start, reduce_only=True), closed, average, fee,
                        complete, tuple(cids), None if complete else error, unknown)
 
@@ -573,6 +577,7 @@ class Executor:
                 return rep
             log.warning("order %s was never booked: sending it now", cid)
         self._save(cid, order, status="sent")
+        failpoint("exec.before_send")
         log.info("order %s: %s %s %g %s%s", cid, order.action, order.side, order.amount,
                  order.symbol, " reduce-only" if order.reduce_only else "")
         sent_at = self.monotonic()
@@ -591,6 +596,7 @@ class Executor:
             return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
         except ExchangeError as e:
             return self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
+        failpoint("exec.after_send")
         return self._settle(cid, order, res)
 
     def _await_outcome(self, cid: str, order: LegOrder, sent_at: float, error: str) -> _Report:
@@ -711,7 +717,9 @@ class Executor:
                     "amount": delta, "price": price, "fee": fee - prev_fee,
                     "ts": iso(now) if ts is None else _ms_iso(int(ts))}
             sign = 1.0 if order.side == "buy" else -1.0
+            failpoint("exec.fill_before_store")
             self.store.apply_order_fill(row, fill, sign * delta)
+            failpoint("exec.after_fill_store")
             log.info("order %s %s: filled %g @ %s (fee %.6g)", cid, res.status, delta,
                      f"{price:.8g}", fee - prev_fee)
         else:
@@ -759,6 +767,7 @@ class Executor:
         if row is not None:
             return replace(order, amount=float(row["amount"]))
         self._save(cid, order, status="planned")
+        failpoint("exec.order_planned")
         return order
 
     def _skip(self, order: LegOrder, why: str) -> None:
@@ -776,6 +785,7 @@ class Executor:
             o = f.order
             unwind = LegOrder(o.pair_id, o.leg, "unwind", o.symbol,
                               "sell" if o.side == "buy" else "buy", f.filled, reduce_only=True)
+            failpoint("exec.before_unwind")
             out.append(self.close_leg(unwind))
         return tuple(out)
 

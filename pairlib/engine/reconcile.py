@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pairlib.errors import AcceptRefused
+from pairlib.failpoints import failpoint
 
 if TYPE_CHECKING:
     from pairlib.config import Params, Secrets
@@ -485,6 +486,7 @@ def accept_venue(
                "accepted_after": accepted_after, "force": bool(force), "legs": changes}
     detail = (f"{who} accepted the venue's {v:+.12g} on {symbol} (store expected "
               f"{expected_before:+.12g}): {why}; {json.dumps(payload, sort_keys=True)}")
+    failpoint("reconcile.accept_before_write")
     incident_id, resolved = store.accept_venue_position(
         symbol, changes, accepted_before, accepted_after, detail, now)
     return AcceptResult(symbol, v, expected_before, expected_after, accepted_before,

@@ -77,7 +77,7 @@ from pairlib.core.risk import MarketRules, Sizing, kill_switch_active
 from pairlib.core.strategy import Action, Decision, PairState, latest_signal
 from pairlib.core.strategy import spread as spread_of
 from pairlib.core.strategy import zscore as zscore_of
-from pairlib.edges.store import DB_NAME, PairStateRow, Store
+from pairlib.edges.store import DB_NAME, OutboxEntry, PairStateRow, Store
 from pairlib.engine.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
 from pairlib.engine.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.engine.tick_result import (
@@ -98,6 +98,7 @@ from pairlib.errors import (
     LiveTradingRefused,
     PairlibError,
 )
+from pairlib.failpoints import failpoint
 from pairlib.venue.open import check_live, open_exchange, scratch_account, simulator_now
 
 __all__ = [  # the result types are defined in pairlib.engine.tick_result and re-exported here
@@ -113,6 +114,7 @@ log = logging.getLogger(__name__)
 _LOCK_TIMEOUT_S = 600.0
 _FUNDING_MS = 8 * 3_600_000
 _DUST = 1e-9  # leg amounts below this are float dust, not positions
+_CLOSE_KINDS = frozenset(str(a) for a in Action if a.closes)  # notification kinds of closes
 
 
 # ----------------------------------------------------------------------------- public API
@@ -452,8 +454,12 @@ class _Tick:
         p, db, when = self.p, self.db, self.when
         log.info("tick %s starting (%s, venue %s)", iso(when), self.mode, p.venue.kind)
         if not self.preview:
+            earlier = db.tick_row(when)
             db.start_tick(when, self.clock.now(), self.mode,
-                          self.pair_set.id if self.pair_set else None, self.notebook_path)
+                          self.pair_set.id if self.pair_set else None, self.notebook_path,
+                          notify=self._kill_note())
+            failpoint("tick.after_start")
+            self._note_rerun(earlier)
         status, error = (TickStatus.PREVIEW if self.preview else TickStatus.OK), None
         try:
             with contextlib.ExitStack() as stack:
@@ -473,9 +479,11 @@ class _Tick:
         duration = time.perf_counter() - self.t0
         if self.preview:
             return self._result(status, error, duration)
+        failpoint("tick.before_commit")
         try:
             db.finish_tick(when, status, self.clock.now(), duration, mode=self.mode,
-                           message=error, notebook_path=self.notebook_path)
+                           message=error, notebook_path=self.notebook_path,
+                           notify=self._outcome_note(status, error))
         except PairlibError as e:  # the store itself failed: say so, never raise
             status = TickStatus.FAILED
             error = f"{error + '; ' if error else ''}{type(e).__name__}: {e}"
@@ -483,6 +491,7 @@ class _Tick:
             return empty_result(p, when, status, self.mode, error, duration,
                                 self.notebook_path)
         log.info("tick %s %s in %.2f s", iso(when), status, duration)
+        failpoint("tick.after_commit")
         return self._result(status, error, duration)
 
     def _result(self, status: str, error: str | None, duration: float) -> TickResult:
@@ -524,8 +533,10 @@ class _Tick:
         if not self.preview:
             for note in self.executor.resolve_pending():
                 log.info("pending order: %s", note)
+            failpoint("tick.after_resolve_pending")
 
         blocked = self._reconcile(ex)
+        failpoint("tick.after_reconcile")
 
         pairs = self._pairs()
         symbols = sorted({s for pr in pairs for s in (pr.y, pr.x)})
@@ -545,10 +556,14 @@ class _Tick:
             self._show(the_plan, by_id)
             self._account(ex)
             return []
+        failpoint("tick.after_plan")
         self._execute(the_plan, by_id)
+        failpoint("tick.after_entries")
 
         self._finish(by_id)
+        failpoint("tick.after_finish")
         self._account(ex)
+        failpoint("tick.after_account")
         return self._exposure(ex, by_id)
 
     # ------------------------------------------------------------------ reconcile
@@ -588,10 +603,75 @@ class _Tick:
                     log.info("reconciliation: %s matches again; unblocked", sym)
         return blocked
 
+    def _note_rerun(self, earlier: Any) -> None:
+        """Say that this run resumes an earlier run of the same tick, and what that run left.
+
+        A ``running`` row means the earlier run stopped without finishing (killed, crashed,
+        the machine lost): ``tick_resumed``. A ``failed`` or ``degraded`` row: ``tick_rerun``.
+        Either names the earlier run's start and the orders of this tick it recorded, by
+        status, so the operator sees what the re-run took over.
+        """
+        if earlier is None or earlier.status not in ("running", TickStatus.FAILED,
+                                                     TickStatus.DEGRADED):
+            return
+        orders = self.db.orders(tick_as_of=self.when)
+        counts = orders["status"].value_counts().sort_index() if len(orders) else None
+        left = ("no order recorded" if counts is None else
+                "orders recorded: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        if earlier.status == "running":
+            self._incident("tick_resumed", None,
+                           f"an earlier run of this tick (started {earlier.started_at}) "
+                           f"stopped without finishing (killed or crashed); {left}; this run "
+                           "resumes it")
+        else:
+            why = f": {earlier.message}" if earlier.message else ""
+            self._incident("tick_rerun", None,
+                           f"the earlier run of this tick (started {earlier.started_at}) ended "
+                           f"{earlier.status}{why}; {left}; this run resumes it")
+
     def _incident(self, kind: str, symbol: str | None, detail: str) -> None:
         log.warning("incident %s %s: %s", kind, symbol or "", detail)
         if not self.preview:
             self.db.add_incident(self.when, kind, symbol, detail, self.clock.now())
+
+    # ------------------------------------------------------------------ notifications
+    # The tick only enqueues, in the transaction of the event (pairlib.app.notify delivers
+    # after the job); incidents are enqueued by Store.add_incident itself.
+    def _pair_note(self, pr: _Pair, action: str, note: str | None) -> tuple[OutboxEntry, ...]:
+        """An entry's or a completed close's notification, keyed by tick, pair and action
+        (a resumed tick does not repeat it)."""
+        if note is None or self.preview:
+            return ()
+        z = "" if not math.isfinite(pr.z) else f" at z {pr.z:+.2f}"
+        return (OutboxEntry(kind=action if action in _CLOSE_KINDS else "entry",
+                            title=f"{action} {pr.pair_id}{z}", body=note,
+                            dedupe_key=f"{action}:{iso(self.when)}:{pr.pair_id}",
+                            run=iso(self.when), report=self.notebook_path),)
+
+    def _kill_note(self) -> tuple[OutboxEntry, ...]:
+        """"Kill switch engaged", once per engagement: only when the last tick before this
+        one did not run under it."""
+        if "kill switch" not in self.reasons:
+            return ()
+        prev = self.db.last_tick(before=self.when)
+        if prev is not None and "kill switch" in str(prev.mode or ""):
+            return ()
+        return (OutboxEntry(kind="kill_switch", title="kill switch engaged",
+                            body=f"{self.exits_only_why[0]}; ticks act on exits only until it "
+                                 "is off", dedupe_key=f"kill_switch:{iso(self.when)}",
+                            run=iso(self.when), report=self.notebook_path),)
+
+    def _outcome_note(self, status: str, error: str | None) -> tuple[OutboxEntry, ...]:
+        """A failed or degraded tick's notification, keyed like
+        :func:`pairlib.app.notify.job_failed` (report path and status), so the job reporting
+        the same run adds no second message."""
+        if status not in (TickStatus.FAILED, TickStatus.DEGRADED):
+            return ()
+        key = (f"run:{Path(self.notebook_path).resolve()}:{status}" if self.notebook_path
+               else f"tick:{iso(self.when)}:{status}:{iso(self.clock.now())}")
+        return (OutboxEntry(kind=f"tick_{status}", title=f"tick {status}",
+                            body=error or status, dedupe_key=key, run=iso(self.when),
+                            report=self.notebook_path),)
 
     # ------------------------------------------------------------------ pairs and data
     def _pairs(self) -> list[_Pair]:
@@ -775,6 +855,7 @@ class _Tick:
                                f"{pr.pair_id}: an earlier run of this tick filled part of an "
                                f"entry that this run does not complete; {f.decision.reason}"
                                + ("; flattening INCOMPLETE" if left else "; flattened"))
+        failpoint("tick.after_closes")
         for e in the_plan.entries:
             self._enter(by_id[e.pair_id], e.decision, e.sizing)
         for sk in the_plan.skips:
@@ -796,8 +877,10 @@ class _Tick:
         }
 
     def _persist(self, pr: _Pair, state: PairState, d: Decision, action: str, reason: str,
-                 extra: Mapping[str, Any] | None = None) -> None:
-        """Store the pair's new state and its decision (one row each)."""
+                 extra: Mapping[str, Any] | None = None, note: str | None = None) -> None:
+        """Store the pair's new state and its decision (one row each); ``note`` (an
+        entry's or a completed close's text) is enqueued as a notification in the state's
+        transaction."""
         row: dict[str, Any] = {
             "pair_id": pr.pair_id, "y": pr.y, "x": pr.x, "beta": pr.beta, "alpha": pr.alpha,
             "position": int(state.position), "locked_out": int(state.locked_out),
@@ -807,7 +890,7 @@ class _Tick:
             row["pair_set_id"] = self.pair_set.id
         if extra:
             row.update(extra)
-        self.db.save_pair_state(row)
+        self.db.save_pair_state(row, self._pair_note(pr, action, note), self.clock.now())
         z = pr.z if pr.problem is None else None
         self.db.save_decision(self.when, pr.pair_id, z, d.position, action, reason)
         log.info("tick %s %s z=%s %s: %s", iso(self.when), pr.pair_id,
@@ -846,10 +929,15 @@ class _Tick:
         opened = pr.position if pr.position != 0 else _side_of(pr.amounts)
         closing = PairState(opened) if opened != 0 else PairState()
         self._persist(pr, closing, d, d.action, d.reason, extra={"closing": d.action})
+        failpoint("tick.exit_after_closing_mark")
         legs = self._close_legs(pr, d.action)
         out = self.executor.close(pr.pair_id, d.action, legs) if legs else None
+        failpoint("tick.exit_before_flat")
         if out is None or out.ok:
-            self._persist(pr, d.state, d, d.action, d.reason, extra={"closing": None})
+            pnl = self._pnl_at_close(pr)
+            self._persist(pr, d.state, d, d.action, d.reason, extra={"closing": None},
+                          note=d.reason + ("" if math.isnan(pnl) else
+                                           f"; PnL at the bar's close {pnl:+,.2f} USDT"))
         else:
             self._persist(pr, closing, d, d.action,
                           f"{d.reason}; {out.message}: the pair stays open and its close is "
@@ -934,6 +1022,7 @@ class _Tick:
                      amount_x),
         )
         out = self.executor.enter(pr.pair_id, d.action, legs)
+        failpoint("tick.entry_before_persist")
         detail = f"y {legs[0].side} {amount_y:g}, x {legs[1].side} {amount_x:g}, " \
             + _sizing_text(sizing)
         if out.ok:
@@ -942,7 +1031,8 @@ class _Tick:
                 "entry_z": pr.z, "entry_time": iso(self.when),
                 "entry_price_y": fy.average, "entry_price_x": fx.average,
                 "spread_std": pr.spread_std, "risk_budget": sizing.risk_amount,
-            })
+            }, note=f"{d.reason}; filled y {fy.filled:g} {pr.y} at {fy.average}, "
+                    f"x {fx.filled:g} {pr.x} at {fx.average}; {_sizing_text(sizing)}")
         else:
             self._persist(pr, pr.strategy_state, d, "none",
                           f"{d.reason}; entry failed: {out.message}")

@@ -15,14 +15,26 @@ Conventions
   equity for the first month) minus 1. A point marked at 00:00 UTC on the 1st closes the
   previous month (it is the close of that month's last candle).
 * Money is in the quote currency (USDT). Fees and funding are *paid* amounts: positive when
-  they cost money (the trades table records funding as received, ``-amount * close * rate``).
+  they cost money (the trades table records funding as received, ``-amount * mark * rate``).
+
+Progress
+--------
+:class:`ProgressDisplay` is the backtest's progress callback in a notebook: one display output
+updated in place (a plain HTML ``<progress>`` bar and a text line, no widget and no script,
+so the executed report stays readable offline and keeps only the final state). When the
+environment names a file in :data:`PROGRESS_FILE_ENV` (``pairlib backtest`` does), the same
+updates are written there as ``"<done> <total>"``, which the command line turns into its
+progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +53,8 @@ if TYPE_CHECKING:
     from pairlib.config import Params, StrategyParams
     from pairlib.engine.backtest import BacktestResult, FillModel
 
-__all__ = ["EXIT_MARKERS", "MONTHS", "TradeStats", "drawdown", "equity_figure",
+__all__ = ["EXIT_MARKERS", "MONTHS", "PROGRESS_FILE_ENV", "ProgressDisplay", "TradeStats",
+           "drawdown", "equity_figure",
            "fill_model", "fill_model_line", "fill_model_text", "glue_result", "loss_line",
            "loss_multiple_figure", "metrics", "metrics_frame", "monthly_heatmap",
            "monthly_returns", "notes_line", "pair_pnl", "pair_pnl_figure", "pair_sets_frame",
@@ -60,6 +73,80 @@ EXIT_MARKERS: dict[str, tuple[str, str]] = {
 """Exit marker by exit reason: ``(plotly marker symbol, colour)`` (others: grey ``x``)."""
 
 _YEAR = timedelta(days=365)
+
+PROGRESS_FILE_ENV = "PAIRLIB_PROGRESS_FILE"
+"""Environment variable naming the file a backtest kernel writes its progress to."""
+
+
+class ProgressDisplay:
+    """A :data:`pairlib.engine.backtest.Progress` callback that shows bars done in the
+    running notebook and, when asked, in a progress file.
+
+    Parameters
+    ----------
+    label : str
+        What is counted, shown before the bar.
+    min_interval_s : float
+        Least time between two updates; the first and the last bar always update. A backtest
+        calls once per bar (4,380 calls for two years), so updates are throttled to a few
+        per second.
+    progress_file : path, optional
+        Where to write ``"<done> <total>"`` (replaced atomically at each update); default:
+        the file named by :data:`PROGRESS_FILE_ENV`, if set.
+    display : bool
+        Show the notebook output (False: the file only).
+
+    Notes
+    -----
+    The notebook output is ``text/html`` (a ``<progress>`` element) with a ``text/plain``
+    twin, updated through a display id: the saved report keeps the final line, e.g.
+    ``Backtest: 4380/4380 bars (100%), 9.2 s elapsed`` (since the display was made, so the
+    history read before the first bar counts).
+    """
+
+    def __init__(self, label: str = "Backtest", min_interval_s: float = 0.25,
+                 progress_file: str | Path | None = None, display: bool = True) -> None:
+        self.label = label
+        self.min_interval_s = float(min_interval_s)
+        env = os.environ.get(PROGRESS_FILE_ENV)
+        self.path = Path(progress_file) if progress_file is not None else (
+            Path(env) if env else None)
+        self._show = display
+        self._handle: Any = None
+        self._t0 = time.monotonic()
+        self._last = -math.inf
+        self.updates = 0
+        """How many times the display (and the file) were updated."""
+
+    def __call__(self, done: int, total: int) -> None:
+        """Record ``done`` of ``total`` bars; update the outputs when due."""
+        now = time.monotonic()
+        if done not in (1, total) and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        self.updates += 1
+        if self.path is not None:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(f"{int(done)} {int(total)}\n")
+            os.replace(tmp, self.path)
+        if self._show:
+            self._display(self.output(done, total, now - self._t0))
+
+    def output(self, done: int, total: int, elapsed_s: float) -> dict[str, str]:
+        """The display data for ``done`` of ``total`` after ``elapsed_s`` seconds."""
+        frac = done / total if total else 1.0
+        text = f"{self.label}: {done}/{total} bars ({frac:.0%}), {elapsed_s:.1f} s elapsed"
+        html = (f'<progress value="{done}" max="{total}" style="width: 20em"></progress> '
+                f"<code>{text}</code>")
+        return {"text/plain": text, "text/html": html}
+
+    def _display(self, data: dict[str, str]) -> None:
+        from IPython.display import display
+
+        if self._handle is None:
+            self._handle = display(data, raw=True, display_id=True)
+        else:
+            self._handle.update(data, raw=True)
 
 
 @dataclass(frozen=True)
@@ -298,8 +385,8 @@ def fill_model_line(result: BacktestResult) -> str:
     f = result.fill_model
     return (f"**Fill model:** market orders at the signal bar's close moved "
             f"{f.slippage_bps:g} bps against the order, taker fee {f.taker_fee * 100:.4g}% of "
-            "each fill's notional, funding from the venue's rate history; today's market "
-            "rules applied to the past (details at the end).")
+            "each fill's notional, funding from the venue's rate history at its mark price; "
+            "today's market rules applied to the past (details at the end).")
 
 
 def fill_model_text() -> str:

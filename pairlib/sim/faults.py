@@ -10,7 +10,11 @@ A :class:`Faults` object is shared by the server's request threads. Tests arm it
                            text body, so ccxt maps it by status (503 -> ExchangeNotAvailable)
 ``rate_limit_next``        the next N matching requests answer HTTP 429 with code -1003
 ``timeout_next``           the next N matching requests sleep ``seconds`` before being
-                           handled (longer than the client's timeout -> ccxt RequestTimeout)
+                           handled (longer than the client's timeout -> ccxt RequestTimeout;
+                           shorter: a latency spike)
+``maintenance_next``       the next N matching requests answer HTTP 503 with Binance's
+                           ``{"code": 1, "msg": "System is under maintenance."}`` (ccxt
+                           OnMaintenance); nothing is done (an order is not booked)
 ``reject_next_orders``     the next N new orders are rejected with a Binance error ``code``
 ``partial_fill_next``      the next N new orders fill only ``ratio`` of their quantity; the
                            rest of a MARKET order expires at once (EXPIRED, as Binance does
@@ -25,9 +29,17 @@ A :class:`Faults` object is shared by the server's request threads. Tests arm it
                            (wall clock) later in the background, at the then-current sim
                            price, unless that moment is past the request's ``timestamp +
                            recvWindow`` (then it is never booked)
+``random_faults``          each exchange request, with probability ``rate``, gets one fault
+                           of a kind drawn (seeded) from ``kinds`` (:data:`RANDOM_KINDS`;
+                           the order kinds only for new orders): see
+                           :meth:`Faults.random_faults`; ``random_injected`` counts them
 =========================  ================================================================
 
 ``path`` filters match when the request path starts with them (e.g. ``/fapi/v1/klines``).
+The order faults (``reject_next_orders``, ``partial_fill_next``, ``drop_response_next_orders``,
+``book_late_next_orders``) take ``match``: only orders whose client id contains it are
+affected (e.g. ``"-x-e"`` the second leg of an entry, ``"-uw"`` an unwind, ``"-ex"`` an exit),
+and other orders pass them by.
 Every argument is validated (counts are whole numbers >= 1, durations finite and bounded),
 so a bad ``POST /sim/faults`` answers 400 naming the argument instead of arming a fault
 that breaks the server.
@@ -36,12 +48,13 @@ that breaks the server.
 from __future__ import annotations
 
 import math
+import random
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Faults", "HttpFault", "LateBooking"]
+__all__ = ["RANDOM_KINDS", "Faults", "HttpFault", "LateBooking"]
 
 MAX_COUNT = 1_000_000
 """Largest ``n`` a fault accepts."""
@@ -50,6 +63,10 @@ MAX_SECONDS = 3_600.0
 MAX_LATENCY_MS = 60_000.0
 """Largest ``latency_ms`` accepted."""
 LATE_MODES = ("timeout", "close", "5xx")
+RANDOM_KINDS = ("latency", "5xx", "timeout", "rate_limit", "maintenance", "reject",
+                "partial_fill", "drop_response", "book_late")
+"""The kinds :meth:`Faults.random_faults` draws from (the last four hit only new orders)."""
+_ORDER_KINDS = frozenset({"reject", "partial_fill", "drop_response", "book_late"})
 """How a late-booked order's request is answered (see :meth:`Faults.book_late_next_orders`)."""
 
 
@@ -78,6 +95,21 @@ def _seconds(value: Any, name: str) -> float:
     return _number(value, name, 0.0, MAX_SECONDS)
 
 
+def _match(value: Any) -> str | None:
+    """An order fault's client-id filter: None (every order) or a non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 36:
+        raise ValueError(f"match must be None or a client-id substring (1-36 characters), "
+                         f"got {value!r}")
+    return value
+
+
+def _matched(entry: dict[str, Any], match: str | None) -> dict[str, Any]:
+    """An order fault's JSON entry, with its ``match`` only when it has one."""
+    return entry if match is None else {**entry, "match": match}
+
+
 def _path(value: Any) -> str | None:
     if value is None:
         return None
@@ -99,8 +131,8 @@ class _Counted:
 
 @dataclass(frozen=True)
 class HttpFault:
-    """A fault to apply to one request: ``kind`` is ``"status"``, ``"rate_limit"`` or
-    ``"timeout"``."""
+    """A fault to apply to one request: ``kind`` is ``"status"``, ``"rate_limit"``,
+    ``"timeout"`` or ``"maintenance"``."""
 
     kind: str
     status: int = 503
@@ -117,6 +149,29 @@ class LateBooking:
     hold_s: float
 
 
+@dataclass
+class _RandomFaults:
+    """The settings, seeded draw and counts of :meth:`Faults.random_faults`."""
+
+    rate: float
+    seed: int
+    kinds: tuple[str, ...]
+    latency_s: float
+    timeout_s: float
+    late_delay_s: float
+    rng: random.Random = field(init=False)
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def spec(self) -> dict[str, Any]:
+        """The arguments of :meth:`Faults.random_faults` that armed this."""
+        return {"rate": self.rate, "seed": self.seed, "kinds": list(self.kinds),
+                "latency_s": self.latency_s, "timeout_s": self.timeout_s,
+                "late_delay_s": self.late_delay_s}
+
+
 class Faults:
     """Armed faults; every method is thread-safe."""
 
@@ -126,10 +181,13 @@ class Faults:
         self._fail: list[_Counted] = []
         self._rate: list[_Counted] = []
         self._timeout: list[_Counted] = []
-        self._reject: list[tuple[int, int, str | None]] = []  # [n, code, msg]
-        self._partial: list[tuple[int, float]] = []
-        self._drop: list[tuple[int, str]] = []
-        self._late: list[tuple[int, LateBooking]] = []
+        self._maintenance: list[_Counted] = []
+        # Order faults: (n, *payload, match); match None or a client-id substring.
+        self._reject: list[tuple[int, int, str | None, str | None]] = []  # [n, code, msg, m]
+        self._partial: list[tuple[int, float, str | None]] = []
+        self._drop: list[tuple[int, str, str | None]] = []
+        self._late: list[tuple[int, LateBooking, str | None]] = []
+        self._random: _RandomFaults | None = None
 
     # ------------------------------------------------------------------ arming
     @property
@@ -162,36 +220,51 @@ class Faults:
         with self._lock:
             self._timeout.append(item)
 
-    def reject_next_orders(self, n: int = 1, code: int = -2019, msg: str | None = None) -> None:
-        """Reject the next ``n`` new orders with Binance error ``code``."""
+    def maintenance_next(self, n: int = 1, path: str | None = None) -> None:
+        """The venue is under maintenance for the next ``n`` exchange requests (matching
+        ``path``): each answers HTTP 503 with Binance's ``{"code": 1, "msg": "System is
+        under maintenance."}`` (ccxt: OnMaintenance) and does nothing (an order is not
+        booked)."""
+        item = _Counted(_count(n), _path(path), status=503)
+        with self._lock:
+            self._maintenance.append(item)
+
+    def reject_next_orders(self, n: int = 1, code: int = -2019, msg: str | None = None,
+                           match: str | None = None) -> None:
+        """Reject the next ``n`` new orders (whose client id contains ``match``, when given)
+        with Binance error ``code`` (-2019: insufficient margin)."""
         c = _number(code, "code", -99_999, 99_999)
         if c != math.floor(c):
             raise ValueError(f"code must be a whole number, got {code!r}")
         if msg is not None and not isinstance(msg, str):
             raise ValueError(f"msg must be None or a string, got {msg!r}")
-        item = (_count(n), int(c), msg)
+        item = (_count(n), int(c), msg, _match(match))
         with self._lock:
             self._reject.append(item)
 
-    def partial_fill_next(self, n: int = 1, ratio: float = 0.5) -> None:
-        """Fill only ``ratio`` (0 < ratio < 1) of the next ``n`` orders' quantity."""
+    def partial_fill_next(self, n: int = 1, ratio: float = 0.5, match: str | None = None) -> None:
+        """Fill only ``ratio`` (0 < ratio < 1) of the next ``n`` orders' quantity (orders
+        whose client id contains ``match``, when given)."""
         r = _number(ratio, "ratio", 0.0, 1.0)
         if not 0.0 < r < 1.0:
             raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
-        item = (_count(n), r)
+        item = (_count(n), r, _match(match))
         with self._lock:
             self._partial.append(item)
 
-    def drop_response_next_orders(self, n: int = 1, mode: str = "close") -> None:
-        """Book the next ``n`` orders but lose the response (``"close"`` or ``"5xx"``)."""
+    def drop_response_next_orders(self, n: int = 1, mode: str = "close",
+                                  match: str | None = None) -> None:
+        """Book the next ``n`` orders (whose client id contains ``match``, when given) but
+        lose the response (``"close"`` or ``"5xx"``)."""
         if mode not in ("close", "5xx"):
             raise ValueError(f"mode must be 'close' or '5xx', got {mode!r}")
-        item = (_count(n), mode)
+        item = (_count(n), mode, _match(match))
         with self._lock:
             self._drop.append(item)
 
     def book_late_next_orders(
-        self, n: int = 1, delay_s: float = 2.0, mode: str = "timeout", hold_s: float = 30.0
+        self, n: int = 1, delay_s: float = 2.0, mode: str = "timeout", hold_s: float = 30.0,
+        match: str | None = None,
     ) -> None:
         """Book the next ``n`` new orders ``delay_s`` seconds late, answering them per ``mode``.
 
@@ -207,15 +280,17 @@ class Faults:
         * ``"close"``: the connection is closed at once without a response;
         * ``"5xx"``: HTTP 503 with a text body (ccxt: ExchangeNotAvailable).
 
+        With ``match``, only orders whose client id contains it are affected.
+
         Raises
         ------
         ValueError
-            Bad ``n``, ``delay_s``/``hold_s`` (finite, 0..3600 s) or ``mode``.
+            Bad ``n``, ``delay_s``/``hold_s`` (finite, 0..3600 s), ``mode`` or ``match``.
         """
         if mode not in LATE_MODES:
             raise ValueError(f"mode must be one of {', '.join(LATE_MODES)}, got {mode!r}")
         item = (_count(n), LateBooking(_seconds(delay_s, "delay_s"), mode,
-                                       _seconds(hold_s, "hold_s")))
+                                       _seconds(hold_s, "hold_s")), _match(match))
         with self._lock:
             self._late.append(item)
 
@@ -230,6 +305,92 @@ class Faults:
             self._partial.clear()
             self._drop.clear()
             self._late.clear()
+            self._maintenance.clear()
+            if self._random is not None:
+                self._random.rate = 0.0
+
+    def random_faults(
+        self, rate: float, seed: int = 0, kinds: Sequence[str] | None = None,
+        latency_s: float = 0.3, timeout_s: float = 2.0, late_delay_s: float = 0.5,
+    ) -> None:
+        """Inject faults at random: each exchange request, with probability ``rate``, gets
+        one fault of a kind drawn uniformly from ``kinds`` (default all of
+        :data:`RANDOM_KINDS`); the order kinds are drawn only for new orders and hit that
+        order alone (matched by its client id). ``rate=0`` disarms; arming again restarts
+        the seeded draw and the counts (:meth:`random_injected`).
+
+        The kinds: ``latency`` (the request is held ``latency_s``, then handled: a spike
+        shorter than the client's timeout), ``5xx`` (503), ``timeout`` (held ``timeout_s``,
+        longer than the client's timeout, then handled: an order is still booked),
+        ``rate_limit`` (429 with Retry-After), ``maintenance`` (503, code 1), ``reject``
+        (-2019 insufficient margin), ``partial_fill`` (20-80% filled), ``drop_response``
+        (booked, the response lost: closed or 503) and ``book_late`` (booked
+        ``late_delay_s`` later, the request answered per a drawn late mode).
+
+        A soak test uses it to spread rare faults over a long run, as a real venue does,
+        instead of arming each one at a chosen request.
+
+        Raises
+        ------
+        ValueError
+            ``rate`` outside [0, 1], an unknown kind, or a delay outside 0..3600 s.
+        """
+        r = _number(rate, "rate", 0.0, 1.0)
+        s = _number(seed, "seed", 0, 2**63 - 1)
+        if s != math.floor(s):
+            raise ValueError(f"seed must be a whole number, got {seed!r}")
+        chosen = tuple(RANDOM_KINDS if kinds is None else kinds)
+        bad = [k for k in chosen if k not in RANDOM_KINDS]
+        if bad or not chosen or isinstance(kinds, str):
+            raise ValueError(f"kinds must be a non-empty list of {', '.join(RANDOM_KINDS)}; "
+                             f"got {kinds!r}")
+        state = _RandomFaults(r, int(s), chosen, _seconds(latency_s, "latency_s"),
+                              _seconds(timeout_s, "timeout_s"),
+                              _seconds(late_delay_s, "late_delay_s"))
+        with self._lock:
+            self._random = state
+
+    def random_injected(self) -> dict[str, int]:
+        """How many faults of each kind :meth:`random_faults` has injected since armed."""
+        with self._lock:
+            return {} if self._random is None else dict(self._random.injected)
+
+    def roll(self, path: str, is_order: bool, client_id: str | None = None) -> str | None:
+        """Draw the random fault of one exchange request (the server calls this first):
+        with probability ``rate`` arm a one-use fault of a drawn kind for it (an order
+        fault matches ``client_id``) and return the kind; None when nothing is drawn."""
+        with self._lock:
+            rnd = self._random
+            if rnd is None or rnd.rate <= 0.0 or rnd.rng.random() >= rnd.rate:
+                return None
+            options = [k for k in rnd.kinds if is_order or k not in _ORDER_KINDS]
+            if not options:
+                return None
+            kind = rnd.rng.choice(options)
+            ratio = round(rnd.rng.uniform(0.2, 0.8), 2)
+            mode = rnd.rng.choice(LATE_MODES)
+            rnd.injected[kind] = rnd.injected.get(kind, 0) + 1
+        if kind == "latency":
+            self.timeout_next(1, rnd.latency_s, path)
+        elif kind == "timeout":
+            self.timeout_next(1, rnd.timeout_s, path)
+        elif kind == "5xx":
+            self.fail_next(1, 503, path)
+        elif kind == "rate_limit":
+            self.rate_limit_next(1, path)
+        elif kind == "maintenance":
+            self.maintenance_next(1, path)
+        elif kind == "reject":
+            self.reject_next_orders(1, -2019, match=client_id)
+        elif kind == "partial_fill":
+            self.partial_fill_next(1, ratio, match=client_id)
+        elif kind == "drop_response":
+            self.drop_response_next_orders(1, "5xx" if mode == "5xx" else "close",
+                                           match=client_id)
+        else:
+            self.book_late_next_orders(1, rnd.late_delay_s, mode, rnd.timeout_s,
+                                       match=client_id)
+        return kind
 
     # ------------------------------------------------------------------ consuming
     @staticmethod
@@ -243,19 +404,24 @@ class Faults:
         return None
 
     @staticmethod
-    def _take_first(items: list[Any]) -> Any:
-        """The payload of the first ``(n, *payload)`` entry, consuming one use of it."""
-        if not items:
-            return None
-        n, *rest = items[0]
-        items[0] = (n - 1, *rest)
-        if n - 1 <= 0:
-            items.pop(0)
-        return rest[0] if len(rest) == 1 else tuple(rest)
+    def _take_first(items: list[Any], client_id: str | None = None) -> Any:
+        """The payload of the first ``(n, *payload, match)`` entry whose ``match`` is None or
+        part of ``client_id``, consuming one use of it."""
+        for i, (n, *rest) in enumerate(items):
+            *payload, match = rest
+            if match is not None and (client_id is None or match not in client_id):
+                continue
+            items[i] = (n - 1, *rest)
+            if n - 1 <= 0:
+                items.pop(i)
+            return payload[0] if len(payload) == 1 else tuple(payload)
+        return None
 
     def take_http(self, path: str) -> HttpFault | None:
         """The HTTP-level fault for a request to ``path``, if one is armed (consumes it)."""
         with self._lock:
+            if self._take(self._maintenance, path) is not None:
+                return HttpFault("maintenance", status=503)
             if (t := self._take(self._timeout, path)) is not None:
                 return HttpFault("timeout", seconds=t.seconds)
             if self._take(self._rate, path) is not None:
@@ -264,28 +430,29 @@ class Faults:
                 return HttpFault("status", status=f.status)
         return None
 
-    def take_rejection(self) -> tuple[int, str | None] | None:
-        """``(code, msg)`` for the next new order if a rejection is armed."""
+    def take_rejection(self, client_id: str | None = None) -> tuple[int, str | None] | None:
+        """``(code, msg)`` for a new order with ``client_id`` if a rejection for it is
+        armed (consumes one use)."""
         with self._lock:
-            got: tuple[int, str | None] | None = self._take_first(self._reject)
+            got: tuple[int, str | None] | None = self._take_first(self._reject, client_id)
             return got
 
-    def take_partial(self) -> float | None:
-        """Fill ratio for the next new order if a partial fill is armed."""
+    def take_partial(self, client_id: str | None = None) -> float | None:
+        """Fill ratio for a new order with ``client_id`` if a partial fill is armed."""
         with self._lock:
-            got: float | None = self._take_first(self._partial)
+            got: float | None = self._take_first(self._partial, client_id)
             return got
 
-    def take_drop(self) -> str | None:
-        """Drop mode for the next new order's response if armed."""
+    def take_drop(self, client_id: str | None = None) -> str | None:
+        """Drop mode for a new order's response (``client_id``) if armed."""
         with self._lock:
-            got: str | None = self._take_first(self._drop)
+            got: str | None = self._take_first(self._drop, client_id)
             return got
 
-    def take_late(self) -> LateBooking | None:
-        """How to book the next new order late, if a late booking is armed."""
+    def take_late(self, client_id: str | None = None) -> LateBooking | None:
+        """How to book a new order with ``client_id`` late, if a late booking is armed."""
         with self._lock:
-            got: LateBooking | None = self._take_first(self._late)
+            got: LateBooking | None = self._take_first(self._late, client_id)
             return got
 
     # ------------------------------------------------------------------ JSON control
@@ -299,15 +466,24 @@ class Faults:
                 "timeout_next": [
                     {"n": f.n, "seconds": f.seconds, "path": f.path} for f in self._timeout
                 ],
+                "maintenance_next": [{"n": f.n, "path": f.path} for f in self._maintenance],
                 "reject_next_orders": [
-                    {"n": n, "code": c, "msg": m} for n, c, m in self._reject
+                    _matched({"n": n, "code": c, "msg": m}, x) for n, c, m, x in self._reject
                 ],
-                "partial_fill_next": [{"n": n, "ratio": r} for n, r in self._partial],
-                "drop_response_next_orders": [{"n": n, "mode": m} for n, m in self._drop],
+                "partial_fill_next": [
+                    _matched({"n": n, "ratio": r}, x) for n, r, x in self._partial
+                ],
+                "drop_response_next_orders": [
+                    _matched({"n": n, "mode": m}, x) for n, m, x in self._drop
+                ],
                 "book_late_next_orders": [
-                    {"n": n, "delay_s": b.delay_s, "mode": b.mode, "hold_s": b.hold_s}
-                    for n, b in self._late
+                    _matched({"n": n, "delay_s": b.delay_s, "mode": b.mode, "hold_s": b.hold_s},
+                             x)
+                    for n, b, x in self._late
                 ],
+                **({} if self._random is None or self._random.rate <= 0 else {
+                    "random_faults": self._random.spec()}),
+                "random_injected": {} if self._random is None else dict(self._random.injected),
             }
 
     def apply(self, spec: dict[str, Any]) -> None:
@@ -327,12 +503,14 @@ class Faults:
             "fail_next": self.fail_next,
             "rate_limit_next": self.rate_limit_next,
             "timeout_next": self.timeout_next,
+            "maintenance_next": self.maintenance_next,
             "reject_next_orders": self.reject_next_orders,
             "partial_fill_next": self.partial_fill_next,
             "drop_response_next_orders": self.drop_response_next_orders,
             "book_late_next_orders": self.book_late_next_orders,
+            "random_faults": self.random_faults,
         }
-        unknown = set(spec) - set(arms) - {"clear", "latency_ms"}
+        unknown = set(spec) - set(arms) - {"clear", "latency_ms", "random_injected"}
         if unknown:
             raise ValueError(
                 f"unknown fault keys {sorted(unknown)}; allowed: clear, latency_ms, "

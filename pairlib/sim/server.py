@@ -486,12 +486,18 @@ class SimServer:
     def _exchange(self, h: _Handler, method: str, path: str, query: str, body: str) -> None:
         if self.faults.latency_ms > 0 and self._stopping.wait(self.faults.latency_ms / 1000):
             return
+        known = ROUTES.get((method, path))  # a random fault (Faults.random_faults), if drawn
+        self.faults.roll(path, known is not None and known.is_order,
+                         dict(parse_qsl(f"{query}&{body}")).get("newClientOrderId"))
         fault = self.faults.take_http(path)
         if fault is not None and fault.kind == "timeout":
             if self._stopping.wait(fault.seconds):
                 return
         elif fault is not None and fault.kind == "status":
             self._send(h, fault.status, b"Service Unavailable", ctype="text/plain")
+            return
+        elif fault is not None and fault.kind == "maintenance":
+            self._json(h, 503, {"code": 1, "msg": "System is under maintenance."})
             return
         wall_ms = to_ms(self.wall_clock.now())
         route = ROUTES.get((method, path))
@@ -519,16 +525,17 @@ class SimServer:
             if route.signed:
                 self._authenticate(h, params, query, body, wall_ms)
             if route.is_order:
-                late = self.faults.take_late()
+                cid = params.get("newClientOrderId")
+                late = self.faults.take_late(cid)
                 if late is not None:
                     self._answer_late(h, route, params, late, wall_ms)
                     return
-                rejection = self.faults.take_rejection()
+                rejection = self.faults.take_rejection(cid)
                 if rejection is not None:
                     code, msg = rejection
                     raise ExchangeReject(code, msg or _REJECT_MESSAGES.get(
                         code, "Order rejected by the simulator (injected fault)."))
-                venue.fill_ratio = self.faults.take_partial()
+                venue.fill_ratio = self.faults.take_partial(cid)
             payload = route.handler(params, venue)
         except ExchangeReject as e:
             self._error(h, e, headers)
@@ -540,7 +547,7 @@ class SimServer:
             self._error(h, ExchangeReject(-1000, str(e)), headers)
             return
         if route.is_order:
-            drop = self.faults.take_drop()
+            drop = self.faults.take_drop(params.get("newClientOrderId"))
             if drop == "close":
                 h.close_connection = True
                 return

@@ -64,7 +64,7 @@ from pairlib.venue.records import (
     TradeInfo,
 )
 
-__all__ = ["Exchange", "rewrite_api_urls", "translate_error"]
+__all__ = ["Exchange", "FundingRate", "rewrite_api_urls", "translate_error"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ _DEFAULT_OHLCV_PAGE_LIMIT = 500
 # clamps the page below what was asked (a clamped page would look like the last one).
 _FUNDING_PAGE_LIMIT: dict[str, int] = {"binanceusdm": 1000}
 _DEFAULT_FUNDING_PAGE_LIMIT = 100
+# Largest funding-rate-history page per request: Binance USDⓈ-M /fapi/v1/fundingRate serves
+# up to 1000 (default 100); elsewhere 100, as above.
+_FUNDING_RATE_PAGE_LIMIT: dict[str, int] = {"binanceusdm": 1000}
+_DEFAULT_FUNDING_RATE_PAGE_LIMIT = 100
 # Binance's newClientOrderId rule.
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 # Transient ccxt errors that make a read worth retrying (InvalidNonce is a NetworkError in
@@ -105,6 +109,26 @@ _MAX_CHAIN = 32  # chained exceptions scrubbed at most (a chain is a handful dee
 # Loggers of the HTTP stack under the adapter that print request URLs, headers and bodies
 # at DEBUG level (ccxt's request/response log, urllib3's connection and retry logs).
 _HTTP_LOGGERS = ("ccxt.base.exchange", "urllib3.connectionpool", "urllib3.util.retry")
+
+
+@dataclass(frozen=True)
+class FundingRate:
+    """One settled funding rate of a perpetual (public history).
+
+    Attributes
+    ----------
+    timestamp : int
+        Funding time, ms (rounded to the minute).
+    rate : float
+        The rate settled then; a long position pays ``amount * mark_price * rate``.
+    mark_price : float or None
+        The venue's mark price the payments were valued at; ``None`` when the venue did not
+        send it.
+    """
+
+    timestamp: int
+    rate: float
+    mark_price: float | None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1066,23 +1090,70 @@ class Exchange:
         ]
 
     def fetch_funding_rates(self, symbol: str, since_ms: int, until_ms: int) -> dict[int, float]:
-        """Public funding-rate history of ``symbol``: {funding time (ms): rate} (retried read).
+        """Public funding-rate history of ``symbol``: {funding time (ms): rate}.
 
-        Funding times are rounded to the minute (venues stamp them a few ms late).
+        The rates of :meth:`fetch_funding_rate_history` (paged, retried reads); funding
+        times are rounded to the minute (venues stamp them a few ms late).
+        """
+        return {r.timestamp: r.rate
+                for r in self.fetch_funding_rate_history(symbol, since_ms, until_ms)}
+
+    @property
+    def funding_rate_page_limit(self) -> int:
+        """Most funding rates one funding-rate-history request returns on this venue."""
+        return _FUNDING_RATE_PAGE_LIMIT.get(self._recipe.exchange_id,
+                                            _DEFAULT_FUNDING_RATE_PAGE_LIMIT)
+
+    def fetch_funding_rate_history(
+        self, symbol: str, since_ms: int, until_ms: int
+    ) -> list[FundingRate]:
+        """Public funding-rate history of ``symbol`` with funding times in
+        ``[since_ms, until_ms]``, oldest first, each with the mark price it was settled at.
+
+        Keyless (a public endpoint). Pages forward (each page a retried read of
+        :attr:`funding_rate_page_limit` rows; Binance ``/fapi/v1/fundingRate``: 1,000, one
+        row per funding time of one symbol) from just after the last time read until a page
+        comes back short or passes ``until_ms``, so a history longer than a page (a year of
+        8-hourly funding is 1,095 rows) is read whole.
+
+        Returns
+        -------
+        list of FundingRate
+            ``timestamp`` rounded to the minute (venues stamp funding times a few ms
+            late); ``mark_price`` the venue's mark price at that funding time (Binance sends
+            it as ``markPrice``; ``None`` where the venue sends none or an empty one, as
+            Binance does for old rows). A funding payment is ``-amount * mark_price * rate``.
+
+        Raises
+        ------
+        ExchangeError
+            A failed page read (retried first, as every read).
         """
         self._ensure_markets()
-        raw = self._read(
-            f"fetch_funding_rate_history {symbol}",
-            lambda: self._client.fetch_funding_rate_history(
-                symbol, since_ms, 1000, {"endTime": until_ms}
-            ),
-        )
-        out: dict[int, float] = {}
-        for r in raw:
-            ts, rate = _opt_i(r.get("timestamp")), _opt_f(r.get("fundingRate"))
-            if ts is not None and rate is not None and since_ms <= ts <= until_ms + 60_000:
-                out[round(ts / 60_000) * 60_000] = rate
-        return out
+        limit = self.funding_rate_page_limit
+        out: dict[int, FundingRate] = {}
+        cursor = since_ms
+        while cursor <= until_ms:
+            page = self._read(
+                f"fetch_funding_rate_history {symbol} since {cursor}",
+                partial(self._client.fetch_funding_rate_history, symbol, cursor, limit,
+                        {"endTime": until_ms}),
+            )
+            last: int | None = None
+            for r in page:
+                ts, rate = _opt_i(r.get("timestamp")), _opt_f(r.get("fundingRate"))
+                if ts is None:
+                    continue
+                last = ts if last is None else max(last, ts)
+                info = r.get("info")
+                mark = _opt_f(info.get("markPrice")) if isinstance(info, Mapping) else None
+                if rate is not None and since_ms <= ts <= until_ms + 60_000:
+                    at = round(ts / 60_000) * 60_000
+                    out[at] = FundingRate(at, rate, mark if mark and mark > 0 else None)
+            if len(page) < limit or last is None or last < cursor:
+                break
+            cursor = last + 1
+        return [out[t] for t in sorted(out)]
 
     @property
     def funding_page_limit(self) -> int:

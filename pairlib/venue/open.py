@@ -134,7 +134,11 @@ def open_exchange(
         elif venue.kind == "sim" and venue.sim_url is None:
             from pairlib.sim.market import Market, MarketSpec
 
-            source = Market(MarketSpec(seed=venue.sim_seed, n_symbols=venue.sim_symbols))
+            # A small universe (venue.sim_symbols allows 4) holds fewer planted pairs: the
+            # market needs two symbols per pair and two more.
+            n_pairs = min(MarketSpec.n_pairs, (venue.sim_symbols - 2) // 2)
+            source = Market(MarketSpec(seed=venue.sim_seed, n_symbols=venue.sim_symbols,
+                                       n_pairs=n_pairs))
             connect = partial(Exchange.from_params, venue)
         else:  # a running simulator at sim_url, or a ccxt venue
             yield stack.enter_context(

@@ -1,0 +1,171 @@
+"""``make mutation``: mutation testing of the rule modules, and its figures.
+
+Runs mutmut 3 (settings in ``setup.cfg`` ``[mutmut]``: the mutated modules are
+``core/strategy.py``, ``core/risk.py``, ``core/portfolio.py`` and ``engine/execution.py``, each
+mutant tested by the fast unit tests of those modules), then writes the score per module and
+every surviving mutant, sorted by kind, into ``docs/RELIABILITY.md`` (section ``mutation``).
+mutmut keeps its work in ``mutants/`` (git-ignored); a second run re-tests only what changed.
+
+Usage (from the project root)::
+
+    nice -n 10 .venv/bin/python tests/mutation.py [--max-children 2] [--report-only]
+
+The kinds of surviving mutants (:func:`kind_of`):
+
+* ``log`` -- the text or arguments of a log call: no behaviour changes;
+* ``failpoint`` -- the name given to a failpoint: only armed failpoints look at it, and the
+  crash matrix's registry test calls every site by name;
+* ``text`` -- only a string literal changed (a reason, an incident's or an error's wording)
+  that the fast tests do not pin word for word;
+* ``equivalent`` -- ``zip(..., strict=...)`` over two 2-tuples: cannot change anything;
+* ``behaviour`` -- anything else: a test should kill it (listed by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("pairlib/core/strategy.py", "pairlib/core/risk.py", "pairlib/core/portfolio.py",
+           "pairlib/engine/execution.py")
+KINDS = ("behaviour", "text", "log", "failpoint", "equivalent")
+
+
+def run_mutmut(max_children: int) -> int:
+    """``mutmut run`` in the project root; its exit code."""
+    return subprocess.call([str(Path(sys.executable).with_name("mutmut")), "run",
+                            "--max-children", str(max_children)], cwd=ROOT)
+
+
+def statuses() -> dict[str, dict[str, str]]:
+    """Module path -> {mutant name: status} from mutmut's ``mutants/*.meta`` files."""
+    import json
+
+    from mutmut.stats import status_by_exit_code
+
+    out: dict[str, dict[str, str]] = {}
+    for module in MODULES:
+        meta = ROOT / "mutants" / f"{module}.meta"
+        if not meta.exists():
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        out[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
+    return out
+
+
+def _strip_strings(line: str) -> str:
+    """``line`` with every string literal replaced by ``''`` (f-strings included)."""
+    return re.sub(r"""[rbfRBF]*("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", "''", line)
+
+
+def kind_of(diff: str) -> str:
+    """Which of :data:`KINDS` a surviving mutant is, from its unified diff."""
+    lines = diff.splitlines()
+    minus = [ln[1:] for ln in lines if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in lines if ln.startswith("+") and not ln.startswith("+++")]
+    changed_at = next((i for i, ln in enumerate(lines)
+                       if ln.startswith("-") and not ln.startswith("---")), 0)
+    statement = " ".join(ln[1:] for ln in lines[max(changed_at - 3, 0):changed_at + 1])
+    if any("failpoint(" in ln for ln in minus + plus):
+        return "failpoint"
+    if re.search(r"\blog\.(debug|info|warning|error|exception)\(", statement) and not any(
+            "=" in ln.split("log.")[0] for ln in minus if "log." in ln):
+        return "log"
+    if any("strict=" in ln for ln in minus + plus) and "zip(" in statement:
+        return "equivalent"
+    if minus and len(minus) == len(plus) and all(
+            _strip_strings(a) == _strip_strings(b) for a, b in zip(minus, plus, strict=True)):
+        return "text"
+    return "behaviour"
+
+
+def survivors() -> dict[str, list[tuple[str, str]]]:
+    """Kind -> [(mutant name, its changed lines)] of every surviving mutant."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    by_kind: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for module, names in statuses().items():
+        for name, status in names.items():
+            if status != "survived":
+                continue
+            diff = get_diff_for_mutant(name, path=module)
+            changed = " / ".join(ln.strip() for ln in diff.splitlines()
+                                 if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
+            by_kind[kind_of(diff)].append((name, changed))
+    return by_kind
+
+
+def markdown() -> str:
+    """The ``mutation`` section: the score per module and the survivors by kind."""
+    table = ["| module | mutants | killed | survived | timeout | no tests | score |",
+             "|---|---|---|---|---|---|---|"]
+    for module, names in statuses().items():
+        c = Counter(names.values())
+        judged = c["killed"] + c["survived"] + c["timeout"]
+        score = (c["killed"] + c["timeout"]) / judged if judged else float("nan")
+        table.append(f"| `{module.removeprefix('pairlib/')}` | {len(names)} | {c['killed']} | "
+                     f"{c['survived']} | {c['timeout']} | {c['no tests']} | {score:.0%} |")
+    kinds = survivors()
+    counts = ", ".join(f"{k} {len(kinds.get(k, []))}" for k in KINDS)
+    out = [
+        "### Mutation testing (`make mutation`)",
+        "",
+        "mutmut 3.8 over the rule modules; each mutant is tested by the fast unit tests of "
+        "those modules (`setup.cfg` `[mutmut]`: test_strategy, test_risk, test_portfolio, "
+        "test_execution, test_mutants_core, test_mutants_execution). A mutant *killed* made a "
+        "test fail, *timeout* made it hang (counted as killed), *no tests* is code no fast "
+        "test reaches (the tick tests and the crash and fault matrices do; too slow to run "
+        "per mutant).",
+        "",
+        *table,
+        "",
+        f"Surviving mutants by kind: {counts}. `log`: only a log line's text or arguments "
+        "change. `failpoint`: the name given to a failpoint (only an armed failpoint reads "
+        "it; the crash matrix calls every site by name). `text`: only a message's wording "
+        "changes (reasons, incidents, errors not pinned word for word by the fast tests). "
+        "`equivalent`: `zip(..., strict=...)` over two 2-tuples. `behaviour`: a test should "
+        "kill it; each is listed below.",
+    ]
+    for kind in KINDS:
+        items = kinds.get(kind, [])
+        if not items:
+            continue
+        out += ["", f"<details><summary>{kind}: {len(items)}</summary>", ""]
+        out += [f"- `{name.split('.', 2)[-1]}`: `{changed[:160]}`" for name, changed in items]
+        out += ["", "</details>"]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run mutmut (unless ``--report-only``) and write the ``mutation`` section."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-children", type=int, default=2,
+                    help="parallel mutant runs (default 2: the machine's cores)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only write the figures of the last run into docs/RELIABILITY.md")
+    args = ap.parse_args(argv)
+    if not args.report_only:
+        code = run_mutmut(args.max_children)
+        if code not in (0,):
+            print(f"mutmut run exited {code}", file=sys.stderr)
+    if not statuses():
+        print("no mutmut results under mutants/: run without --report-only first",
+              file=sys.stderr)
+        return 1
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reliability_doc import write_section
+
+    write_section("mutation", markdown())
+    print("wrote the mutation section of docs/RELIABILITY.md")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)  # mutmut reads setup.cfg and mutants/ from the working directory
+    sys.exit(main())

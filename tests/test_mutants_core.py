@@ -1,0 +1,263 @@
+"""What the mutation run (``tests/mutation.py``) showed the rule tests left loose, pinned: the
+exact decision, reason, state and size the portfolio plan gives in each branch of its rule,
+the window :func:`latest_signal` uses, the argument each input error names, the kill switch's
+reason. Reasons are pinned word for word because the operator reads them in every report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pairlib.config import RiskParams, StrategyParams
+from pairlib.core.portfolio import Book, Close, Entry, PairView, Skip, plan
+from pairlib.core.risk import MarketRules, kill_switch_active, size_pair
+from pairlib.core.strategy import Action, Decision, PairState, latest_signal, spread, step
+
+S = StrategyParams()  # entry 1.0, exit 0.5, stop 3.5
+SYMS = ("A", "B", "C", "D", "E", "F")
+RULES = {s: MarketRules(s, 0.001, 0.001, 5.0) for s in SYMS}
+PRICES = dict.fromkeys(SYMS, 100.0)
+STD = 0.02
+FLAT_LEGS = "flat with residual legs A +2 left by an incomplete order: flattening reduce-only"
+
+
+def _risk(**kw: object) -> RiskParams:
+    base: dict[str, object] = {"risk_per_trade": 0.01, "max_positions": 5,
+                               "max_gross_leverage": 4.0}
+    return RiskParams.model_validate({**base, **kw})
+
+
+def _pair(y: str, x: str, z: float, **kw: object) -> PairView:
+    args: dict[str, object] = {"z": z, "spread_std": STD}
+    args.update(kw)
+    return PairView(f"{y}~{x}", y, x, 1.0, 0.0, **args)  # type: ignore[arg-type]
+
+
+def _book(**kw: object) -> Book:
+    args: dict[str, object] = {"equity": 10_000.0, "prices": PRICES, "rules": RULES}
+    args.update(kw)
+    return Book(**args)  # type: ignore[arg-type]
+
+
+def _sizing(z: float, gross: float, risk: RiskParams, stop: float = 3.5) -> object:
+    """The size plan() must give an entry of C~D at ``z`` with ``gross`` already open."""
+    return size_pair(10_000.0, z, stop if z > 0 else -stop, STD, 1.0, 100.0, 100.0,
+                     RULES["C"], RULES["D"], risk, gross)
+
+
+def _step(state: PairState, z: float, s: StrategyParams = S) -> Decision:
+    return step(state, z, s.entry, s.exit, s.stop)
+
+
+# ----------------------------------------------------------------------------- strategy, risk
+
+def test_input_errors_name_the_argument() -> None:
+    flat, square = np.zeros(3), np.zeros((2, 2))
+    with pytest.raises(ValueError, match=r"^log_y must be one-dimensional"):
+        spread(square, flat, 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"^log_x must be one-dimensional"):
+        spread(flat, square, 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"^spread must be one-dimensional"):
+        latest_signal(square, 2)
+
+
+def test_latest_signal_is_the_last_z_and_sample_std_of_the_last_lookback_values() -> None:
+    s = np.random.default_rng(1).normal(size=50).cumsum()
+    w = s[-20:]
+    z, sd = latest_signal(s, 20)
+    assert z == pytest.approx((w[-1] - w.mean()) / w.std(ddof=1), rel=1e-12)
+    assert sd == pytest.approx(w.std(ddof=1), rel=1e-12)
+    exact = latest_signal(s[:20], 20)  # exactly lookback values: a signal, not NaN
+    assert exact[0] == pytest.approx((s[19] - s[:20].mean()) / s[:20].std(ddof=1), rel=1e-12)
+    assert all(math.isnan(v) for v in latest_signal(s[:19], 20))
+
+
+def test_kill_switch_flag_reason() -> None:
+    risk = _risk(kill_switch=True)
+    assert kill_switch_active(risk, lambda p: False) == (
+        True, "kill switch on: risk.kill_switch is true in params; exits only")
+
+
+# ----------------------------------------------------------------------------- closes first
+
+@pytest.mark.parametrize(("closing", "locked"), [(Action.STOP, True), (Action.EXIT, False)])
+def test_a_close_begun_earlier_completes_first_and_frees_its_slot_and_gross(
+        closing: Action, locked: bool) -> None:
+    risk = _risk(max_positions=1, max_gross_leverage=0.4)
+    old = _pair("A", "B", 0.0, state=PairState(1), amounts=(5.0, -5.0), closing=closing)
+    p = plan([old, _pair("C", "D", 1.5)], _book(gross_notional=1_500.0), S, risk)
+    d = Decision(0, closing, f"completing the {closing} begun earlier: its legs are still open",
+                 PairState(0, locked_out=locked))
+    assert p.closes == (Close("A~B", d),)
+    assert p.decisions["A~B"] == d
+    assert p.entries == (Entry("C~D", _step(PairState(), 1.5), _sizing(1.5, 500.0, risk)),)
+
+
+def test_a_decided_pair_only_flattens_its_leftover_legs_named_in_the_reason() -> None:
+    risk = _risk(max_gross_leverage=0.4)
+    left = _pair("A", "B", 2.0, decided=True, amounts=(2.0, 1e-9))  # 1e-9 is dust
+    p = plan([left, _pair("C", "D", 1.5)], _book(gross_notional=200.0), S, risk)
+    assert p.flattens == (Close("A~B", Decision(0, Action.FLATTEN, FLAT_LEGS, PairState())),)
+    assert "A~B" not in p.decisions
+    assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)  # the flattened legs free gross
+
+
+def test_a_price_missing_for_a_closed_leg_counts_as_zero_gross_freed() -> None:
+    risk = _risk(max_gross_leverage=0.4)
+    unpriced = PairView("Y~Z", "Y", "Z", 1.0, 0.0, state=PairState(1), amounts=(10.0, -10.0),
+                        closing=Action.EXIT)
+    p = plan([unpriced, _pair("C", "D", 1.5)], _book(gross_notional=3_000.0), S, risk)
+    assert p.entries[0].sizing == _sizing(1.5, 3_000.0, risk)
+
+
+# ----------------------------------------------------------------------------- the strategy's turn
+
+def test_a_pair_with_a_data_problem_is_not_traded_on_its_z() -> None:
+    p = plan([_pair("A", "B", 5.0, problem="stale candles")], _book(), S, _risk())
+    base = _step(PairState(), math.nan)
+    d = Decision(0, base.action, f"stale candles: no order; {base.reason}", base.state)
+    assert p.skips == (Skip("A~B", d, base.action, d.reason, base.state),)
+    assert p.decisions["A~B"] == d and p.entries == ()
+
+
+def test_a_data_note_is_appended_to_the_reason() -> None:
+    p = plan([_pair("A", "B", 0.2, note="jump served")], _book(), S, _risk())
+    base = _step(PairState(), 0.2)
+    d = Decision(0, base.action, f"{base.reason} (data: jump served)", base.state)
+    assert p.skips == (Skip("A~B", d, base.action, d.reason, base.state),)
+
+
+def _losing(pnl: float, budget: float) -> PairView:
+    return _pair("A", "B", -0.8, state=PairState(1), amounts=(5.0, -5.0), risk_budget=budget,
+                 pnl=pnl)
+
+
+@pytest.mark.parametrize(("pnl", "budget"), [(-100.0, 50.0), (-1.0, 0.5)])
+def test_the_loss_limit_closes_at_exactly_its_multiple(pnl: float, budget: float) -> None:
+    risk = _risk(max_loss_multiple=2.0, max_positions=1, max_gross_leverage=0.4)
+    p = plan([_losing(pnl, budget), _pair("C", "D", 1.5)], _book(gross_notional=1_000.0), S,
+             risk)
+    hold = _step(PairState(1), -0.8)
+    why = (f"loss {-pnl:.2f} is 2.00 x the risk budget {budget:.2f} "
+           f"(risk.max_loss_multiple: 2): closed reduce-only; {hold.reason}")
+    assert p.closes == (Close("A~B", Decision(0, Action.LOSS_LIMIT, why,
+                                              PairState(0, locked_out=True))),)
+    assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)  # its slot and gross are free
+
+
+@pytest.mark.parametrize(("pnl", "budget"), [(-99.99, 50.0), (-10.0, 0.0)])
+def test_the_loss_limit_holds_below_its_multiple_or_without_a_budget(
+        pnl: float, budget: float) -> None:
+    p = plan([_losing(pnl, budget)], _book(), S, _risk(max_loss_multiple=2.0))
+    assert p.closes == () and p.action_of("A~B") == Action.HOLD
+
+
+def test_an_unevaluable_open_pair_is_held_with_an_alert_then_closed() -> None:
+    risk = _risk(max_positions=1, max_gross_leverage=0.4)
+    held = _pair("A", "B", math.nan, state=PairState(1), amounts=(5.0, -5.0),
+                 problem="no candles")
+    base = _step(PairState(1), math.nan)
+    d = Decision(1, base.action, f"no candles: no order; {base.reason}", base.state)
+    p = plan([held, _pair("C", "D", 1.5)], _book(gross_notional=1_000.0), S, risk)
+    why = ("no candles: open but cannot be evaluated; held with no exit or stop (1 of 1 "
+           "bar(s)), closed after that")
+    assert p.skips[0] == Skip("A~B", d, base.action, why, base.state, alert=True)
+    assert p.entries == ()  # it keeps its slot
+
+    later = PairView(**{**held.__dict__, "unevaluable_before": 1})
+    p = plan([later, _pair("C", "D", 1.5)], _book(gross_notional=1_000.0), S, risk)
+    why = ("no candles: the open pair could not be evaluated for 2 bar(s) "
+           "(risk.unevaluable_exit_bars: 1): closed reduce-only")
+    assert p.closes == (Close("A~B", Decision(0, Action.EXIT_NO_DATA, why, PairState())),)
+    assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)
+
+
+# ----------------------------------------------------------------------------- leftover legs
+
+def test_leftover_legs_of_a_flat_pair_are_flattened_keeping_the_new_lock_state() -> None:
+    pr = _pair("A", "B", 0.2, state=PairState(0, locked_out=True), amounts=(2.0, 0.0))
+    d = _step(pr.state, 0.2)  # |z| < entry: the stop's lock is lifted
+    assert d.state == PairState(0, locked_out=False)
+    p = plan([pr], _book(), S, _risk())
+    assert p.flattens == (Close("A~B", Decision(0, Action.FLATTEN, f"{d.reason}; {FLAT_LEGS}",
+                                                d.state)),)
+
+
+def test_leftover_legs_under_a_new_entry_signal_are_flattened_not_entered() -> None:
+    pr = _pair("A", "B", 1.5, amounts=(2.0, 0.0))
+    d = _step(PairState(), 1.5)
+    p = plan([pr], _book(), S, _risk())
+    assert p.flattens == (Close("A~B", Decision(0, Action.FLATTEN, f"{d.reason}; {FLAT_LEGS}",
+                                                PairState())),)
+    assert p.entries == ()
+
+
+def test_a_resumed_entry_is_sized_without_its_own_filled_leg() -> None:
+    risk = _risk(max_gross_leverage=0.4)
+    pr = _pair("C", "D", 1.5, amounts=(2.0, 0.0), resumed_entry=Action.ENTER_SHORT)
+    p = plan([pr], _book(gross_notional=1_200.0), S, risk)
+    assert p.entries == (Entry("C~D", _step(PairState(), 1.5), _sizing(1.5, 1_000.0, risk)),)
+
+
+def test_a_resumed_entry_that_is_refused_flattens_its_legs_as_abandoned() -> None:
+    pr = _pair("A", "B", 1.5, amounts=(2.0, 0.0), resumed_entry=Action.ENTER_SHORT)
+    d = _step(PairState(), 1.5)
+    p = plan([pr], _book(entries_allowed=False, exits_only_why="kill switch on"), S, _risk())
+    why = (f"{d.reason}; not entered: kill switch on; the interrupted entry's leftover legs "
+           "are flattened now")
+    assert p.flattens == (Close("A~B", Decision(0, Action.FLATTEN, why, PairState()),
+                                abandoned=True),)
+
+
+# ----------------------------------------------------------------------------- entries
+
+def _refused(p: object, pid: str) -> Skip:
+    return next(s for s in p.skips if s.pair_id == pid)  # type: ignore[attr-defined]
+
+
+def test_an_entry_outside_the_pair_set_is_refused_with_its_reason() -> None:
+    d = _step(PairState(), 1.5)
+    p = plan([_pair("A", "B", 1.5, in_set=False)], _book(), S, _risk())
+    assert p.skips == (Skip("A~B", d, Action.NONE, f"{d.reason}; not entered: pair is no "
+                            "longer in the current pair set: exits only", PairState()),)
+
+
+def test_only_a_blocked_symbol_says_reconciliation_mismatch() -> None:
+    held = _pair("E", "F", -0.8, state=PairState(1), amounts=(5.0, -5.0))
+    p = plan([_pair("A", "B", 1.5), _pair("C", "E", 1.6), held],
+             _book(blocked=frozenset({"A"})), S, _risk())
+    assert _refused(p, "A~B").reason.endswith("(reconciliation mismatch)")
+    assert _refused(p, "A~B").action == Action.NONE
+    assert "C~E" not in [e.pair_id for e in p.entries]
+    assert not _refused(p, "C~E").reason.endswith("(reconciliation mismatch)")
+
+
+@pytest.mark.parametrize("missing", ["price y", "price x", "rules y", "rules x"])
+def test_an_entry_without_a_price_or_rules_for_either_leg_is_refused(missing: str) -> None:
+    what, leg = missing.split()
+    sym = "C" if leg == "y" else "D"
+    prices = {s: v for s, v in PRICES.items() if not (what == "price" and s == sym)}
+    rules = {s: r for s, r in RULES.items() if not (what == "rules" and s == sym)}
+    d = _step(PairState(), 1.5)
+    p = plan([_pair("C", "D", 1.5)], _book(prices=prices, rules=rules), S, _risk())
+    assert p.skips == (Skip("C~D", d, Action.NONE, f"{d.reason}; not entered: no current "
+                            "price or market rules for a leg", PairState()),)
+
+
+def test_the_stop_is_on_the_side_of_the_entry_for_any_positive_z() -> None:
+    s = StrategyParams(entry=0.5, exit=0.2, stop=3.5)
+    risk = _risk()
+    p = plan([_pair("C", "D", 0.8)], _book(), s, risk)
+    assert p.entries == (Entry("C~D", _step(PairState(), 0.8, s), _sizing(0.8, 0.0, risk)),)
+    p = plan([_pair("C", "D", -0.8)], _book(), s, risk)
+    assert p.entries[0].sizing == _sizing(-0.8, 0.0, risk)
+
+
+def test_an_entry_that_cannot_be_sized_is_refused_with_the_error() -> None:
+    d = _step(PairState(), 1.5)
+    p = plan([_pair("C", "D", 1.5, spread_std=0.0)], _book(), S, _risk())
+    skip = _refused(p, "C~D")
+    assert skip.reason.startswith(f"{d.reason}; not entered: cannot size: ")
+    assert "spread_std" in skip.reason and skip.decision == d
