@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import astuple, dataclass, field, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,13 +16,14 @@ import pytest
 from pairlib.clock import SettableClock
 from pairlib.core.risk import MarketRules
 from pairlib.edges.store import Store
-from pairlib.engine.execution import Executor, LegOrder
+from pairlib.engine.execution import Executor, LegOrder, client_order_id
 from pairlib.errors import ExchangeUnavailable, InvalidOrder
 from pairlib.venue.records import OrderResult, PositionInfo, TradeInfo
 
 T0 = datetime(2026, 1, 31, 20, tzinfo=UTC)
 Y, X = "AAA/USDT:USDT", "BBB/USDT:USDT"
 PAIR = f"{Y}~{X}"
+H4 = timedelta(hours=4)
 RULES = {Y: MarketRules(Y, 0.1, 0.3, 0.0), X: MarketRules(X, 0.1, 0.3, 0.0)}
 
 
@@ -38,6 +39,7 @@ class Venue:
     lookup_fails: int = 0
     positions: dict[str, float] = field(default_factory=dict)
     price: float = 100.0
+    after_cancel: OrderResult | None = None
 
     def create_order(self, symbol: str, side: str, amount: float, client_id: str,
                      type: str = "market", price: float | None = None,
@@ -70,11 +72,15 @@ class Venue:
         return self.orders.get(client_id)
 
     def cancel_order(self, symbol: str, order_id: str) -> OrderResult:
-        raise AssertionError("nothing rests in these scenarios")
+        """Cancel a resting order: ``after_cancel`` (if set) is its final report."""
+        cid = next(c for c, o in self.orders.items() if o.id == order_id)
+        self.orders[cid] = self.after_cancel or OrderResult(
+            **{**self.orders[cid].__dict__, "status": "canceled"})
+        return self.orders[cid]
 
     def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeInfo]:
         return [TradeInfo(f"t{o.id}", o.id, o.symbol, o.side, o.filled, o.average or 0.0,
-                          o.fee, 1) for o in self.orders.values()
+                          round(o.filled * 0.01, 6), 1) for o in self.orders.values()
                 if o.symbol == symbol and o.filled]
 
     def fetch_positions(self) -> list[PositionInfo]:
@@ -89,8 +95,9 @@ def _setup(script: list[Any], amounts: tuple[float, float] = (0.0, 0.0),
                            "position": 1 if amounts[0] else 0})
     venue = Venue(script=list(script), positions={Y: amounts[0], X: amounts[1]})
     sleeps: list[float] = []
+    args: dict[str, Any] = {"recv_window_s": 0.0, **kw}
     ex = Executor(venue, store, T0, SettableClock(T0), RULES, lookup_delay_s=0.0,
-                  sleep=sleeps.append, recv_window_s=0.0, **kw)
+                  sleep=sleeps.append, monotonic=lambda: 0.0, **args)  # time passes by waits
     return venue, store, ex, sleeps
 
 
@@ -130,13 +137,31 @@ def _scenario(name: str) -> tuple[Any, Venue, Store, Executor, list[float]]:
     if name == "close response dropped":
         v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0))
         return ex.close(PAIR, "exit", _close()), v, s, ex, sl
+    if name == "close lost, look-ups fail, position unchanged":
+        v, s, ex, sl = _setup(["lose", 1.0, 1.0], amounts=(5.0, -3.0), recv_window_s=1.0)
+        v.lookup_fails = 6
+        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
+    if name == "close dropped, look-ups fail, position moved":
+        v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0), recv_window_s=1.0)
+        v.lookup_fails = 10**6
+        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
+    if name == "rerun finds the earlier run's order booked":
+        v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0))
+        v.lookup_fails = 10**6  # the first run cannot confirm its order: left unknown
+        ex.close(PAIR, "exit", _close()[:1])
+        v.lookup_fails = 0
+        again = Executor(v, s, T0, SettableClock(T0), RULES, lookup_delay_s=0.0,
+                         sleep=sl.append, monotonic=lambda: 0.0, recv_window_s=0.0)
+        return again.close(PAIR, "exit", _close()), v, s, again, sl
     raise KeyError(name)
 
 
 SCENARIOS = ("entry partial first leg", "entry second leg rejected", "entry first leg rejected",
              "entry first leg partly filled then rejected", "entry second leg lost",
              "close with partial fills", "close keeps failing", "close below minimum",
-             "close response dropped")
+             "close response dropped", "close lost, look-ups fail, position unchanged",
+             "close dropped, look-ups fail, position moved",
+             "rerun finds the earlier run's order booked")
 
 
 def _plain(v: Any) -> Any:
@@ -169,16 +194,97 @@ def run_scenario(name: str) -> dict[str, Any]:
         "rows": [tuple(r) for r in rows[cols].itertuples(index=False)],
         "amounts": (st["amount_y"], st["amount_x"]) if st is not None else None,
         "incidents": [(i["kind"], i["symbol"], i["detail"]) for i in ex.incidents],
-        # the waits of a lost order's look-ups follow the wall clock: not pinned
-        "sleeps": None if name.endswith("lost") else sleeps,
+        "sleeps": sleeps,
     }
     store.close()
     return {k: _plain(v) for k, v in got.items()}
 
 
+def test_orders_left_by_earlier_runs_are_resolved() -> None:
+    venue, store, _, _ = _setup([])
+    earlier = Executor(venue, store, T0 - H4, SettableClock(T0 - H4), RULES,
+                       lookup_delay_s=0.0, sleep=lambda s: None, monotonic=lambda: 0.0,
+                       recv_window_s=0.0)
+    booked = LegOrder(PAIR, "y", "enter_long", Y, "buy", 5.0)
+    earlier._save(client_order_id(T0 - H4, PAIR, "y", "enter_long"), booked, "sent")
+    venue.create_order(Y, "buy", 5.0, client_order_id(T0 - H4, PAIR, "y", "enter_long"))
+    lost = LegOrder(PAIR, "x", "enter_long", X, "sell", 3.0)
+    earlier._save(client_order_id(T0 - H4, PAIR, "x", "enter_long"), lost, "sent")
+    never = LegOrder(PAIR, "y", "exit", Y, "sell", 5.0)
+    earlier._save(client_order_id(T0 - H4, PAIR, "y", "exit"), never, "planned")
+    mine = LegOrder(PAIR, "y", "stop", Y, "sell", 5.0)
+    ex = Executor(venue, store, T0, SettableClock(T0), RULES, lookup_delay_s=0.0,
+                  sleep=lambda s: None, monotonic=lambda: 0.0, recv_window_s=0.0)
+    ex._save(client_order_id(T0, PAIR, "y", "stop"), mine, "sent")
+    cid = "pl-2601311600-068ccbb659"
+    assert ex.resolve_pending() == [
+        f"{cid}-y-el: found at the venue, closed, filled 5",
+        f"{cid}-x-el: unknown to the venue after 4:00:00 -> failed",
+        f"{cid}-y-ex: planned, never sent -> skipped",
+        "pl-2601312000-068ccbb659-y-st: not at the venue; left to this tick's resumed run",
+    ]
+    assert ex.incidents == [{"kind": "late_fill", "symbol": Y, "detail": (
+        f"order {cid}-y-el of tick 2026-01-31T16:00:00Z (enter_long buy {Y}) turned out "
+        f"closed with 5 filled; applied to {PAIR}")}]
+    rows = {r["client_id"]: (r["status"], r["filled"], r["error"])
+            for r in store.orders().to_dict("records")}
+    assert rows[f"{cid}-y-el"][:2] == ("closed", 5.0)
+    assert rows[f"{cid}-x-el"] == ("failed", 0.0, "unknown to the venue 4:00:00 after "
+                                   "sending: lost")
+    assert rows[f"{cid}-y-ex"] == ("skipped", 0.0, "planned by an earlier tick, never sent")
+    assert rows["pl-2601312000-068ccbb659-y-st"][0] == "sent"
+    assert store.pair_state(PAIR)["amount_y"] == 5.0  # the late fill is the pair's now
+    store.close()
+
+
+def _report(cid: str, status: str, filled: float, average: float | None,
+            fee: float = 0.0) -> OrderResult:
+    return OrderResult(id="77", client_id=cid, symbol=Y, side="buy", type="market",
+                       amount=5.0, filled=filled, average=average, status=status, fee=fee,
+                       timestamp=1_769_889_600_000, reduce_only=False)
+
+
+def test_a_resting_order_is_cancelled_and_each_fill_is_priced_by_difference() -> None:
+    venue, store, ex, _ = _setup([])
+    cid = client_order_id(T0, PAIR, "y", "enter_long")
+    ex._save(cid, LegOrder(PAIR, "y", "enter_long", Y, "buy", 5.0), "sent")
+    venue.orders[cid] = _report(cid, "open", 2.0, 101.0)
+    venue.after_cancel = _report(cid, "canceled", 5.0, 101.6)
+    assert ex.cancel_resting(cid, venue.orders[cid]) is True
+    assert ex.cancel_resting("manual-1", venue.orders[cid]) is False
+    fills = store.fills()
+    assert [(r["amount"], round(r["price"], 9), round(r["fee"], 9))
+            for r in fills.to_dict("records")] == [(2.0, 101.0, 0.02), (3.0, 102.0, 0.03)]
+    row = store.order(cid)
+    assert row is not None and (row.status, row.filled, row.average) == ("canceled", 5.0, 101.6)
+    assert round(float(row.fee), 9) == 0.05  # from the trades: the reports carry no fee
+    assert store.pair_state(PAIR)["amount_y"] == 5.0
+    store.close()
+
+
+def test_orders_of_this_tick_still_unknown_are_looked_up_once_more() -> None:
+    venue, store, ex, _ = _setup([], recv_window_s=1.0)
+    found = client_order_id(T0, PAIR, "y", "enter_long")
+    ex._save(found, LegOrder(PAIR, "y", "enter_long", Y, "buy", 5.0), "unknown")
+    venue.orders[found] = _report(found, "closed", 5.0, 101.0, fee=0.05)
+    gone = client_order_id(T0, PAIR, "x", "enter_long")
+    ex._save(gone, LegOrder(PAIR, "x", "enter_long", X, "sell", 3.0), "unknown")
+    earlier = client_order_id(T0 - H4, PAIR, "x", "exit")
+    ex._save(earlier, LegOrder(PAIR, "x", "exit", X, "buy", 3.0), "unknown")
+    store.update_order(earlier, "unknown", None, T0)
+    with store.tx() as db:  # an earlier tick's order is not this tick's to re-check
+        db.execute("UPDATE orders SET tick_as_of = ? WHERE client_id = ?",
+                   ("2026-01-31T16:00:00Z", earlier))
+    assert ex.recheck_unresolved() == [f"{found}: closed, filled 5", f"{gone}: failed, filled 0"]
+    assert store.order(earlier).status == "unknown"  # type: ignore[union-attr]
+    assert store.pair_state(PAIR)["amount_y"] == 5.0
+    store.close()
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_execution_scenario_does_exactly_this(name: str) -> None:
     assert run_scenario(name) == EXPECTED[name]
+
 
 
 # Reviewed by hand: each figure follows from the scenario's script (prices rise by 1 per
@@ -615,7 +721,7 @@ EXPECTED: dict[str, dict[str, Any]] = {'entry partial first leg': {'outcome': [T
                                           'pl-2601312000-068ccbb659-x-el after its recvWindow '
                                           'passed) after first leg AAA/USDT:USDT filled 5; '
                                           'unwound 5 of 5 AAA/USDT:USDT reduce-only']],
-                           'sleeps': None},
+                           'sleeps': [0.1, 0.2, 0.4, 0.29999999999999993]},
  'close with partial fills': {'outcome': [True, 'closed'],
                               'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
                                          'y',
@@ -993,4 +1099,231 @@ EXPECTED: dict[str, dict[str, Any]] = {'entry partial first leg': {'outcome': [T
                                       None]],
                             'amounts': [0.0, 0.0],
                             'incidents': [],
-                            'sleeps': []}}
+                            'sleeps': []},
+ 'close lost, look-ups fail, position unchanged': {'outcome': [False,
+                                                               'incomplete: legs still open'],
+                                                   'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                              'y',
+                                                              'exit',
+                                                              'AAA/USDT:USDT',
+                                                              'sell',
+                                                              5.0,
+                                                              True),
+                                                             0.0,
+                                                             None,
+                                                             0.0,
+                                                             False,
+                                                             ['pl-2601312000-068ccbb659-y-ex',
+                                                              'pl-2601312000-068ccbb659-y-ex',
+                                                              'pl-2601312000-068ccbb659-y-ex',
+                                                              'pl-2601312000-068ccbb659-y-ex',
+                                                              'pl-2601312000-068ccbb659-y-ex'],
+                                                             '5 still open after 5 reduce-only '
+                                                             'orders (last: not sent: look-up by '
+                                                             'client id failed: look-up timed '
+                                                             'out)',
+                                                             False],
+                                                            [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                              'x',
+                                                              'exit',
+                                                              'BBB/USDT:USDT',
+                                                              'buy',
+                                                              3.0,
+                                                              True),
+                                                             3.0,
+                                                             101.0,
+                                                             0.03,
+                                                             True,
+                                                             ['pl-2601312000-068ccbb659-x-ex',
+                                                              'pl-2601312000-068ccbb659-x-ex',
+                                                              'pl-2601312000-068ccbb659-x-ex-r1'],
+                                                             None,
+                                                             False]],
+                                                   'unwinds': [],
+                                                   'sent': [['pl-2601312000-068ccbb659-x-ex',
+                                                             'buy',
+                                                             3.0,
+                                                             'BBB/USDT:USDT',
+                                                             True],
+                                                            ['pl-2601312000-068ccbb659-x-ex-r1',
+                                                             'buy',
+                                                             3.0,
+                                                             'BBB/USDT:USDT',
+                                                             True]],
+                                                   'rows': [['pl-2601312000-068ccbb659-x-ex',
+                                                             'exit',
+                                                             'buy',
+                                                             3.0,
+                                                             0.0,
+                                                             None,
+                                                             0.0,
+                                                             'failed',
+                                                             1,
+                                                             'ExchangeUnavailable: connection '
+                                                             'reset before the venue saw it; not '
+                                                             'booked: the venue does not know '
+                                                             'client id '
+                                                             'pl-2601312000-068ccbb659-x-ex after '
+                                                             'its recvWindow passed'],
+                                                            ['pl-2601312000-068ccbb659-x-ex-r1',
+                                                             'exit',
+                                                             'buy',
+                                                             3.0,
+                                                             3.0,
+                                                             101.0,
+                                                             0.03,
+                                                             'closed',
+                                                             1,
+                                                             None]],
+                                                   'amounts': [5.0, 0.0],
+                                                   'incidents': [['exit_incomplete',
+                                                                  'AAA/USDT:USDT',
+                                                                  'AAA/USDT:USDT~BBB/USDT:USDT '
+                                                                  'exit: AAA/USDT:USDT sell 5 '
+                                                                  'filled 0 (5 still open after 5 '
+                                                                  'reduce-only orders (last: not '
+                                                                  'sent: look-up by client id '
+                                                                  'failed: look-up timed out)); '
+                                                                  'still open at the venue']],
+                                                   'sleeps': [0.1,
+                                                              0.2,
+                                                              0.4,
+                                                              0.8,
+                                                              0.1,
+                                                              0.1,
+                                                              0.2,
+                                                              0.4,
+                                                              0.8,
+                                                              0.5,
+                                                              0.2]},
+ 'close dropped, look-ups fail, position moved': {'outcome': [False,
+                                                              'incomplete: legs still open'],
+                                                  'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                             'y',
+                                                             'exit',
+                                                             'AAA/USDT:USDT',
+                                                             'sell',
+                                                             5.0,
+                                                             True),
+                                                            0.0,
+                                                            None,
+                                                            0.0,
+                                                            False,
+                                                            ['pl-2601312000-068ccbb659-y-ex',
+                                                             'pl-2601312000-068ccbb659-y-ex',
+                                                             'pl-2601312000-068ccbb659-y-ex',
+                                                             'pl-2601312000-068ccbb659-y-ex',
+                                                             'pl-2601312000-068ccbb659-y-ex'],
+                                                            '5 still open after 5 reduce-only '
+                                                            'orders (last: not sent: look-up by '
+                                                            'client id failed: look-up timed out)',
+                                                            False],
+                                                           [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                             'x',
+                                                             'exit',
+                                                             'BBB/USDT:USDT',
+                                                             'buy',
+                                                             3.0,
+                                                             True),
+                                                            0.0,
+                                                            None,
+                                                            0.0,
+                                                            False,
+                                                            ['pl-2601312000-068ccbb659-x-ex',
+                                                             'pl-2601312000-068ccbb659-x-ex',
+                                                             'pl-2601312000-068ccbb659-x-ex',
+                                                             'pl-2601312000-068ccbb659-x-ex',
+                                                             'pl-2601312000-068ccbb659-x-ex'],
+                                                            '3 still open after 5 reduce-only '
+                                                            'orders (last: not sent: look-up by '
+                                                            'client id failed: look-up timed out)',
+                                                            False]],
+                                                  'unwinds': [],
+                                                  'sent': [],
+                                                  'rows': [],
+                                                  'amounts': [5.0, -3.0],
+                                                  'incidents': [['exit_incomplete',
+                                                                 'AAA/USDT:USDT',
+                                                                 'AAA/USDT:USDT~BBB/USDT:USDT '
+                                                                 'exit: AAA/USDT:USDT sell 5 '
+                                                                 'filled 0 (5 still open after 5 '
+                                                                 'reduce-only orders (last: not '
+                                                                 'sent: look-up by client id '
+                                                                 'failed: look-up timed out)); '
+                                                                 'BBB/USDT:USDT buy 3 filled 0 (3 '
+                                                                 'still open after 5 reduce-only '
+                                                                 'orders (last: not sent: look-up '
+                                                                 'by client id failed: look-up '
+                                                                 'timed out)); still open at the '
+                                                                 'venue']],
+                                                  'sleeps': [0.1,
+                                                             0.2,
+                                                             0.4,
+                                                             0.8,
+                                                             0.1,
+                                                             0.2,
+                                                             0.4,
+                                                             0.8]},
+ "rerun finds the earlier run's order booked": {'outcome': [True, 'closed'],
+                                                'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                           'y',
+                                                           'exit',
+                                                           'AAA/USDT:USDT',
+                                                           'sell',
+                                                           5.0,
+                                                           True),
+                                                          5.0,
+                                                          101.0,
+                                                          0.05,
+                                                          True,
+                                                          ['pl-2601312000-068ccbb659-y-ex'],
+                                                          None,
+                                                          False],
+                                                         [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                           'x',
+                                                           'exit',
+                                                           'BBB/USDT:USDT',
+                                                           'buy',
+                                                           3.0,
+                                                           True),
+                                                          3.0,
+                                                          102.0,
+                                                          0.03,
+                                                          True,
+                                                          ['pl-2601312000-068ccbb659-x-ex'],
+                                                          None,
+                                                          False]],
+                                                'unwinds': [],
+                                                'sent': [['pl-2601312000-068ccbb659-y-ex',
+                                                          'sell',
+                                                          5.0,
+                                                          'AAA/USDT:USDT',
+                                                          True],
+                                                         ['pl-2601312000-068ccbb659-x-ex',
+                                                          'buy',
+                                                          3.0,
+                                                          'BBB/USDT:USDT',
+                                                          True]],
+                                                'rows': [['pl-2601312000-068ccbb659-y-ex',
+                                                          'exit',
+                                                          'sell',
+                                                          5.0,
+                                                          5.0,
+                                                          101.0,
+                                                          0.05,
+                                                          'closed',
+                                                          1,
+                                                          None],
+                                                         ['pl-2601312000-068ccbb659-x-ex',
+                                                          'exit',
+                                                          'buy',
+                                                          3.0,
+                                                          3.0,
+                                                          102.0,
+                                                          0.03,
+                                                          'closed',
+                                                          1,
+                                                          None]],
+                                                'amounts': [0.0, 0.0],
+                                                'incidents': [],
+                                                'sleeps': [0.1, 0.2, 0.4, 0.8]}}

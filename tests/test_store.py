@@ -143,6 +143,34 @@ def test_migration_4_keeps_older_pair_sets_without_metadata(
     assert legacy is not None and legacy.params_hash == "old" and legacy.meta is None
 
 
+def test_read_only_open_never_creates_migrates_or_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's way in: nothing is created where no database is, a database that
+    needs a migration is refused (not migrated), and a current one reads but never writes."""
+    with pytest.raises(StoreError, match="no state database"):
+        Store.at(tmp_path / "none", read_only=True)
+    assert not (tmp_path / "none").exists()
+
+    old_db = tmp_path / "old" / "pairlib.db"
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:3])
+        Store(old_db).close()
+    before = old_db.read_bytes()
+    with pytest.raises(StoreError):
+        Store.at(old_db.parent, read_only=True)
+    assert old_db.read_bytes() == before
+
+    with Store.at(tmp_path / "cur") as rw:
+        rw.save_pair_set(T0, "h", pairs_frame(), None, T0)
+    with Store.at(tmp_path / "cur", read_only=True) as ro:
+        assert ro.read_only and ro.latest_pair_set() is not None
+        with pytest.raises(StoreError, match="read-only"):
+            ro.save_pair_set(T0, "h", pairs_frame(), None, T0)
+    with Store.at(tmp_path / "cur") as rw:
+        assert len(rw.query("SELECT id FROM pair_sets")) == 1
+
+
 def _set(meta: PairSetMeta | None) -> PairSet:
     return PairSet(id=7, as_of="2026-01-01T00:00:00Z", params_hash="h", notebook_path=None,
                    pairs=pairs_frame(), meta=meta)

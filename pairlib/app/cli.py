@@ -128,16 +128,14 @@ def backtest(
 ) -> None:
     """Backtest the live rules walk-forward: run notebooks/backtest.ipynb into
     outputs/backtests/ (failed reports are kept). The first line printed is the report's
-    path, the second its headline metrics.
+    path, the second its headline metrics. On a terminal, a progress bar on stderr shows
+    the bars backtested so far (nothing is drawn when stderr is not a terminal).
 
     \b
     Exit codes:
       0  the backtest ran; its report holds the metrics and the trades
       1  the notebook failed (the report is kept, the error at its top)
       2  rejected before any kernel started: bad params, window or costs
-
-    On a terminal, a progress bar on stderr follows the bars the notebook's kernel has
-    backtested (nothing is drawn when stderr is not a terminal).
     """
     from pairlib.app.jobs import run_backtest_job
     from pairlib.errors import PairlibError

@@ -444,12 +444,20 @@ class Store:
     :class:`StoreError` ("is read-only"). :attr:`read_only` tells which.
     """
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0, *,
+                 read_only: bool = False) -> None:
         self.path = str(path)
         self.busy_timeout_s = float(busy_timeout_s)
         self.read_only = False
         target = self.path
-        if self.path != ":memory:":
+        if read_only:
+            file = Path(self.path)
+            if not file.is_file():
+                raise StoreError(f"{self.path}: no state database here to read (nothing has "
+                                 "run with this state_dir yet)")
+            self.read_only = True
+            target = f"{file.resolve().as_uri()}?mode=ro"
+        elif self.path != ":memory:":
             file = Path(self.path)
             try:
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -480,9 +488,16 @@ class Store:
             raise
 
     @classmethod
-    def at(cls, state_dir: str | Path, busy_timeout_s: float = 30.0) -> Store:
-        """Open the project's database, ``<state_dir>/pairlib.db`` (created on first use)."""
-        return cls(Path(state_dir) / DB_NAME, busy_timeout_s=busy_timeout_s)
+    def at(cls, state_dir: str | Path, busy_timeout_s: float = 30.0, *,
+           read_only: bool = False) -> Store:
+        """Open the project's database, ``<state_dir>/pairlib.db`` (created on first use).
+
+        ``read_only=True`` opens an existing database for reading only (``mode=ro``): nothing
+        is created or migrated, a database that needs a migration is refused, and every write
+        raises :class:`StoreError`. Readers that must never change the state (the dashboard)
+        use it."""
+        return cls(Path(state_dir) / DB_NAME, busy_timeout_s=busy_timeout_s,
+                   read_only=read_only)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:

@@ -89,7 +89,7 @@ def load_dashboard(params_file: str | Path = "params/pairlib.yaml",
     empty = pd.DataFrame()
     equity, fills, decisions, ticks, incidents = empty, empty, empty, empty, empty
     if db_path.is_file():
-        with Store(db_path) as db:
+        with Store(db_path, read_only=True) as db:
             equity = db.equity_history()
             fills = db.fills()
             decisions = db.decisions()
