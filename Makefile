@@ -38,7 +38,7 @@ CHECK_PYTHON := import sys; lo = tuple(map(int, "$(LOCK_PYTHON)".split("."))); \
 	f"{lo[0]}.{lo[1] + 1}; {sys.executable} is {sys.implementation.name} " \
 	f"{sys.version.split()[0]}: run make with PYTHON=/path/to/python{lo[0]}.{lo[1]}")
 
-.PHONY: venv dev demo test lint bench lab lock clean
+.PHONY: venv dev demo test lint bench soak mutation lab lock clean
 
 # A changed lock rebuilds the venv from empty (--clear), so nothing outside the lock lingers.
 $(STAMP): pyproject.toml $(LOCK)
@@ -81,6 +81,16 @@ test: $(DEVSTAMP) $(CHROMIUM)
 
 bench: $(BENCHSTAMP)
 	$(BIN)/python -m benchmarks
+
+# The long reliability campaigns (figures into docs/RELIABILITY.md): the simulated year under
+# faults and kills, every crash point at every hit, every pair of faults, the full secrets scan.
+soak: $(DEVSTAMP)
+	PAIRLIB_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_soak.py tests/test_crash_matrix.py tests/test_fault_matrix.py tests/test_secrets_scan.py
+
+# Mutation testing of the rule modules (mutmut; settings in setup.cfg; work in mutants/).
+mutation: $(DEVSTAMP)
+	nice -n 10 $(BIN)/python tests/mutation.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS)

@@ -35,12 +35,27 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("pairlib/core/strategy.py", "pairlib/core/risk.py", "pairlib/core/portfolio.py",
            "pairlib/engine/execution.py")
 KINDS = ("behaviour", "text", "log", "failpoint", "equivalent")
+EQUIVALENT = (
+    ("per = max(2, _CHUNK // L)", "zscore's chunk size only bounds memory: every window is "
+     "computed alike"),
+    ("else -2.0", "allocate_slots ranks a non-finite z below every |z| >= 0 with any negative "
+     "number"),
+    ("class OrderVenue", "a Protocol's method body (`...`) never runs"),
+)
+"""Mutants that cannot change behaviour, by a piece of their new line, and why."""
 
 
-def run_mutmut(max_children: int) -> int:
-    """``mutmut run`` in the project root; its exit code."""
+def run_mutmut(max_children: int, names: list[str] | None = None) -> int:
+    """``mutmut run`` in the project root (only the mutants ``names``, when given; mutmut
+    re-tests a named mutant even if it has a result); its exit code."""
     return subprocess.call([str(Path(sys.executable).with_name("mutmut")), "run",
-                            "--max-children", str(max_children)], cwd=ROOT)
+                            "--max-children", str(max_children), *(names or [])], cwd=ROOT)
+
+
+def not_killed() -> list[str]:
+    """The mutants of the last run that no test killed (survived, no tests, suspicious)."""
+    return [name for names in statuses().values() for name, status in names.items()
+            if status in ("survived", "no tests", "suspicious")]
 
 
 def statuses() -> dict[str, dict[str, str]]:
@@ -72,6 +87,8 @@ def kind_of(diff: str) -> str:
     changed_at = next((i for i, ln in enumerate(lines)
                        if ln.startswith("-") and not ln.startswith("---")), 0)
     statement = " ".join(ln[1:] for ln in lines[max(changed_at - 3, 0):changed_at + 1])
+    if any(piece in ln for piece, _ in EQUIVALENT for ln in plus):
+        return "equivalent"
     if any("failpoint(" in ln for ln in minus + plus):
         return "failpoint"
     if re.search(r"\blog\.(debug|info|warning|error|exception)\(", statement) and not any(
@@ -129,8 +146,9 @@ def markdown() -> str:
         "change. `failpoint`: the name given to a failpoint (only an armed failpoint reads "
         "it; the crash matrix calls every site by name). `text`: only a message's wording "
         "changes (reasons, incidents, errors not pinned word for word by the fast tests). "
-        "`equivalent`: `zip(..., strict=...)` over two 2-tuples. `behaviour`: a test should "
-        "kill it; each is listed below.",
+        "`equivalent`: `zip(..., strict=...)` over two 2-tuples, and "
+        + "; ".join(f"`{piece}`: {why}" for piece, why in EQUIVALENT)
+        + ". `behaviour`: a test should kill it; each is listed below.",
     ]
     for kind in KINDS:
         items = kinds.get(kind, [])
@@ -149,10 +167,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="parallel mutant runs (default 2: the machine's cores)")
     ap.add_argument("--report-only", action="store_true",
                     help="only write the figures of the last run into docs/RELIABILITY.md")
+    ap.add_argument("--recheck", action="store_true",
+                    help="re-test only the mutants the last run left alive (after adding "
+                    "tests), then write the figures")
     args = ap.parse_args(argv)
+    if args.recheck and not not_killed():
+        print("nothing to re-check: run without --recheck first", file=sys.stderr)
+        return 1
     if not args.report_only:
-        code = run_mutmut(args.max_children)
-        if code not in (0,):
+        code = run_mutmut(args.max_children, not_killed() if args.recheck else None)
+        if code != 0:
             print(f"mutmut run exited {code}", file=sys.stderr)
     if not statuses():
         print("no mutmut results under mutants/: run without --report-only first",

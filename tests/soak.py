@@ -45,7 +45,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -198,6 +198,14 @@ class SoakReport:
             f"| difference | {diff:+,.2f} USDT ({diff / self.backtest_equity:+.2%}) |",
             f"| completed trades, live / backtest | {self.live_trades} / "
             f"{self.backtest_trades} |",
+            "",
+            "Live and backtest take the same rules on the same bars; the live book differs "
+            "where a fault or a kill moved a fill: a partial fill completed by a remainder "
+            "order, a lost or late-booked order resolved by look-ups, a rejected leg unwound, "
+            "an interrupted entry resumed or flattened by the rerun, each filling at the "
+            "simulator's price of that moment with its own fees, instead of the backtest's "
+            "one fill at the close plus slippage; and the venue marks open positions at its "
+            "mark price where the backtest uses the close.",
         ])
 
 
@@ -298,23 +306,26 @@ class Worker:
         return got
 
     def kill(self) -> None:
-        """SIGKILL the worker and reap it."""
+        """SIGKILL the worker and reap it (its pipes are closed by :meth:`close`)."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def close(self) -> None:
-        """End the worker (closing its input ends its loop)."""
+        """End the worker (closing its input ends its loop) and close its pipes; also
+        after it was killed."""
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
-            self.proc.stdin.close()
+            with suppress(BrokenPipeError):
+                self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None and not f.closed:
-                f.close()
+                with suppress(BrokenPipeError):  # unflushed input to a killed worker
+                    f.close()
 
 
 # ----------------------------------------------------------------------------- checks
@@ -431,6 +442,7 @@ def run_soak(spec: SoakSpec, tmp: Path, progress: Any = None) -> SoakReport:
                         report.kills += 1
                         report.kills_by[(worker.failpoint or "timer:").split(":")[0]] += 1
                         armed_kill = None
+                        worker.close()
                         worker = Worker(params_file, log)
                         next_kill = k + max(1, round(spec.kill_every * rng.uniform(0.5, 1.5)))
                         continue
@@ -486,6 +498,7 @@ def _generate(worker: Worker, params_file: Path, log: IO[str], t: datetime,
         worker.send("generate", t)
         got = worker.reply()
         if got is None:  # an armed failpoint cannot fire here; a crash is a crash
+            worker.close()
             worker = Worker(params_file, log)
             continue
         if got.get("ok"):

@@ -242,32 +242,45 @@ def test_progress_display_throttles_and_writes_the_progress_file(
     assert bc.ProgressDisplay(display=False).path is None
 
 
+@pytest.mark.parametrize(("what", "unit", "label", "display_unit"), [
+    ("backtest", "bars", "Backtest", "bars"),
+    ("sweep", "combinations", "Sweep", "combinations"),
+])
 def test_the_cli_progress_bar_follows_the_kernels_progress_file(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, what: str, unit: str, label: str, display_unit: str,
 ) -> None:
-    """``pairlib backtest`` hands the kernel a progress file through the environment and
-    draws what the kernel writes there; the variable is restored afterwards."""
+    """``pairlib backtest`` and ``pairlib sweep`` share one helper: it hands the kernel a
+    progress file through the environment and draws what the kernel writes there; the
+    variable is restored afterwards."""
     import os
     from pathlib import Path
 
-    from pairlib.app.cli import _backtest_progress
+    from pairlib.app.progress import kernel_progress
     from pairlib.report.backtest_charts import PROGRESS_FILE_ENV, ProgressDisplay
+    from pairlib.report.sweep_charts import progress as sweep_progress
 
     monkeypatch.setenv(PROGRESS_FILE_ENV, "/nonexistent/before")
-    with _backtest_progress(force=True, poll_s=0.01) as bar:
+    with kernel_progress(what, unit, f"{what}: starting", force=True, poll_s=0.01) as bar:
         named = Path(os.environ[PROGRESS_FILE_ENV])
         assert named != Path("/nonexistent/before") and named.parent.is_dir()
-        kernel = ProgressDisplay(display=False)  # what the notebook builds, in the kernel
+        # what each notebook builds, in the kernel
+        kernel = (ProgressDisplay(display=False) if what == "backtest"
+                  else sweep_progress())
+        kernel._show = False
         for k in range(1, 121):
             kernel(k, 120)
     assert os.environ[PROGRESS_FILE_ENV] == "/nonexistent/before"
     assert not named.parent.exists()  # the temporary folder is gone
     task = bar.tasks[0]
     assert (task.completed, task.total) == (120, 120)
-    assert task.description == "backtest done, writing the report"
+    assert task.description == f"{what} done, writing the report"
+    shown = [c.text_format for c in bar.columns if hasattr(c, "text_format")]
+    assert unit in shown  # the unit counted is drawn after done/total
+    assert kernel.output(120, 120, 1.0)["text/plain"] == (
+        f"{label}: 120/120 {display_unit} (100%), 1.0 s elapsed")
     # Not a terminal (pytest captures stderr): no bar and no variable.
     monkeypatch.delenv(PROGRESS_FILE_ENV)
-    with _backtest_progress() as nothing:
+    with kernel_progress(what, unit, "starting") as nothing:
         assert nothing is None and PROGRESS_FILE_ENV not in os.environ
 
 

@@ -428,9 +428,12 @@ def test_pair_set_naming_a_vanished_symbol_skips_that_pair_only(venue: Venue) ->
 
 
 def test_symbol_delisted_while_a_pair_holds_it_is_reported_never_entered(venue: Venue) -> None:
-    """The held leg cannot be evaluated: the pair is held one tick with an incident, then
-    closed reduce-only; what cannot be closed is reported as exposed (degraded), with the
-    symbol named, and no new entry is made."""
+    """The held leg cannot be evaluated: the pair is held one tick with an incident; its
+    close is then blocked, because the delisted leg cannot be sent and closing the other
+    leg alone would leave it naked: no order at all, the pair stays hedged and closing, a
+    ``close_blocked_delisted`` incident, the tick degraded with the symbol named, and no new
+    entry is made. The venue's position in the delisted market is reconciled under its
+    unified symbol (no mismatch)."""
     venue.env.save_pairs([INJ_SOL])
     assert venue.env.run(START).status == "ok"
     before = venue.orders_on(INJ, SOL)
@@ -445,10 +448,15 @@ def test_symbol_delisted_while_a_pair_holds_it_is_reported_never_entered(venue: 
         assert "INJ/USDT:USDT dropped from the data: not an active" in row["reason"]
         assert not str(row["action"]).startswith("enter")
     assert any(i["kind"] == "pair_unevaluable" for i in second.incidents)
+    assert not any(i["kind"] == "reconcile_mismatch" for i in (*second.incidents,
+                                                                *third.incidents))
     t3 = third.signals.loc[third.signals["pair_id"] == INJ_SOL].iloc[0]
     assert t3["action"] == "exit_no_data"
-    if third.status == "degraded":
-        assert "INJ/USDT:USDT" in str(third.error)
+    assert third.status == "degraded"
+    assert "exit_no_data BLOCKED" in str(third.error) and "INJ/USDT:USDT" in str(third.error)
+    assert [i["symbol"] for i in third.incidents
+            if i["kind"] == "close_blocked_delisted"] == [INJ]
+    assert venue.orders_on(INJ, SOL) == before  # no leg closed: nothing left naked
     record("candles", "delisted while a pair holds it",
            f"tick 2: held with incident; tick 3: {t3['action']}, status {third.status}"
            + (f": {third.error}" if third.error else ""))

@@ -239,7 +239,19 @@ def test_unknown_order_is_order_not_found(ex: Exchange) -> None:
     assert ex.fetch_order_by_client_id(BTC, "never-sent") is None
 
 
-def test_rate_limit_is_translated_after_retries(ex: Exchange, sim: Any) -> None:
+def _short_retry_after(sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the simulator's 429 ask for ``Retry-After: 1`` (it asks for the rest of its
+    wall-clock minute, which reads honour): its wall clock stands at second 59. Only for
+    public reads (a signed request is checked against this clock)."""
+    from pairlib.clock import SettableClock
+
+    monkeypatch.setattr(sim, "wall_clock", SettableClock(GENESIS + timedelta(seconds=59)))
+
+
+def test_rate_limit_is_translated_after_retries(
+    ex: Exchange, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _short_retry_after(sim, monkeypatch)
     sim.faults.rate_limit_next(10)
     sent = ex.requests_sent
     with pytest.raises(errors.RateLimited) as info:
@@ -265,8 +277,11 @@ def test_invalid_orders_are_refused_before_sending(ex: Exchange) -> None:
 
 
 @pytest.mark.parametrize("fault", ["503", "502", "429", "timeout"])
-def test_reads_are_retried_then_succeed(sim: Any, fault: str) -> None:
+def test_reads_are_retried_then_succeed(
+    sim: Any, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sim.faults.clear()
+    _short_retry_after(sim, monkeypatch)
     venue = _venue(timeout_ms=300)
     with Exchange.from_params(venue, sim_url=sim.url, retry_base_delay=0.001) as ex:
         ex.markets()

@@ -76,7 +76,7 @@ FAULTS: dict[str, Arm] = {
     "order create 5xx, booked late": lambda f, k: f.book_late_next_orders(
         1, delay_s=0.3, mode="5xx"),
     "dropped response": lambda f, k: f.drop_response_next_orders(1, "close"),
-    "429 with Retry-After": lambda f, k: f.rate_limit_next(2),
+    "429 with Retry-After": lambda f, k: f.rate_limit_next(2, retry_after_s=1),
     "maintenance": lambda f, k: f.maintenance_next(3),
     "first leg rejected": lambda f, k: f.reject_next_orders(1, -2010, match="-y-es"),
     "second leg rejected": lambda f, k: f.reject_next_orders(1, -2010, match="-x-es"),

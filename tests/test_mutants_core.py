@@ -12,8 +12,22 @@ import pytest
 
 from pairlib.config import RiskParams, StrategyParams
 from pairlib.core.portfolio import Book, Close, Entry, PairView, Skip, plan
-from pairlib.core.risk import MarketRules, kill_switch_active, size_pair
-from pairlib.core.strategy import Action, Decision, PairState, latest_signal, spread, step
+from pairlib.core.risk import (
+    Candidate,
+    MarketRules,
+    allocate_slots,
+    kill_switch_active,
+    size_pair,
+)
+from pairlib.core.strategy import (
+    Action,
+    Decision,
+    PairState,
+    latest_signal,
+    spread,
+    step,
+    zscore,
+)
 
 S = StrategyParams()  # entry 1.0, exit 0.5, stop 3.5
 SYMS = ("A", "B", "C", "D", "E", "F")
@@ -61,6 +75,22 @@ def test_input_errors_name_the_argument() -> None:
         spread(flat, square, 1.0, 0.0)
     with pytest.raises(ValueError, match=r"^spread must be one-dimensional"):
         latest_signal(square, 2)
+    with pytest.raises(ValueError, match=r"^spread must be one-dimensional"):
+        zscore(square, 2)
+
+
+@pytest.mark.parametrize(("open_pairs", "max_positions"),
+                         [(True, 2), (1.5, 2), (-1, 2), (0, True), (0, 2.0), (0, 0)])
+def test_slot_counts_must_be_whole_numbers(open_pairs: object, max_positions: object) -> None:
+    with pytest.raises(ValueError, match="open_pairs|max_positions"):
+        allocate_slots([], open_pairs, max_positions, set())  # type: ignore[arg-type]
+
+
+def test_a_candidate_without_a_finite_z_ranks_after_every_finite_one() -> None:
+    cands = [Candidate("A~B", math.nan, ("A", "B")), Candidate("C~D", 0.5, ("C", "D"))]
+    chosen, rejected = allocate_slots(cands, 0, 1, set())
+    assert [c.pair_id for c in chosen] == ["C~D"]
+    assert [c.pair_id for c, _ in rejected] == ["A~B"]
 
 
 def test_latest_signal_is_the_last_z_and_sample_std_of_the_last_lookback_values() -> None:
@@ -261,3 +291,46 @@ def test_an_entry_that_cannot_be_sized_is_refused_with_the_error() -> None:
     skip = _refused(p, "C~D")
     assert skip.reason.startswith(f"{d.reason}; not entered: cannot size: ")
     assert "spread_std" in skip.reason and skip.decision == d
+
+
+NAN = math.nan
+STEPS = [  # position, locked out, z -> position, locked out, action, reason (entry 1, exit 0.5,
+    # stop 3.5); a z that rounds onto its threshold shows the digits that tell it apart
+    (0, False, NAN, 0, False, "none", "z is NaN: no entry"),
+    (0, True, NAN, 0, True, "none", "z is NaN: no entry (still locked out after a stop)"),
+    (-1, False, NAN, -1, False, "hold", "z is NaN: hold short spread"),
+    (1, False, NAN, 1, False, "hold", "z is NaN: hold long spread"),
+    (0, False, 1.5, -1, False, "enter_short", "z=1.50 >= entry 1.00: short the spread"),
+    (0, False, 1.0, -1, False, "enter_short", "z=1.00 >= entry 1.00: short the spread"),
+    (0, False, -1.5, 1, False, "enter_long", "z=-1.50 <= -entry -1.00: long the spread"),
+    (0, True, 1.5, 0, True, "none", "locked out after stop: |z|=1.50 not yet < entry 1.00"),
+    (0, True, 0.5, 0, False, "none", "|z|=0.50 < entry 1.00: lockout released, flat"),
+    (0, False, 4.0, 0, False, "none", "|z|=4.00 >= stop 3.50: beyond stop, no entry"),
+    (0, False, -4.0, 0, False, "none", "|z|=4.00 >= stop 3.50: beyond stop, no entry"),
+    (0, False, 0.3, 0, False, "none", "|z|=0.30 < entry 1.00: stay flat"),
+    (0, False, 0.9999, 0, False, "none", "|z|=0.9999 < entry 1.00: stay flat"),
+    (-1, False, 0.2, 0, False, "exit", "z=0.20 <= exit 0.50: short spread reverted, exit"),
+    (-1, False, 0.5, 0, False, "exit", "z=0.50 <= exit 0.50: short spread reverted, exit"),
+    (1, False, -0.2, 0, False, "exit", "z=-0.20 >= -exit -0.50: long spread reverted, exit"),
+    (-1, False, 3.6, 0, True, "stop", "z=3.60 >= stop 3.50: stop loss on short spread; locked "
+     "out until |z| < entry 1.00"),
+    (1, False, -3.6, 0, True, "stop", "z=-3.60 <= -stop -3.50: stop loss on long spread; "
+     "locked out until |z| < entry 1.00"),
+    (-1, False, 1.2, -1, False, "hold", "z=1.20 between exit 0.50 and stop 3.50: hold short "
+     "spread"),
+    (-1, False, 3.4999, -1, False, "hold", "z=3.4999 between exit 0.50 and stop 3.50: hold "
+     "short spread"),
+    (1, False, -1.2, 1, False, "hold", "z=-1.20 between -stop -3.50 and -exit -0.50: hold long "
+     "spread"),
+    (1, False, -0.5001, 1, False, "hold", "z=-0.5001 between -stop -3.50 and -exit -0.50: hold "
+     "long spread"),
+]
+
+
+@pytest.mark.parametrize(("pos", "locked", "z", "new_pos", "new_locked", "action", "reason"),
+                         STEPS)
+def test_every_transition_of_the_rule_and_its_reason(
+        pos: int, locked: bool, z: float, new_pos: int, new_locked: bool, action: str,
+        reason: str) -> None:
+    d = step(PairState(pos, locked_out=locked), z, 1.0, 0.5, 3.5)
+    assert d == Decision(new_pos, Action(action), reason, PairState(new_pos, new_locked))

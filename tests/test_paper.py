@@ -7,6 +7,7 @@ The "real exchange" here is a second simulator on loopback (seed 7), reached thr
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from pairlib.sim import Market, SimServer
 from pairlib.venue.exchange import Exchange
 from pairlib.venue.open import open_exchange
 from pairlib.venue.paper import PaperExchange, PublicMarket
+from pairlib.venue.records import FundingRate
 
 ETH = "ETH/USDT:USDT"
 
@@ -83,7 +85,9 @@ def test_paper_venue_reads_public_data_and_keeps_its_own_account(
         (trade,) = ex.fetch_my_trades(ETH)
         assert trade.fee == pytest.approx(fee)
         bal = ex.fetch_balance()
-        assert bal.equity == pytest.approx(10_000.0 - fee + amount * (mark - o.average))
+        # START (00:00) is a funding time: positions are valued at the venue's mark then
+        at_mark = sim_market.mark_price("ETHUSDT", to_ms(START))
+        assert bal.equity == pytest.approx(10_000.0 - fee + amount * (at_mark - o.average))
         (pos,) = ex.fetch_positions()
         assert (pos.symbol, pos.contracts) == (ETH, pytest.approx(amount))
 
@@ -123,11 +127,11 @@ def test_historical_prices_and_funding_source(public: SimServer, sim_market: Mar
         t = START - timedelta(hours=5)
         calls: list[tuple[str, int, int]] = []
 
-        def rates(sym: str, start: int, end: int) -> dict[int, float]:
+        def rates(sym: str, start: int, end: int) -> list[FundingRate]:
             calls.append((sym, start, end))
-            return {to_ms(t - timedelta(hours=t.hour % 8)): 0.0003}
+            return [FundingRate(to_ms(t - timedelta(hours=t.hour % 8)), 0.0003, 101.5)]
 
-        src = PublicMarket(direct, START, funding_rates=rates)
+        src = PublicMarket(direct, START, funding_history=rates)
         assert src.price("BTCUSDT", to_ms(t)) == sim_market.price("BTCUSDT", to_ms(t))
         assert src.price("BTCUSDT", to_ms(START)) == sim_market.price("BTCUSDT", to_ms(START))
         ft = to_ms(datetime(2025, 2, 3, 16, tzinfo=START.tzinfo))
@@ -168,13 +172,65 @@ def test_paper_funding_rates_come_from_the_public_venue(
 ) -> None:
     """The adapter's public funding history feeds the paper account's funding."""
     with Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
-        src = PublicMarket(direct, START, funding_rates=direct.fetch_funding_rates)
+        src = PublicMarket(direct, START, funding_history=direct.fetch_funding_rate_history)
         times = [to_ms(START) - k * 8 * 3_600_000 for k in (1, 2, 5)]
         for ft in times:
             want = sim_market.funding_rate("BTCUSDT", ft)
             assert want != 0.0
             assert src.funding_rate("BTCUSDT", ft) == pytest.approx(want, rel=1e-9, abs=1e-12)
+            assert src.mark_price("BTCUSDT", ft) == sim_market.mark_price("BTCUSDT", ft)
         rates = direct.fetch_funding_rates("BTC/USDT:USDT", times[-1], times[0])
         assert sorted(rates) == sorted(
             range(times[-1], times[0] + 1, 8 * 3_600_000)
         )
+
+
+def test_paper_funding_is_paid_at_the_venues_mark_price(
+    public: SimServer, sim_market: Market, tmp_path: Path
+) -> None:
+    """A position held over a funding time pays ``-amount * mark * rate`` with the mark the
+    public venue settled that funding at (its funding-rate history), as the backtest does,
+    not the last price."""
+    venue = _venue(tmp_path)
+    with open_exchange(venue, START, public_url=public.url) as ex:
+        amount = ex.amount_to_precision(ETH, 3000.0 / sim_market.price("ETHUSDT", to_ms(START)))
+        ex.create_order(ETH, "buy", amount, "paper-funding-1")
+    later = START + 2 * BAR  # 08:00, the next funding time
+    ft = to_ms(later)
+    mark, last = sim_market.mark_price("ETHUSDT", ft), sim_market.price("ETHUSDT", ft)
+    rate = sim_market.funding_rate("ETHUSDT", ft)
+    assert rate != 0.0 and abs(mark / last - 1) > 1e-6  # the two valuations differ
+    public.set_now(later)
+    with open_exchange(venue, later, public_url=public.url) as ex, \
+            Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
+        (paid,) = ex.fetch_funding_history(ETH)
+        assert paid.timestamp == ft
+        # the venue reports income to 7 decimals: far finer than mark vs last price here
+        assert abs(amount * (mark - last) * rate) > 1e-5
+        assert paid.amount == pytest.approx(-amount * mark * rate, abs=1e-7)
+        # the paper venue's own funding history repeats the public one, marks included
+        since = ft - 3 * 8 * 3_600_000
+        assert ex.fetch_funding_rate_history(ETH, since, ft) == \
+            direct.fetch_funding_rate_history(ETH, since, ft)
+
+
+def test_funding_without_a_mark_is_valued_at_the_last_price_and_logged(
+    public: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    ft = to_ms(START) - 8 * 3_600_000
+    history = [FundingRate(ft - 8 * 3_600_000, 0.0002, 99.25), FundingRate(ft, 0.0004, None)]
+    with Exchange.from_params(VenueParams(sim_url=public.url)) as direct:
+        src = PublicMarket(direct, START, funding_history=lambda s, a, b: history)
+        assert src.mark_price("BTCUSDT", ft - 8 * 3_600_000) == 99.25
+        with caplog.at_level(logging.WARNING, logger="pairlib.venue.paper"):
+            assert src.mark_price("BTCUSDT", ft) == src.price("BTCUSDT", ft)
+            assert src.mark_price("BTCUSDT", ft) == src.price("BTCUSDT", ft)
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "pairlib.venue.paper"]
+        assert "BTC/USDT:USDT" in line and "without a mark price" in line
+        assert "last price" in line
+        # between funding times, and at a funding time the history does not list: last price
+        off = ft + 3_600_000
+        assert src.mark_price("BTCUSDT", off) == src.price("BTCUSDT", off)
+        assert src.funding_rate("BTCUSDT", ft - 16 * 3_600_000) == 0.0
+        assert src.mark_price("BTCUSDT", ft - 16 * 3_600_000) == \
+            src.price("BTCUSDT", ft - 16 * 3_600_000)

@@ -1,15 +1,28 @@
 """Secrets scan: with distinctive fake keys and notification URLs in the environment, nothing
 written or sent anywhere carries them, except each token to the receiver it belongs to.
 
-One project folder runs, through the real command line (a subprocess each, the secrets in
-its environment): a pair generation, a normal tick, a refused tick (``--live`` against a
-simulator), a failing tick (the venue unreachable), a backtest, reconcile, status (and
-``status --check``), ``notify test``/``notify deliver`` and ``report`` where those commands
-exist. The venue is a simulator on 127.0.0.1 behind a recording proxy; notifications go to a
-capture server on 127.0.0.1 and the heartbeat to another. Then every file of the project
-folder (outputs, the state folder with the SQLite store and its WAL as raw bytes, logs,
-rendered HTML, the candle cache) and every captured request and command output is searched
-for every secret, raw and in the encodings it could travel in (base64, URL-quoted).
+One project folder runs the real command line with the secrets in its environment: a pair
+generation, an entry tick and an exit tick of a pair set known to trade (the market's planted
+pairs, stored over the generated set), a refused tick (``--live`` against a simulator), a
+failing tick (the venue unreachable), a backtest, reconcile, a tick near the present that
+pings the heartbeat through ``pairlib tick``'s after-job path, ``pairlib schedule --once``
+(whose tick pings it again, logged to ``schedule.log_file``), status (and ``status --check``
+and ``--json``), ``notify test``/``notify deliver``, the dashboard notebook and ``report``.
+The venue is a simulator on 127.0.0.1 behind a recording proxy; notifications go to a capture
+server on 127.0.0.1 and the heartbeat to another.
+
+Then every file of the project folder (outputs and their rendered HTML, the state folder with
+the SQLite store and its WAL as raw bytes, the scheduler's log, the candle cache), every
+captured request, every command output and every log record of the test process (all loggers
+at DEBUG) is searched for every secret, raw and in the encodings it could travel in (base64,
+URL-quoted).
+
+Each kind of secret path goes through at least one real ``python -m pairlib`` subprocess (the
+entry tick: the API keys and the venue; ``notify test``: the notification URLs; ``schedule
+--once``: the heartbeat URL and the scheduler's log); the other commands run in-process
+through typer's ``CliRunner``, which runs the same command functions, notebooks and kernels
+without a fresh interpreter per command. ``PAIRLIB_SOAK=1`` runs every command as a
+subprocess and adds the scheduler's own pair generation and a ``tick --preview``.
 
 The live guard is tested flag by flag: live trading starts only with ``venue.kind: live``,
 ``--live`` and both keys.
@@ -21,30 +34,38 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
+import pandas as pd
 import pytest
 import yaml
 from reliability_doc import write_section
-from test_secrets_venue import Recorder, _proxy_handler
-from tick_fixtures import START, planted_pairs, unthrottle
+from test_secrets_venue import Recorder, Seen, _proxy_handler
+from tick_fixtures import INJ_SOL, START, planted_pairs, unthrottle
 
-from pairlib.clock import iso
-from pairlib.config import Secrets, VenueParams
+from pairlib.clock import SystemClock, iso, last_close
+from pairlib.config import SIM_API_KEY, Secrets, VenueParams, load_params
+from pairlib.edges.store import Store
+from pairlib.engine.execution import client_order_id
 from pairlib.errors import LiveTradingRefused
-from pairlib.sim import Market, SimServer
+from pairlib.sim import GENESIS, Market, SimServer
+from pairlib.sim.market import MarketSpec
 from pairlib.venue.open import check_live
 
+SOAK = os.environ.get("PAIRLIB_SOAK") == "1"
 API_KEY = "fakeKEY-4c1d9e77-secrets-scan"
 API_SECRET = "fakeSECRET-8b2a6f03-secrets-scan"
 NOTIFY_USER = "hookuser"
@@ -52,6 +73,11 @@ NOTIFY_TOKEN = "notifyTOKEN-5e9c2b71"
 NOTIFY_PATH_TOKEN = "pathTOKEN-a3f60d18"
 HEARTBEAT_TOKEN = "heartbeatTOKEN-71d4c9e2"
 PAIRLIB = [sys.executable, "-m", "pairlib"]
+LOGGERS = ("pairlib", "ccxt", "urllib3", "requests", "apprise", "papermill", "traitlets",
+           "nbconvert", "filelock", "apscheduler", "asyncio")
+"""Loggers whose records in the test process (every in-process command) are scanned, at
+DEBUG: the venue client, HTTP, notifications, notebooks and the scheduler."""
+BAR = timedelta(hours=4)
 
 
 def _forms(secret: str) -> set[str]:
@@ -84,6 +110,10 @@ class Capture:
     url: str = ""
     seen: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.seen)
 
 
 def _capture_handler(cap: Capture) -> type[BaseHTTPRequestHandler]:
@@ -127,34 +157,121 @@ def captures() -> Iterator[tuple[Capture, Capture]]:
             httpd.server_close()
 
 
+class _Records(logging.Handler):
+    """Every log record of the test process, formatted with its logger's name."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
+        except Exception:  # noqa: BLE001 - a malformed record is still not a leak
+            self.lines.append(f"{record.name} {record.levelname} {record.msg!r}")
+
+
 # ----------------------------------------------------------------------------- the runs
+
+
+@dataclass
+class Ran:
+    """One command: how it ran, its exit code and output, and what it sent."""
+
+    name: str
+    how: str  # "subprocess" or "in-process"
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    cpu_seconds: float  # of this process and every process it waited for (kernels too)
+    requests: list[Seen] = field(default_factory=list)  # what it sent to the venue
+    heartbeats: int = 0  # requests it made to the heartbeat receiver
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def orders(self) -> list[Seen]:
+        return _order_requests(self.requests)
+
+    @property
+    def signed(self) -> list[Seen]:
+        return [s for s in self.requests if "signature=" in s.path + s.body]
 
 
 @dataclass
 class Runs:
     project: Path
+    start: datetime  # the entry tick's candle close (tick_fixtures' START, moved)
     wire: Recorder
     notify: Capture
     heartbeat: Capture
-    commands: dict[str, subprocess.CompletedProcess[str]]
+    commands: dict[str, Ran]
     skipped: list[str]
+    log_lines: list[str]
+    log_file: Path
+    seconds: float
+    cpu_seconds: float
+
+
+def _order_requests(seen: list[Seen]) -> list[Seen]:
+    """The order placements among ``seen`` (``POST /fapi/v1/order``)."""
+    return [s for s in seen if s.method == "POST" and urlsplit(s.path).path == "/fapi/v1/order"]
+
+
+def _client_id(s: Seen) -> str:
+    """The ``newClientOrderId`` an order request carried (query or form body)."""
+    fields = {**parse_qs(urlsplit(s.path).query), **parse_qs(s.body)}
+    return fields.get("newClientOrderId", [""])[0]
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every child it has waited for (their own waited-for
+    children included: notebook kernels, subprocesses): a figure that does not grow with
+    the machine's load, unlike wall time."""
+    me, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                    resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _commands_available() -> set[str]:
-    out = subprocess.run([*PAIRLIB, "--help"], capture_output=True, text=True, timeout=60)
-    return {line.split()[1] for line in out.stdout.splitlines()
-            if line.startswith("│ ") and len(line.split()) > 1}
+    import typer
+
+    from pairlib.app.cli import app
+
+    return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def _save_planted(project_params: Path, market: Market, as_of: datetime) -> None:
+    """Store the market's planted pairs as the newest pair set at ``as_of`` (a set whose
+    entries and exits are known: see ``tick_fixtures``)."""
+    params = load_params(project_params)
+    with Store.at(params.state_dir) as db:
+        db.save_pair_set(as_of, "planted", pd.DataFrame(planted_pairs(market)), None, as_of)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capture]
          ) -> Iterator[Runs]:
     """Every command run once in one project folder with the secrets in the environment."""
+    from typer.testing import CliRunner
+
+    from pairlib.app.cli import app
+
+    t_start, cpu_start = time.perf_counter(), _cpu_seconds()
     mp = pytest.MonkeyPatch()
     unthrottle(mp)
     project = tmp_path_factory.mktemp("project")
-    market = Market()
-    server = SimServer(market, project / "sim_server_state.json", now=START,
+    present = last_close(SystemClock().now(), "4h")  # the wall clock's bar
+    # tick_fixtures' scenario (INJ~SOL enters at START, exits at the next bar) 300 days
+    # before the present: the market is a function of the bar index since its genesis, so
+    # the same trades happen at ``start``, and the present stays inside the market's history
+    # whatever the date.
+    start = present.replace(hour=0) - timedelta(days=300)
+    market = Market(MarketSpec(genesis=start - (START - GENESIS)))
+    server = SimServer(market, project / "sim_server_state.json", now=start,
                        weight_limit=10**9)
     server.start()
     wire = Recorder(server.url)
@@ -166,65 +283,186 @@ def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capt
     symbols = sorted({s for r in planted_pairs(market) for s in (r["y"], r["x"])})
     raw = {"venue": {"kind": "sim", "sim_url": wire.url, "max_retries": 1},
            "data": {"universe": symbols},
-           "risk": {"risk_per_trade": 0.005, "max_positions": 8, "max_gross_leverage": 6.0}}
+           "risk": {"risk_per_trade": 0.005, "max_positions": 8, "max_gross_leverage": 6.0},
+           # The heartbeat is pinged after the job-path tick of the bar before the present
+           # and after the scheduler's tick of the present bar: both must be fresh by the
+           # wall clock, so the grace covers a second bar.
+           "schedule": {"stale_grace_seconds": 4 * 3600.0}}
     (project / "params").mkdir()
-    (project / "params" / "pairlib.yaml").write_text(yaml.safe_dump(raw))
+    params_file = project / "params" / "pairlib.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
     dead = {**raw, "venue": {**raw["venue"], "sim_url": "http://127.0.0.1:9", "max_retries": 0}}
     (project / "params" / "unreachable.yaml").write_text(yaml.safe_dump(dead))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAIRLIB_")},
-           **API_SECRETS,
-           "PAIRLIB_NOTIFY_URLS": (f"json://{NOTIFY_USER}:{NOTIFY_TOKEN}@{notify.url}/"
-                                   f"hook/{NOTIFY_PATH_TOKEN}"),
-           "PAIRLIB_HEARTBEAT_URL": f"http://{heartbeat.url}/ping/{HEARTBEAT_TOKEN}"}
-    available = _commands_available()
-    after = START + timedelta(hours=4)
-    plan: list[tuple[str, list[str]]] = [
-        ("pairs", ["pairs", "--as-of", iso(START - timedelta(hours=4))]),
-        ("tick", ["tick", "--as-of", iso(START)]),
-        ("tick refused (--live on a simulator)", ["tick", "--as-of", iso(START), "--live"]),
+    for name in [k for k in os.environ if k.startswith("PAIRLIB_")]:
+        mp.delenv(name)
+    for name, value in {
+        **API_SECRETS,
+        "PAIRLIB_NOTIFY_URLS": (f"json://{NOTIFY_USER}:{NOTIFY_TOKEN}@{notify.url}/"
+                                f"hook/{NOTIFY_PATH_TOKEN}"),
+        "PAIRLIB_HEARTBEAT_URL": f"http://{heartbeat.url}/ping/{HEARTBEAT_TOKEN}",
+    }.items():
+        mp.setenv(name, value)
+    mp.chdir(project)
+    records = _Records()
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in LOGGERS}
+    for name in LOGGERS:  # kept from pytest's own log capture: only this scan reads them
+        lg = logging.getLogger(name)
+        lg.addHandler(records)
+        lg.setLevel(logging.DEBUG)
+        lg.propagate = False
+
+    params = load_params(params_file)
+    delay = timedelta(seconds=params.schedule.tick_delay_seconds)
+
+    def at(when: datetime) -> Callable[[], None]:
+        return lambda: server.set_now(when)
+
+    def then_planted(as_of: datetime) -> Callable[[], None]:
+        return lambda: _save_planted(params_file, market, as_of)
+
+    # (name, args, a real subprocess?, before, after)
+    Step = tuple[str, list[str], bool, Callable[[], None] | None, Callable[[], None] | None]
+    plan: list[Step] = [
+        ("pairs", ["pairs", "--as-of", iso(start - BAR)], SOAK, None,
+         then_planted(start - BAR)),
+        ("tick entry", ["tick", "--as-of", iso(start)], SOAK, None, None),
+        ("tick refused (--live on a simulator)", ["tick", "--as-of", iso(start), "--live"],
+         SOAK, None, None),
+        ("tick exit", ["tick", "--as-of", iso(start + BAR)], SOAK, at(start + BAR), None),
         ("tick failing (venue unreachable)",
-         ["tick", "--as-of", iso(after), "--params", "params/unreachable.yaml", "--wait", "0"]),
-        ("backtest", ["backtest", "--start", iso(START - timedelta(days=4)),
-                      "--end", iso(START)]),
-        ("reconcile", ["reconcile", "--as-of", iso(START)]),
-        ("status", ["status"]),
-        ("status --check", ["status", "--check"]),
-        ("notify test", ["notify", "test"]),
-        ("notify deliver", ["notify", "deliver"]),
-        ("report", ["report"]),
+         ["tick", "--as-of", iso(start + 2 * BAR), "--params", "params/unreachable.yaml",
+          "--wait", "0"], SOAK, None, None),
+        ("backtest", ["backtest", "--start", iso(start - timedelta(days=2)),
+                      "--end", iso(start)], SOAK, None, None),
+        ("reconcile", ["reconcile", "--as-of", iso(start + BAR)], SOAK, None, None),
+        ("status", ["status"], SOAK, None, None),
+        ("tick near the present (heartbeat)", ["tick", "--as-of", iso(present - BAR)], SOAK,
+         at(present - BAR + timedelta(seconds=10)),
+         # The scheduler's own pair generation runs only in the soak version; here a pair
+         # set of the present bar is already stored, so it skips that job.
+         None if SOAK else then_planted(present)),
+        ("tick --preview", ["tick", "--as-of", iso(present - BAR), "--preview"], True, None,
+         None),
+        ("schedule --once", ["schedule", "--once", "--wait", "60"], True,
+         at(present + delay + timedelta(seconds=5)), None),
+        ("status --check", ["status", "--check"], SOAK, None, None),
+        ("status --json", ["status", "--json"], SOAK, None, None),
+        ("notify test", ["notify", "test"], True, None, None),
+        ("notify deliver", ["notify", "deliver"], SOAK, None, None),
+        ("dashboard notebook", [], True, None, None),
+        ("report", ["report"], SOAK, None, None),
     ]
-    commands: dict[str, subprocess.CompletedProcess[str]] = {}
+    if not SOAK:  # the soak version's extra runs
+        plan = [s for s in plan if s[0] not in ("tick --preview", "dashboard notebook")]
+    available = _commands_available()
+    commands: dict[str, Ran] = {}
     skipped: list[str] = []
+    runner = CliRunner()
     try:
-        for name, args in plan:
-            if args[0] not in available:
+        for name, args, real, before, after in plan:
+            if args and args[0] not in available:
                 skipped.append(name)
                 continue
-            commands[name] = subprocess.run([*PAIRLIB, *args], cwd=project, env=env,
-                                            capture_output=True, text=True, timeout=300)
-        yield Runs(project, wire, notify, heartbeat, commands, skipped)
+            if before is not None:
+                before()
+            n_seen, n_beats = len(wire.seen), heartbeat.count()
+            t0, c0 = time.perf_counter(), _cpu_seconds()
+            if not args:  # the dashboard notebook, as an operator runs it
+                code, out, err, how = _dashboard(project, real)
+            elif real:
+                proc = subprocess.run([*PAIRLIB, *args], cwd=project, env=dict(os.environ),
+                                      capture_output=True, text=True, timeout=300)
+                code, out, err, how = proc.returncode, proc.stdout, proc.stderr, "subprocess"
+            else:
+                res = runner.invoke(app, args)
+                if res.exception is not None and not isinstance(res.exception, SystemExit):
+                    raise res.exception
+                code, out, err, how = res.exit_code, res.stdout, res.stderr, "in-process"
+            commands[name] = Ran(name, how, code, out, err, time.perf_counter() - t0,
+                                 _cpu_seconds() - c0, wire.seen[n_seen:],
+                                 heartbeat.count() - n_beats)
+            if after is not None:
+                after()
+        log_file = Path(params.schedule.log_file or Path(params.state_dir) / "scheduler.log")
+        yield Runs(project, start, wire, notify, heartbeat, commands, skipped, records.lines,
+                   log_file, time.perf_counter() - t_start, _cpu_seconds() - cpu_start)
     finally:
+        for name, (level, propagate) in saved.items():
+            lg = logging.getLogger(name)
+            lg.removeHandler(records)
+            lg.setLevel(level)
+            lg.propagate = propagate
         httpd.shutdown()
         httpd.server_close()
         server.stop()
         mp.undo()
 
 
+def _dashboard(project: Path, real: bool) -> tuple[int, str, str, str]:
+    """Run ``notebooks/dashboard.ipynb`` into ``outputs/dashboard/`` (in a subprocess with
+    ``real``), as the operator does; ``(exit code, stdout, stderr, how)``."""
+    from pairlib.app.jobs import NOTEBOOKS
+
+    out = project / "outputs" / "dashboard" / "dashboard.ipynb"
+    if real:
+        code = ("import sys; from pairlib.app.runner import run_notebook; "
+                f"r = run_notebook({str(NOTEBOOKS / 'dashboard.ipynb')!r}, {str(out)!r}, {{}}, "
+                f"cwd={str(project)!r}); print(r.path); sys.exit(0 if r.ok else 1)")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=dict(os.environ),
+                              capture_output=True, text=True, timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr, "subprocess"
+    from pairlib.app.runner import run_notebook
+
+    res = run_notebook(NOTEBOOKS / "dashboard.ipynb", out, {}, cwd=project)
+    return (0 if res.ok else 1), str(res.path), res.error or "", "in-process"
+
+
 def test_the_commands_did_what_they_are_for(runs: Runs) -> None:
-    """The scan means something only if the runs worked: a pair set was generated, the tick
-    traded, the refused and failing ticks were refused and failed, the reports exist."""
+    """The scan means something only if the runs worked: a pair set was generated, the
+    ticks traded, the refused and failing ticks were refused and failed, the scheduler ran
+    its tick, the store matched the venue, the reports exist."""
     c = runs.commands
-    assert c["pairs"].returncode == 0, c["pairs"].stderr
-    assert c["tick"].returncode == 0, c["tick"].stdout + c["tick"].stderr
+    assert not runs.skipped, runs.skipped
+    for name in ("pairs", "tick entry", "tick exit", "backtest", "reconcile", "status",
+                 "tick near the present (heartbeat)", "schedule --once", "status --check",
+                 "status --json", "notify test", "notify deliver", "report",
+                 *(("dashboard notebook", "tick --preview") if SOAK else ())):
+        assert c[name].returncode == 0, (name, c[name].output)
     assert c["tick refused (--live on a simulator)"].returncode == 2
     assert "--live was given" in c["tick refused (--live on a simulator)"].stderr
     assert c["tick failing (venue unreachable)"].returncode == 1, \
-        c["tick failing (venue unreachable)"].stderr
-    assert c["backtest"].returncode == 0, c["backtest"].stderr
-    assert c["reconcile"].returncode == 0, c["reconcile"].stdout + c["reconcile"].stderr
-    assert len(runs.wire.signed()) >= 4  # the account was read with a signed key: proof
+        c["tick failing (venue unreachable)"].output
+    assert "store matches venue" in c["reconcile"].stdout
+    assert "tick " in c["schedule --once"].stdout and " ok " in c["schedule --once"].stdout
+    assert c["status --check"].stdout.startswith("ok"), c["status --check"].stdout
+    assert json.loads(c["status --json"].stdout)  # the JSON form was produced and scanned
     notebooks = list((runs.project / "outputs").rglob("*.ipynb"))
-    assert len(notebooks) >= 4, notebooks
+    assert len(notebooks) >= 7, notebooks
+    assert (runs.project / "outputs" / "index.html").is_file()
+    if SOAK:
+        assert (runs.project / "outputs" / "dashboard" / "dashboard.html").is_file()
+    hows = {r.how for r in c.values()}
+    assert "subprocess" in hows, hows
+
+
+def test_orders_were_sent_and_carried_only_the_simulators_key(runs: Runs) -> None:
+    """The pair set trades while the fake keys are in the environment: the entry tick sends
+    both legs of an entry, the next tick both legs of its exit, and every order request
+    carries the simulator's own key, signed, and nothing of the environment's keys."""
+    entry_ids = {_client_id(s) for s in runs.commands["tick entry"].orders}
+    exit_ids = {_client_id(s) for s in runs.commands["tick exit"].orders}
+    # INJ~SOL enters long at ``start`` and exits at the next bar (tick_fixtures' START).
+    start = runs.start
+    assert {client_order_id(start, INJ_SOL, leg, "enter_long") for leg in "yx"} <= entry_ids
+    assert {client_order_id(start + BAR, INJ_SOL, leg, "exit") for leg in "yx"} <= exit_ids
+    orders = _order_requests(runs.wire.seen)
+    for s in orders:
+        keys = {v for k, v in s.headers.items() if k.lower() == "x-mbx-apikey"}
+        assert keys == {SIM_API_KEY}, (s.path, keys)
+        assert "signature=" in s.path + s.body
+        assert s.status == 200, (s.status, s.answer)
+        assert _found(f"{s.path} {s.headers!r} {s.body}", ALL_SECRETS) == []
 
 
 def _project_files(project: Path) -> list[Path]:
@@ -234,36 +472,72 @@ def _project_files(project: Path) -> list[Path]:
 def test_no_file_of_the_project_holds_a_secret(runs: Runs) -> None:
     files = _project_files(runs.project)
     kinds = {p.suffix for p in files}
-    assert {".ipynb", ".db", ".parquet"} <= kinds, kinds  # notebooks, the store, the cache
+    assert {".ipynb", ".db", ".parquet", ".html", ".log"} <= kinds, kinds
     leaks = {str(p.relative_to(runs.project)): hit for p in files
              if (hit := _found(p.read_bytes(), ALL_SECRETS))}
     assert not leaks, leaks
 
 
+def test_the_scheduler_log_records_the_run_and_no_secret(runs: Runs) -> None:
+    """``schedule --once`` logs to ``schedule.log_file``: its tick and the heartbeat it sent
+    are there, the heartbeat's destination redacted."""
+    text = runs.log_file.read_text()
+    assert "running tick for" in text, text
+    assert "heartbeat http://127.0.0.1:***: HTTP 200" in text, text
+    assert _found(text, ALL_SECRETS) == []
+
+
 def test_no_command_output_holds_a_secret(runs: Runs) -> None:
-    leaks = {name: hit for name, proc in runs.commands.items()
-             if (hit := _found(proc.stdout + proc.stderr, ALL_SECRETS))}
+    leaks = {name: hit for name, ran in runs.commands.items()
+             if (hit := _found(ran.output, ALL_SECRETS))}
     assert not leaks, leaks
+
+
+def test_no_log_record_holds_a_secret(runs: Runs) -> None:
+    """Every record logged in the test process by the in-process commands (:data:`LOGGERS`
+    at DEBUG: the ccxt client with its requests and responses, urllib3, apprise, papermill
+    with the cells' outputs, pairlib) is free of every secret."""
+    text = "\n".join(runs.log_lines)
+    assert "ccxt.base.exchange DEBUG" in text and "apprise" in text  # the loud ones were on
+    leaks = [line for line in runs.log_lines if _found(line, ALL_SECRETS)]
+    assert not leaks, leaks[:5]
 
 
 def test_the_venue_gets_only_its_own_key(runs: Runs) -> None:
     """The simulator signs with its fixed local key: the environment's key never reaches
-    it, and no notification token does either."""
+    it, and no notification token does either. A real ``pairlib`` process (the
+    scheduler's tick) signed requests too, with the keys in its own environment."""
     text = runs.wire.text()
     assert _found(text, ALL_SECRETS) == []
-    assert runs.wire.keys_sent() <= {"pairlib-sim-key"}
+    assert runs.wire.keys_sent() == {SIM_API_KEY}
     assert runs.wire.signed()
+    real = [r for r in runs.commands.values() if r.how == "subprocess" and r.signed]
+    assert real, "no subprocess signed a request to the venue"
+
+
+def test_the_heartbeat_is_pinged_with_its_token_and_only_there(runs: Runs) -> None:
+    """An ok tick near the present pings the heartbeat through ``pairlib tick``'s job path
+    and again through the scheduler's; the ping carries the heartbeat token, the receiver
+    sees nothing else secret, and no other destination sees that token."""
+    c = runs.commands
+    assert c["tick near the present (heartbeat)"].heartbeats == 1
+    assert c["schedule --once"].heartbeats == 1
+    assert c["tick entry"].heartbeats == 0  # 300 days old: not fresh by the wall clock
+    assert runs.heartbeat.seen
+    for request in runs.heartbeat.seen:
+        assert request.startswith(f"GET /ping/{HEARTBEAT_TOKEN}"), request
+        assert _found(request, {**API_SECRETS, **NOTIFY_SECRETS}) == []
+    assert _found("\n".join(runs.notify.seen), HEARTBEAT_SECRETS) == []
+    assert _found(runs.wire.text(), HEARTBEAT_SECRETS) == []
 
 
 def test_notification_tokens_go_only_to_their_receiver(runs: Runs) -> None:
     """Each receiver sees at most its own token, never an API key; the venue sees none."""
     seen_notify = "\n".join(runs.notify.seen)
-    seen_heartbeat = "\n".join(runs.heartbeat.seen)
     assert _found(seen_notify, {**API_SECRETS, **HEARTBEAT_SECRETS}) == []
-    assert _found(seen_heartbeat, {**API_SECRETS, **NOTIFY_SECRETS}) == []
-    if "notify test" in runs.commands:
-        assert runs.notify.seen, "notify test delivered nothing to the receiver"
-        assert NOTIFY_PATH_TOKEN in seen_notify  # the URL's own path: it does go there
+    assert runs.notify.seen, "notify test delivered nothing to the receiver"
+    assert NOTIFY_PATH_TOKEN in seen_notify  # the URL's own path: it does go there
+    assert any("test message" in s for s in runs.notify.seen)
 
 
 @pytest.mark.parametrize(("kind", "live", "key", "secret", "missing"), [
@@ -295,25 +569,39 @@ def test_write_the_secrets_section(runs: Runs) -> None:
     for p in files:
         by_kind[p.suffix or p.name] = by_kind.get(p.suffix or p.name, 0) + 1
     total = sum(p.stat().st_size for p in files)
-    outputs = sum(len(p.stdout) + len(p.stderr) for p in runs.commands.values())
+    outputs = sum(len(r.output) for r in runs.commands.values())
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
+    orders = _order_requests(runs.wire.seen)
+    by_how: dict[str, list[str]] = {}
+    for r in runs.commands.values():
+        by_how.setdefault(r.how, []).append(f"`{r.name}` ({r.cpu_seconds:.1f} s CPU)")
     md = [
         "## Secrets",
         "",
-        "`tests/test_secrets_scan.py` runs every command below in one project folder with "
+        "`tests/test_secrets_scan.py` runs the commands below in one project folder with "
         "distinctive fake `PAIRLIB_API_KEY`/`PAIRLIB_API_SECRET`, a `PAIRLIB_NOTIFY_URLS` "
         "holding a user token and a path token, and a `PAIRLIB_HEARTBEAT_URL` token in the "
-        "environment, then searches everything for each secret (raw, URL-quoted, base64).",
+        "environment, then searches every file, request, command output and log record for "
+        "each secret (raw, URL-quoted, base64). The pair set is the market's planted pairs, "
+        "so the ticks place real entry and exit orders; a tick of the bar before the present "
+        "(`pairlib tick`) and the scheduler's tick of the present bar (`pairlib schedule "
+        "--once`, simulator clock set to the present) ping the heartbeat.",
         "",
-        f"- commands run: {', '.join(f'`{n}`' for n in runs.commands)}",
+        f"- version: {'exhaustive (`PAIRLIB_SOAK=1`)' if SOAK else '`make test`'}; all "
+        f"commands {runs.seconds:.0f} s wall on this machine (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), {runs.cpu_seconds:.0f} s of CPU "
+        "(the test process, its subprocesses and their notebook kernels)",
+        *(f"- run {how}: {', '.join(names)}" for how, names in sorted(by_how.items())),
         f"- not run (command absent): {', '.join(runs.skipped) or 'none'}",
         f"- files scanned: {len(files)} ({total:,} bytes): {kinds}",
+        f"- scheduler log scanned: {runs.log_file.stat().st_size:,} bytes; log records of "
+        f"the test process scanned: {len(runs.log_lines):,} (ccxt, urllib3, apprise, "
+        "papermill, pairlib and others at DEBUG)",
         f"- command output scanned: {outputs:,} characters",
-        f"- requests captured: {len(runs.wire.seen)} to the simulator "
-        f"({sum(1 for s in runs.wire.seen if s.method == 'POST')} orders or other POSTs, "
-        f"{len(runs.wire.signed())} signed, all with the simulator's own key), "
+        f"- requests captured: {len(runs.wire.seen)} to the simulator ({len(orders)} orders, "
+        f"{len(runs.wire.signed())} signed requests, every one with the simulator's own key), "
         f"{len(runs.notify.seen)} to the notification receiver, "
-        f"{len(runs.heartbeat.seen)} to the heartbeat receiver",
+        f"{len(runs.heartbeat.seen)} to the heartbeat receiver (each with its token only)",
         "- secrets found where they do not belong: 0",
         "- live trading refused without each of: `venue.kind: live`, `--live`, "
         "`PAIRLIB_API_KEY`, `PAIRLIB_API_SECRET` (7 combinations)",

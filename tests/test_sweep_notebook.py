@@ -79,3 +79,34 @@ def test_bad_input_is_refused_before_any_kernel(project: Path, tmp_path: Path,
     with pytest.raises(ConfigError, match="mapping of axis to values"):
         load_grid(bad)
     assert not any(tmp_path.rglob("*.ipynb"))  # nothing reserved, nothing run
+
+
+@pytest.mark.slow
+def test_reports_run_one_backtest_report_per_shortlisted_cell(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pairlib sweep --reports``: each shortlisted cell gets its own params file and a
+    papermill backtest report on the sweep's window, whose metrics are the shortlist's
+    (level 2 is the backtest, on the same history)."""
+    import yaml
+
+    from pairlib.app.sweep_job import run_shortlist_reports, sweep_results_dir
+
+    monkeypatch.chdir(project / "notebooks")
+    r = run_sweep_job("params/pairlib.yaml", "2025-02-04", "2025-03-06", "outputs",
+                      grid={"entry": [1.5, 2.0], "exit": [0.5], "lookback": [80]},
+                      shortlist=1)
+    assert r.ok, r.error
+    row = r.scraps["shortlist"].iloc[0]
+    reports = run_shortlist_reports(r, "outputs")
+    assert len(reports) == 1 and reports[0].ok, reports[0].error
+    bt = reports[0]
+    assert bt.path.parent == project / "outputs" / "backtests"
+    written = yaml.safe_load(
+        (sweep_results_dir(r.path) / f"params-combo-{int(row['combo'])}.yaml").read_text())
+    assert written["strategy"]["entry"] == row["entry"]
+    assert written["strategy"]["lookback"] == row["lookback"]
+    m = bt.scraps["metrics"]
+    assert m["sharpe"] == pytest.approx(row["sharpe"], rel=1e-9)
+    assert m["total_return"] == pytest.approx(row["total_return"], rel=1e-9, abs=1e-12)
+    assert bt.scraps["n_trades"] == row["trades"]

@@ -7,9 +7,8 @@ Heavy imports happen inside the commands so ``pairlib --help`` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,10 +137,12 @@ def backtest(
       2  rejected before any kernel started: bad params, window or costs
     """
     from pairlib.app.jobs import run_backtest_job
+    from pairlib.app.progress import kernel_progress
     from pairlib.errors import PairlibError
 
     try:
-        with _backtest_progress():
+        with kernel_progress("backtest", "bars",
+                             "backtest: starting the kernel, reading the history"):
             result = run_backtest_job(params, start, end, outputs, slippage_bps=slippage_bps,
                                       taker_fee=taker_fee)
     except PairlibError as e:
@@ -151,79 +152,6 @@ def backtest(
         typer.secho(f"backtest failed: {result.error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     typer.echo(_backtest_line(result.scraps, result.duration_s))
-
-
-@contextlib.contextmanager
-def _backtest_progress(force: bool = False, poll_s: float = 0.2) -> Iterator[Any]:
-    """Show the backtest kernel's progress as a rich bar on stderr while the block runs.
-
-    The notebook runs in a separate kernel process under papermill, so the bars done cross
-    the process boundary through a file: this sets
-    :data:`pairlib.report.backtest_charts.PROGRESS_FILE_ENV` to a fresh temporary file
-    (the kernel inherits the environment), the notebook's
-    :class:`~pairlib.report.backtest_charts.ProgressDisplay` writes ``"<done> <total>"``
-    there, and a thread polls it every ``poll_s`` seconds. Until the first bar the bar
-    says what is happening (kernel start, history read, first selection). Drawn only when
-    stderr is a terminal (or ``force``); otherwise the block runs as it is and yields None.
-    The variable is restored and the file removed on exit.
-    """
-    import os
-    import tempfile
-    import threading
-
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not (force or console.is_terminal):
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from pairlib.report.backtest_charts import PROGRESS_FILE_ENV
-
-    stop = threading.Event()
-    with tempfile.TemporaryDirectory(prefix="pairlib-progress-") as tmp:
-        path = Path(tmp) / "backtest.progress"
-        before = os.environ.get(PROGRESS_FILE_ENV)
-        os.environ[PROGRESS_FILE_ENV] = str(path)
-        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
-                   MofNCompleteColumn(), TextColumn("bars"), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task("backtest: starting the kernel, reading the history",
-                                total=None)
-
-            def read() -> None:
-                try:
-                    done, total = (int(v) for v in path.read_text().split())
-                except (OSError, ValueError):
-                    return  # not written yet
-                what = "backtest" if done < total else "backtest done, writing the report"
-                bar.update(task, description=what, completed=done, total=total)
-
-            def poll() -> None:
-                while not stop.wait(poll_s):
-                    read()
-
-            poller = threading.Thread(target=poll, name="backtest-progress", daemon=True)
-            poller.start()
-            try:
-                yield bar
-            finally:
-                stop.set()
-                poller.join()
-                read()  # the last state written
-                if before is None:
-                    os.environ.pop(PROGRESS_FILE_ENV, None)
-                else:
-                    os.environ[PROGRESS_FILE_ENV] = before
 
 
 def _backtest_line(scraps: dict[str, Any], duration_s: float) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,10 @@ import typer
 
 from pairlib.app.cli import PARAMS, _one_line_errors, app
 
-__all__ = ["sweep"]
+__all__ = ["INTERRUPTED_EXIT", "sweep"]
+
+INTERRUPTED_EXIT = 130
+"""``pairlib sweep``'s exit code after Ctrl-C (128 + SIGINT, as a shell reports it)."""
 
 
 @app.command()
@@ -35,18 +36,35 @@ def sweep(
     shortlist: int | None = typer.Option(None, min=0, help="Best cells run through the "
                                          "full-portfolio backtest."),
     outputs: Path = typer.Option(Path("outputs"), help="Folder for executed notebooks."),
+    reports: bool = typer.Option(False, "--reports", help="Also run one backtest report per "
+                                 "shortlisted combination into outputs/backtests/ (on the "
+                                 "Dask cluster when --workers or --dask is given)."),
 ) -> None:
     """Sweep parameters: run notebooks/sweep.ipynb into outputs/sweeps/. The first line
-    printed is the report's path, the second a summary (best cell, DSR, PBO).
+    printed is the report's path, the second a summary (best cell, DSR, PBO). The results
+    (CSV tables, summary.json) are kept in the folder of the report's name without .ipynb,
+    checkpointed while the sweep runs.
+
+    Ctrl-C interrupts the sweep in its kernel: the combinations that finished are saved
+    and reported, and the command exits 130. A second Ctrl-C stops at once; the last
+    checkpoint stays in the results folder, which is printed.
 
     \b
     Exit codes:
-      0  the sweep ran (an interrupted sweep says so and keeps what finished)
-      1  the notebook failed (the report is kept, the error at its top)
-      2  rejected before any kernel started: bad params, window, grid or options
+      0    the sweep ran (and, with --reports, every backtest report)
+      1    the notebook (or a --reports backtest) failed; reports are kept
+      2    rejected before any kernel started: bad params, window, grid or options
+      130  interrupted by Ctrl-C (what finished is kept and its folder printed)
     """
     from pairlib.app.cli import _fail
-    from pairlib.app.sweep_job import load_grid, run_sweep_job
+    from pairlib.app.progress import kernel_progress
+    from pairlib.app.sweep_job import (
+        SweepInterrupted,
+        load_grid,
+        run_shortlist_reports,
+        run_sweep_job,
+        sweep_results_dir,
+    )
     from pairlib.errors import ConfigError, PairlibError
 
     try:
@@ -56,16 +74,43 @@ def sweep(
             if text is not None:
                 g = dict(g or {})
                 g[name] = _values(name, text)
-        with _progress():
+        with kernel_progress("sweep", "combinations",
+                             "sweep: starting the kernel, selecting pairs"):
             result = run_sweep_job(params, start, end, outputs, grid=g, shortlist=shortlist,
-                                   workers=workers, dask_address=dask)
+                                   workers=workers, dask_address=dask,
+                                   interrupt_on_sigint=True)
     except (ConfigError, PairlibError) as e:
         raise _fail(str(e)) from None
+    except SweepInterrupted as e:
+        kept = (e.results_dir / "summary.json").is_file()
+        typer.secho("sweep interrupted: " + (
+            f"the last checkpoint of the finished combinations is in {e.results_dir}"
+            if kept else "no combination had finished"), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
     typer.echo(str(result.path))
+    results = sweep_results_dir(result.path)
+    if result.interrupted:
+        if result.scraps.get("summary"):
+            typer.echo(summary_line(result.scraps, result.duration_s))
+        where = (f"the finished results are in {results}"
+                 if (results / "summary.json").is_file() else "no combination had finished")
+        typer.secho(f"sweep interrupted: {where}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT)
     if not result.ok:
         typer.secho(f"sweep failed: {result.error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)
     typer.echo(summary_line(result.scraps, result.duration_s))
+    if reports:
+        try:
+            backtests = run_shortlist_reports(result, outputs, workers=workers,
+                                              dask_address=dask)
+        except (ConfigError, PairlibError) as e:
+            raise _fail(str(e)) from None
+        for bt in backtests:
+            typer.echo(f"backtest report: {bt.path}"
+                       + ("" if bt.ok else f" (failed: {bt.error})"))
+        if not all(bt.ok for bt in backtests):
+            raise typer.Exit(code=1)
 
 
 def _values(name: str, text: str) -> list[float | int]:
@@ -98,55 +143,3 @@ def summary_line(scraps: dict[str, Any], duration_s: float) -> str:
             f"skipped), best {cell or 'n/a'} Sharpe {num(best.get('sharpe'))}, DSR "
             f"{num(s.get('deflated_sharpe'), '.3f')}, PBO {num(s.get('pbo'), '.2f')}, "
             f"{s.get('shortlisted', 0)} shortlisted, in {duration_s:.1f} s")
-
-
-@contextlib.contextmanager
-def _progress(poll_s: float = 0.2) -> Iterator[None]:
-    """A rich progress bar on stderr (a terminal only) following the kernel's progress file
-    (:data:`pairlib.report.backtest_charts.PROGRESS_FILE_ENV`, ``"<done> <total>"``)."""
-    import os
-    import tempfile
-    import threading
-
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        yield
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pairlib.report.backtest_charts import PROGRESS_FILE_ENV
-
-    stop = threading.Event()
-    with tempfile.TemporaryDirectory(prefix="pairlib-sweep-") as tmp:
-        path = Path(tmp) / "sweep.progress"
-        before = os.environ.get(PROGRESS_FILE_ENV)
-        os.environ[PROGRESS_FILE_ENV] = str(path)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("combinations"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("sweep: starting the kernel, selecting pairs", total=None)
-
-            def read() -> None:
-                try:
-                    done, total = (int(v) for v in path.read_text().split())
-                except (OSError, ValueError):
-                    return
-                bar.update(task, description="sweep", completed=done, total=total)
-
-            def poll() -> None:
-                while not stop.wait(poll_s):
-                    read()
-
-            t = threading.Thread(target=poll, name="sweep-progress", daemon=True)
-            t.start()
-            try:
-                yield
-            finally:
-                stop.set()
-                t.join()
-                read()
-                if before is None:
-                    os.environ.pop(PROGRESS_FILE_ENV, None)
-                else:
-                    os.environ[PROGRESS_FILE_ENV] = before

@@ -78,7 +78,9 @@ class RunResult:
 
     ``ok`` is False when a cell raised or the kernel died; ``error`` then holds the
     exception's name and message and the notebook at ``path`` carries papermill's error
-    banner (or stops at the cell that was running when the kernel died).
+    banner (or stops at the cell that was running when the kernel died). ``interrupted`` is
+    True when Ctrl-C interrupted the kernel (``run_notebook(interrupt_on_sigint=True)``):
+    the notebook may have handled it and finished (``ok``) or failed on it.
     """
 
     path: Path
@@ -86,6 +88,7 @@ class RunResult:
     duration_s: float
     error: str | None = None
     scraps: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 def stamp(when: datetime) -> str:
@@ -152,7 +155,7 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     return name
 
 
-def _ipc_kernel_manager(pass_fds: Sequence[int] = ()) -> type:
+def _ipc_kernel_manager(pass_fds: Sequence[int] = (), started: list[Any] | None = None) -> type:
     """A kernel manager that talks to the kernel over Unix sockets and ties the kernel's
     life to this process.
 
@@ -166,7 +169,8 @@ def _ipc_kernel_manager(pass_fds: Sequence[int] = ()) -> type:
     as this process dies, however it dies (ipykernel's own parent poller checks once a
     second, and not at all when the parent died before the poller started, so an orphaned
     kernel could go on trading). ``pass_fds`` are inherited by the kernel: a lock whose
-    descriptor is passed stays held until the kernel has exited too.
+    descriptor is passed stays held until the kernel has exited too. Each manager that
+    launched a kernel is appended to ``started`` (when given), so the caller can interrupt it.
     """
     import tempfile
     import uuid
@@ -194,6 +198,8 @@ def _ipc_kernel_manager(pass_fds: Sequence[int] = ()) -> type:
             if inherited:
                 kw = {**kw, "pass_fds": tuple(kw.get("pass_fds", ())) + inherited}
             await super()._async_launch_kernel(kernel_cmd, **kw)
+            if started is not None:
+                started.append(self)
 
     return IpcKernelManager
 
@@ -278,6 +284,7 @@ def run_notebook(
     timeout_s: int = 1800,
     kernel: str = KERNEL_NAME,
     kernel_fds: Sequence[int] = (),
+    interrupt_on_sigint: bool = False,
 ) -> RunResult:
     """Execute ``notebook`` into ``output`` (reserve it first: see :func:`unique_path`).
 
@@ -299,6 +306,13 @@ def run_notebook(
     kernel_fds : sequence of int
         File descriptors the kernel inherits (e.g. a lock that must stay held while the
         kernel lives).
+    interrupt_on_sigint : bool
+        Hand Ctrl-C to the kernel (main thread only). The kernel runs in its own session,
+        so a terminal's SIGINT reaches this process, not the kernel; with this set, the
+        first SIGINT while a kernel runs interrupts it (jupyter_client's
+        ``interrupt_kernel``: ``KeyboardInterrupt`` in the running cell, which the notebook
+        may handle and go on) and the run's result says ``interrupted``. A SIGINT before the
+        kernel has started, or a second one, raises ``KeyboardInterrupt`` here as usual.
 
     Returns
     -------
@@ -313,8 +327,12 @@ def run_notebook(
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     error: str | None = None
+    started: list[Any] = []
+    sigint = _KernelInterrupter(started) if interrupt_on_sigint else None
     failpoint("runner.before_execute")
     try:
+        if sigint is not None:
+            sigint.install()
         pm.execute_notebook(
             str(notebook),
             str(out),
@@ -324,16 +342,68 @@ def run_notebook(
             log_output=False,
             cwd=str(cwd) if cwd is not None else None,
             execution_timeout=timeout_s,
-            kernel_manager_class=_ipc_kernel_manager(kernel_fds),
+            kernel_manager_class=_ipc_kernel_manager(kernel_fds, started),
         )
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
     except Exception as e:  # noqa: BLE001 - a dead or hung kernel is a failed run, kept
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    finally:
+        if sigint is not None:
+            sigint.uninstall()
     failpoint("runner.after_execute")
     duration = time.perf_counter() - t0
     scraps = _scraps_or_empty(out)
-    return RunResult(path=out, ok=error is None, duration_s=duration, error=error, scraps=scraps)
+    return RunResult(path=out, ok=error is None, duration_s=duration, error=error, scraps=scraps,
+                     interrupted=sigint is not None and sigint.interrupted)
+
+
+class _KernelInterrupter:
+    """A SIGINT handler that interrupts the kernel a run started (see ``run_notebook``'s
+    ``interrupt_on_sigint``): the first SIGINT while a kernel runs is sent to it through
+    ``interrupt_kernel``; a SIGINT with no kernel yet, or a second one, restores the previous
+    handler and raises ``KeyboardInterrupt``."""
+
+    def __init__(self, started: list[Any]) -> None:
+        self._started = started
+        self._previous: Any = None
+        self._installed = False
+        self.interrupted = False
+
+    def install(self) -> None:
+        """Take SIGINT over (only possible in the main thread; elsewhere nothing changes)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        """Give SIGINT back to the handler it had before."""
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import asyncio
+        import threading
+
+        km = self._started[-1] if self._started else None
+        if self.interrupted or km is None or not km.has_kernel:
+            self.uninstall()
+            raise KeyboardInterrupt
+        self.interrupted = True
+        sys.stderr.write("interrupting the notebook's kernel: it keeps what finished "
+                         "(Ctrl-C again to stop at once)\n")
+        # The handler runs in the main thread, inside papermill's running event loop:
+        # the manager's coroutine runs to completion on a loop of its own.
+        sender = threading.Thread(target=asyncio.run, args=(km.interrupt_kernel(),),
+                                  name="kernel-interrupt", daemon=True)
+        sender.start()
+        sender.join(timeout=10.0)
 
 
 def _scraps_or_empty(path: Path) -> dict[str, Any]:

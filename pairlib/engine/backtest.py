@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -47,8 +47,8 @@ from pairlib.core.strategy import spread as spread_of
 if TYPE_CHECKING:
     from pairlib.venue.exchange import FundingRate
 
-__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "Progress",
-           "funding_tables", "run", "simulate"]
+__all__ = ["FUNDING_MS", "TRADE_COLUMNS", "BacktestResult", "FillModel", "History", "Progress",
+           "bar_closes", "funding_tables", "gather", "run", "simulate", "walk_forward_selections"]
 
 FUNDING_MS = 8 * 3_600_000
 TRADE_COLUMNS = (
@@ -116,6 +116,84 @@ class BacktestResult:
     decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def bar_closes(closes: pd.DataFrame, start: datetime, end: datetime,
+               timeframe: str) -> list[datetime]:
+    """The close times of the candles of ``closes`` (indexed by open time) that close
+    between ``start`` and ``end`` (both included): the bars a backtest trades."""
+    tf = timedelta(milliseconds=timeframe_ms(timeframe))
+    return [t for t in closes.index + tf if start <= t <= end]
+
+
+def _select_or_default(select: Any) -> Any:
+    """``select``, or :func:`pairlib.core.pairs.select` when None."""
+    if select is None:
+        from pairlib.core.pairs import select as select_pairs
+
+        return select_pairs
+    return select
+
+
+def _month_start_selections(
+    params: Params,
+    closes: pd.DataFrame,
+    bars: Sequence[datetime],
+    quote_volume: pd.DataFrame | None,
+    select: Any,
+) -> Iterator[tuple[datetime, Any]]:
+    """``(bar, selection)`` at the first of ``bars`` in each calendar month, lazily (the
+    backtest selects a month's pairs only when it reaches that month). ``closes`` must be
+    sorted; the window is the ``formation_bars + lookback`` candles that close at the bar."""
+    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
+    need = params.selection.formation_bars + params.strategy.lookback
+    select = _select_or_default(select)
+    month = None
+    for t in bars:
+        if month == (t.year, t.month):
+            continue
+        month = (t.year, t.month)
+        i_last = int(closes.index.get_loc(t - tf))
+        window = closes.iloc[max(0, i_last + 1 - need): i_last + 1]
+        qv = None if quote_volume is None else quote_volume.loc[window.index]
+        yield t, select(window, params, qv)
+
+
+def walk_forward_selections(
+    params: Params,
+    closes: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    quote_volume: pd.DataFrame | None = None,
+    select: Any = None,
+) -> dict[datetime, Any]:
+    """The pair selection of every month start between ``start`` and ``end``, exactly as
+    :func:`simulate` makes it: at the first bar of each calendar month, ``select`` on the
+    ``formation_bars + lookback`` candles that close at that bar (nothing later).
+
+    Parameters
+    ----------
+    params : Params
+        Its ``selection`` section, ``strategy.lookback`` and ``data.timeframe`` are used.
+    closes : DataFrame
+        Closes by candle open time, one column per symbol.
+    start, end : datetime
+        The first and last bar traded (candle close times).
+    quote_volume : DataFrame, optional
+        Aligned with ``closes``, for the selection's volume filter.
+    select : callable, optional
+        ``select(prices, params, quote_volume) -> Selection``; default
+        :func:`pairlib.core.pairs.select`.
+
+    Returns
+    -------
+    dict
+        Month-start bar (close time) -> the :class:`~pairlib.core.pairs.Selection`, in time
+        order.
+    """
+    closes = closes.sort_index()
+    bars = bar_closes(closes, start, end, params.data.timeframe)
+    return dict(_month_start_selections(params, closes, bars, quote_volume, select))
+
+
 def simulate(
     params: Params,
     closes: pd.DataFrame,
@@ -170,15 +248,11 @@ def simulate(
     -------
     BacktestResult
     """
-    if select is None:
-        from pairlib.core.pairs import select as select_pairs
-
-        select = select_pairs
     tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
     lookback = params.strategy.lookback
     formation = params.selection.formation_bars
     closes = closes.sort_index()
-    bars = [t for t in closes.index + tf if start <= t <= end]
+    bars = bar_closes(closes, start, end, params.data.timeframe)
     if not bars:
         raise ValueError(f"no bar closes between {start} and {end}")
     need = formation + lookback
@@ -206,7 +280,9 @@ def simulate(
     decided: list[tuple[datetime, str, float, str, str]] = []
     equity_points: list[float] = []
     exposure_points: list[float] = []
-    month = None
+    selections = _month_start_selections(params, closes, bars, quote_volume, select)
+    next_start: datetime | None
+    next_start, next_selection = next(selections)
 
     def mark(prices: Mapping[str, float]) -> float:
         unreal = sum(o.amount_y * (prices.get(o.y, o.price_y) - o.price_y)
@@ -241,17 +317,15 @@ def simulate(
         i_last = closes.index.get_loc(t - tf)  # the candle closing at t
         row = closes.iloc[i_last]
         prices = {s: float(v) for s, v in row.items() if np.isfinite(v) and v > 0}
-        # Month start: choose the pair set from the formation window that ends here.
-        if month != (t.year, t.month):
-            month = (t.year, t.month)
-            window = closes.iloc[max(0, i_last + 1 - formation - lookback): i_last + 1]
-            qv = None if quote_volume is None else quote_volume.loc[window.index]
-            chosen = select(window, params, qv).chosen
+        # Month start: the pair set chosen from the formation window that ends here.
+        if t == next_start:
+            chosen = next_selection.chosen
             pair_set = chosen.assign(
                 pair_id=[pair_id(str(y), str(x)) for y, x in zip(chosen["y"], chosen["x"],
                                                                   strict=True)]
             )[["pair_id", "y", "x", "beta", "alpha"]]
             pair_sets[t] = chosen
+            next_start, next_selection = next(selections, (None, None))
         # Funding at every funding time in (t - tf, t].
         for ft in range(((int((t - tf).timestamp() * 1000)) // FUNDING_MS + 1) * FUNDING_MS,
                         int(t.timestamp() * 1000) + 1, FUNDING_MS):
@@ -373,6 +447,115 @@ def simulate(
     )
 
 
+@dataclass(frozen=True)
+class History:
+    """What a backtest reads from a venue: :func:`gather`'s result.
+
+    Attributes
+    ----------
+    closes, quote_volume : DataFrame
+        Closed candles' closes and quote volumes by candle open time, one column per symbol
+        kept by the data layer.
+    rules : mapping
+        Symbol -> :class:`~pairlib.core.risk.MarketRules` (today's precision and minimums).
+    price_steps : mapping
+        Symbol -> price tick (every market of the venue).
+    funding_rates, funding_marks : mapping
+        :func:`funding_tables` of the venue's funding history over the window.
+    dropped : mapping
+        Symbol -> why the data layer dropped it.
+    """
+
+    closes: pd.DataFrame
+    quote_volume: pd.DataFrame
+    rules: Mapping[str, MarketRules]
+    price_steps: Mapping[str, float]
+    funding_rates: Mapping[str, Mapping[int, float]]
+    funding_marks: Mapping[str, Mapping[int, float]]
+    dropped: Mapping[str, str] = field(default_factory=dict)
+
+    def simulate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`simulate` this history supplies besides the
+        closes and the rules (``quote_volume``, ``funding_rates``, ``funding_marks``,
+        ``price_steps``)."""
+        return {"quote_volume": self.quote_volume, "funding_rates": self.funding_rates,
+                "funding_marks": self.funding_marks, "price_steps": self.price_steps}
+
+
+def gather(
+    params: Params,
+    start: datetime,
+    end: datetime,
+    *,
+    warm_bars: int | None = None,
+    public_url: str | None = None,
+) -> History:
+    """Read what a backtest from ``start`` to ``end`` (candle close times) trades on, from the
+    venue named in params.
+
+    Candles come through the same data layer as the tick
+    (:func:`pairlib.edges.data.load_market_data`, Parquet cache included) and funding rates
+    with their mark prices through the same adapter
+    (:func:`pairlib.edges.data.load_funding_rates`, cached too), so a backtest runs on the
+    simulator offline and on a real venue's public history where there is network. The
+    universe is ``data.universe``, else the venue's top ``data.universe_size`` symbols by
+    volume *today*. Today's market rules (precision, minimums) are returned for the past.
+
+    Parameters
+    ----------
+    params : Params
+        The params tree; ``venue`` names where the history comes from.
+    start, end : datetime
+        The first and last bar traded.
+    warm_bars : int, optional
+        Closed candles needed before the first bar; default the params' own
+        ``selection.formation_bars + strategy.lookback`` (a sweep asks for its longest).
+    public_url : str, optional
+        **Tests only**, for ``paper``, ``demo`` and ``live`` (see :func:`run`).
+
+    Raises
+    ------
+    ValueError
+        ``end`` not after ``start``, or ``public_url`` for a ``sim`` venue.
+
+    Notes
+    -----
+    Nothing changes on any venue and no key is needed: ``sim`` is opened as the tick opens it
+    on a scratch copy of its account file; ``paper``, ``demo`` and ``live`` are read through
+    a keyless public client (:func:`pairlib.venue.paper.public_exchange`), never through the
+    live guard.
+    """
+    from pairlib.edges.data import load_funding_rates, load_market_data
+    from pairlib.venue.open import open_exchange, scratch_account
+    from pairlib.venue.paper import public_exchange
+
+    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
+    if end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    public = params.venue.kind in ("paper", "demo", "live")
+    if public_url is not None and not public:
+        raise ValueError("public_url is for venue.kind paper, demo or live, not "
+                         f"{params.venue.kind}")
+    warm = params.history_bars if warm_bars is None else int(warm_bars)
+    bars = int((end - start) / tf) + 1 + warm
+    with contextlib.ExitStack() as stack:  # only public data is read: no venue state changes
+        if public:
+            ex = stack.enter_context(public_exchange(params.venue, public_url))
+        else:
+            ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
+        data = load_market_data(ex, params.data.universe, params.data, now=end, bars=bars)
+        markets = ex.markets()
+        rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
+                 for s, m in markets.items() if s in data.closes.columns}
+        since, until = int((start - tf).timestamp() * 1000), int(end.timestamp() * 1000)
+        history = load_funding_rates(ex, list(data.closes.columns), since, until,
+                                     params.data.cache_dir)
+    rates, marks = funding_tables(history)
+    return History(data.closes, data.quote_volume, rules,
+                   {s: m.price_step for s, m in markets.items()}, rates, marks,
+                   dict(data.dropped))
+
+
 def run(
     params: Params,
     start: datetime,
@@ -383,15 +566,12 @@ def run(
     progress: Progress | None = None,
     public_url: str | None = None,
 ) -> BacktestResult:
-    """A backtest from ``start`` to ``end`` (candle close times) on the venue named in params.
+    """A backtest from ``start`` to ``end`` (candle close times) on the venue named in params:
+    :func:`gather`, then :func:`simulate`.
 
-    Candles come through the same data layer as the tick
-    (:func:`pairlib.edges.data.load_market_data`, Parquet cache included) and funding rates
-    with their mark prices through the same adapter, so a backtest runs on the simulator
-    offline and on a real venue's public history where there is network. The universe is
-    ``data.universe``, else the venue's top ``data.universe_size`` symbols by volume *today*
-    (a survivorship bias the report states). Today's market rules (precision, minimums) are
-    applied to the past.
+    The universe is ``data.universe``, else the venue's top ``data.universe_size`` symbols
+    by volume *today* (a survivorship bias the report states). Today's market rules
+    (precision, minimums) are applied to the past.
 
     Parameters
     ----------
@@ -421,39 +601,11 @@ def run(
     or account endpoint can be called. Funding rates and their mark prices come through
     :func:`pairlib.edges.data.load_funding_rates` (Parquet cache included).
     """
-    from pairlib.edges.data import load_funding_rates, load_market_data
-    from pairlib.venue.open import open_exchange, scratch_account
-    from pairlib.venue.paper import public_exchange
-
-    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
-    if end <= start:
-        raise ValueError(f"end ({end}) must be after start ({start})")
-    public = params.venue.kind in ("paper", "demo", "live")
-    if public_url is not None and not public:
-        raise ValueError("public_url is for venue.kind paper, demo or live, not "
-                         f"{params.venue.kind}")
-    warm = params.selection.formation_bars + params.strategy.lookback
-    bars = int((end - start) / tf) + 1 + warm
-    with contextlib.ExitStack() as stack:  # only public data is read: no venue state changes
-        if public:
-            ex = stack.enter_context(public_exchange(params.venue, public_url))
-        else:
-            ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
-        data = load_market_data(ex, params.data.universe, params.data, now=end, bars=bars)
-        markets = ex.markets()
-        rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
-                 for s, m in markets.items() if s in data.closes.columns}
-        since, until = int((start - tf).timestamp() * 1000), int(end.timestamp() * 1000)
-        history = load_funding_rates(ex, list(data.closes.columns), since, until,
-                                     params.data.cache_dir)
-    rates, marks = funding_tables(history)
-    result = simulate(params, data.closes, start, end, rules, quote_volume=data.quote_volume,
-                      funding_rates=rates, funding_marks=marks, fill=fill or FillModel(
+    h = gather(params, start, end, public_url=public_url)
+    result = simulate(params, h.closes, start, end, h.rules, fill=fill or FillModel(
                           slippage_bps=params.venue.sim_slippage_bps),
-                      initial_equity=initial_equity,
-                      price_steps={s: m.price_step for s, m in markets.items()},
-                      progress=progress)
-    dropped = [f"{s}: {why}" for s, why in sorted(data.dropped.items())]
+                      initial_equity=initial_equity, progress=progress, **h.simulate_kwargs())
+    dropped = [f"{s}: {why}" for s, why in sorted(h.dropped.items())]
     notes = (*result.notes,
              "universe chosen by today's volume (survivorship bias)",
              *(["symbols dropped by the data layer: " + "; ".join(dropped)] if dropped else []))

@@ -17,7 +17,10 @@ first actually filled. If the second leg fails after the first filled, the first
 and an incident is recorded. A remainder below the market's minimum amount or notional
 counts as filled. Exits, stops, flattening and unwinds are reduce-only and retried within
 the tick (each attempt under a new client id, sent only once every earlier attempt is known
-to be final); whatever is still open after the retries is an incident.
+to be final); whatever is still open after the retries is an incident. A close with a leg
+held on a market the venue no longer lists (delisted) sends nothing at all, so the pair stays
+hedged rather than leaving that leg naked, and tells the operator what to do
+(:meth:`Executor.close`).
 
 Store conventions (see :class:`pairlib.edges.store.Store`): an order row is written *before* the
 order is sent (status ``sent``), its ``filled`` is what has been applied to the pair's
@@ -235,6 +238,9 @@ class PairOutcome:
     legs: tuple[LegFill, ...]
     unwinds: tuple[LegFill, ...] = ()
     message: str = ""
+    blocked: tuple[str, ...] = ()
+    """Symbols whose market the venue does not list: the close was not sent (see
+    :meth:`Executor.close`)."""
 
     @property
     def unknown(self) -> bool:
@@ -384,7 +390,25 @@ class Executor:
     def close(self, pair_id: str, action: str, legs: Iterable[LegOrder]) -> PairOutcome:
         """Close legs with reduce-only orders (exit, stop, flattening or closing an
         unevaluable pair), each retried within the tick (:meth:`close_leg`); every leg is
-        tried even when another fails. What stays open is an incident."""
+        tried even when another fails. What stays open is an incident.
+
+        A leg held on a market the venue does not list (not in :attr:`rules`, the tick's
+        active USDT-margined perpetuals: delisted or suspended) cannot be closed through
+        the API, and retrying will not change that. Then **no leg is sent**: closing the
+        healthy leg alone would leave the unlisted one naked (unhedged), while the pair
+        as it stands is still hedged, and a delisted perpetual is usually settled by the
+        venue against its settlement price. The outcome is not ok with ``blocked``
+        naming the symbols, a ``close_blocked_delisted`` incident per such symbol says
+        what the operator must do (close it on the venue by hand, then
+        ``pairlib reconcile --accept SYMBOL --force``, which marks the pair flat so that
+        the next tick closes the other leg reduce-only), and the caller keeps the pair
+        open and closing.
+        """
+        legs = tuple(legs)
+        unlisted = [leg for leg in legs if leg.symbol not in self.rules
+                    and abs(self._leg_amount(leg)) > 1e-12]
+        if unlisted:
+            return self._close_blocked(pair_id, action, legs, unlisted)
         fills = tuple(self.close_leg(leg) for leg in legs)
         ok = all(f.complete for f in fills)
         if not ok:
@@ -398,6 +422,40 @@ class Executor:
             )
         return PairOutcome(pair_id, action, ok, fills, (),
                            "closed" if ok else "incomplete: legs still open")
+
+    def _close_blocked(self, pair_id: str, action: str, legs: tuple[LegOrder, ...],
+                       unlisted: list[LegOrder]) -> PairOutcome:
+        """Send nothing for a close with a leg on an unlisted market (:meth:`close`): one
+        incident per unlisted symbol, every leg reported unfilled."""
+        gone = {leg.symbol for leg in unlisted}
+        held = {leg.leg: self._leg_amount(leg) for leg in legs}
+        others = [f"{leg.symbol} {held[leg.leg]:+g}" for leg in legs
+                  if leg.symbol not in gone and abs(held[leg.leg]) > 1e-12]
+        kept = (f"the other leg ({', '.join(others)}) is NOT closed either, so the pair stays "
+                "hedged (closing it alone would leave the unlisted leg naked)" if others
+                else "no other leg is held")
+        for leg in unlisted:
+            sym = leg.symbol
+            self.incident(
+                "close_blocked_delisted", sym,
+                f"{pair_id} {action}: {sym} {held[leg.leg]:+g} cannot be closed: the venue does "
+                f"not list {sym} among its active markets (delisted or suspended), so no "
+                f"order can be sent on it; {kept}. The pair stays open and closing. "
+                f"Operator: close {sym} on the venue by hand (unless the venue has settled "
+                f"it), then run `pairlib reconcile --accept {sym} --reason TEXT --force`: the "
+                "pair is marked flat and the next tick closes its other leg reduce-only")
+        why = (f"not sent: {', '.join(sorted(gone))} not listed by the venue (delisted or "
+               "suspended)")
+        fills = tuple(LegFill(replace(leg, amount=abs(held[leg.leg]), reduce_only=True),
+                              0.0, None, 0.0, False, (), why)
+                      for leg in legs if abs(held[leg.leg]) > 1e-12)
+        return PairOutcome(
+            pair_id, action, False, fills, (),
+            f"close blocked: {', '.join(sorted(gone))} not listed by the venue (delisted or "
+            "suspended), nothing sent so the pair stays hedged; close it on the venue by "
+            "hand, then " + ", ".join(f"`pairlib reconcile --accept {s} --reason TEXT --force`"
+                                      for s in sorted(gone)),
+            blocked=tuple(sorted(gone)))
 
     # ------------------------------------------------------------------ one leg
     def fill_leg(self, order: LegOrder) -> LegFill:

@@ -23,7 +23,10 @@ Scale-out: ``workers=N`` starts a local Dask cluster (N single-threaded worker p
 worker once and the combinations go out in chunks; the chunks are the same as in a
 single-process run, so the results are identical. ``progress(done, total)`` is called after
 every chunk and every shortlisted backtest; a ``KeyboardInterrupt`` (Ctrl-C, or raised by the
-progress callback) stops the sweep and returns what finished, with ``interrupted=True``.
+progress callback) stops the sweep and returns what finished, with ``interrupted=True``. With
+``results_dir`` the finished rows are checkpointed there while the sweep runs (at most every
+few seconds) and the final result is saved there at the end, so a process killed mid-sweep
+leaves what had finished.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import contextlib
 import itertools
 import json
 import math
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,8 +58,8 @@ __all__ = [
     "Grid",
     "PathSet",
     "check_scale_out",
+    "dask_client",
     "SweepResult",
-    "walk_forward_pair_sets",
     "run",
     "sweep",
 ]
@@ -218,47 +223,6 @@ def _check_value(axis: str, value: Any, base: Params) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def _bars(closes: pd.DataFrame, start: datetime, end: datetime, tf: timedelta) -> list[datetime]:
-    return [t for t in closes.index + tf if start <= t <= end]
-
-
-def walk_forward_pair_sets(
-    params: Params,
-    closes: pd.DataFrame,
-    start: datetime,
-    end: datetime,
-    quote_volume: pd.DataFrame | None = None,
-    select: Any = None,
-) -> dict[datetime, Any]:
-    """The pair selection of every month start between ``start`` and ``end``, as
-    :func:`pairlib.engine.backtest.simulate` makes it: at the first bar of each calendar
-    month, ``select`` on the ``formation_bars + lookback`` candles that close at that bar.
-
-    Returns
-    -------
-    dict
-        Month-start bar (close time) -> the :class:`~pairlib.core.pairs.Selection`.
-    """
-    if select is None:
-        from pairlib.core.pairs import select as select_pairs
-
-        select = select_pairs
-    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
-    closes = closes.sort_index()
-    need = params.selection.formation_bars + params.strategy.lookback
-    out: dict[datetime, Any] = {}
-    month = None
-    for t in _bars(closes, start, end, tf):
-        if month == (t.year, t.month):
-            continue
-        month = (t.year, t.month)
-        i_last = int(closes.index.get_loc(t - tf))
-        window = closes.iloc[max(0, i_last + 1 - need): i_last + 1]
-        qv = None if quote_volume is None else quote_volume.loc[window.index]
-        out[t] = select(window, params, qv)
-    return out
-
-
 @dataclass(frozen=True)
 class PathSet:
     """Level 1's paths of one selection key: one row per (month, chosen pair).
@@ -284,10 +248,13 @@ class PathSet:
 
 
 def _paths(closes: pd.DataFrame, selections: Mapping[datetime, Any], start: datetime,
-           end: datetime, tf: timedelta, warm: int) -> PathSet:
+           end: datetime, timeframe: str, warm: int) -> PathSet:
     """The paths of one selection key's monthly pair sets (see :class:`PathSet`)."""
+    from pairlib.engine.backtest import bar_closes
+
+    tf = timedelta(milliseconds=timeframe_ms(timeframe))
     closes = closes.sort_index()
-    bars = _bars(closes, start, end, tf)
+    bars = bar_closes(closes, start, end, timeframe)
     i0 = int(closes.index.get_loc(bars[0] - tf))
     i1 = int(closes.index.get_loc(bars[-1] - tf))
     lo = max(0, i0 - warm)
@@ -414,17 +381,30 @@ class SweepResult:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``table.csv``, ``skipped.csv``, ``shortlist.csv``, ``returns.csv`` and
-        ``summary.json`` into ``folder`` (created); returns the folder."""
+        ``summary.json`` into ``folder`` (created); returns the folder.
+
+        Each file is written to a temporary name and renamed into place, ``summary.json``
+        last, so a reader (or a sweep killed mid-save) never sees a half-written file; a
+        folder saved again is replaced file by file."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        self.table.to_csv(out / "table.csv", index=False)
-        self.skipped.to_csv(out / "skipped.csv", index=False)
-        self.shortlist.to_csv(out / "shortlist.csv", index=False)
-        self.returns.to_csv(out / "returns.csv")
-        tmp = out / "summary.json.tmp"
-        tmp.write_text(json.dumps(self.summary(), indent=1))
-        tmp.replace(out / "summary.json")
+        _replace(out / "table.csv", lambda f: self.table.to_csv(f, index=False))
+        _replace(out / "skipped.csv", lambda f: self.skipped.to_csv(f, index=False))
+        _replace(out / "shortlist.csv", lambda f: self.shortlist.to_csv(f, index=False))
+        _replace(out / "returns.csv", lambda f: self.returns.to_csv(f))
+        _replace(out / "summary.json",
+                 lambda f: f.write_text(json.dumps(self.summary(), indent=1)))
         return out
+
+
+def _replace(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (atomic on one file system)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plain(v: Any) -> Any:
@@ -439,7 +419,7 @@ def _plain(v: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _client(workers: int | None, dask_address: str | None) -> Iterator[Any]:
+def dask_client(workers: int | None, dask_address: str | None) -> Iterator[Any]:
     """A Dask client for ``workers`` local processes or the scheduler at ``dask_address``
     (None when neither is asked for)."""
     if workers is None and dask_address is None:
@@ -491,6 +471,8 @@ def sweep(
     select: Any = None,
     pbo_splits: int = 10,
     backtest_kwargs: Mapping[str, Any] | None = None,
+    results_dir: str | Path | None = None,
+    checkpoint_every_s: float = 5.0,
 ) -> SweepResult:
     """Sweep ``grid`` over ``closes`` from ``start`` to ``end`` (candle close times).
 
@@ -526,6 +508,15 @@ def sweep(
         Passed to :func:`pairlib.engine.backtest.simulate` for the shortlist (``fill``,
         ``funding_rates``, ``initial_equity``, ``price_steps``, ...). The level-1 cost is
         ``fill``'s taker fee plus its slippage.
+    results_dir : path, optional
+        Where the results are kept (:meth:`SweepResult.save`): a checkpoint of the finished
+        combinations after a chunk or a shortlisted backtest finishes, at most every
+        ``checkpoint_every_s`` seconds (``interrupted: true``, no DSR or PBO yet, a note
+        saying it is a checkpoint), and the final result at the end, interrupted or not.
+        A process killed mid-sweep therefore leaves what had finished up to the last
+        checkpoint.
+    checkpoint_every_s : float
+        Least time between two checkpoints (each rewrites every finished row).
 
     Returns
     -------
@@ -536,7 +527,7 @@ def sweep(
     ConfigError
         A bad grid or scale-out option, before anything runs.
     """
-    from pairlib.engine.backtest import FillModel, simulate
+    from pairlib.engine.backtest import FillModel, bar_closes, simulate, walk_forward_selections
 
     g = grid if isinstance(grid, Grid) else Grid.parse(grid, params)
     check_scale_out(workers, dask_address, chunk_size, shortlist)
@@ -551,11 +542,12 @@ def sweep(
     tf_ms = timeframe_ms(params.data.timeframe)
     tf = timedelta(milliseconds=tf_ms)
     closes = closes.sort_index()
-    if not _bars(closes, start, end, tf):
+    traded = bar_closes(closes, start, end, params.data.timeframe)
+    if not traded:
         raise ConfigError(f"no bar closes between {start} and {end}")
     warm = max(c.lookback for c in valid)
     need = max(c.formation_bars for c in valid) + warm
-    have = int(closes.index.get_loc(_bars(closes, start, end, tf)[0] - tf)) + 1
+    have = int(closes.index.get_loc(traded[0] - tf)) + 1
     if have < need:
         raise ConfigError(f"the sweep needs {need} closed candles up to its first bar (longest "
                           f"formation_bars + longest lookback) but the data has {have}")
@@ -566,12 +558,18 @@ def sweep(
     selections: dict[tuple[int, float], dict[datetime, Any]] = {}
     cols: dict[int, dict[str, float]] = {}
     rets: dict[int, np.ndarray] = {}
-    bars_index = pd.DatetimeIndex(_bars(closes, start, end, tf), name="close_time")
+    bars_index = pd.DatetimeIndex(traded, name="close_time")
     short_rows: list[dict[str, Any]] = []
 
+    last_saved = -math.inf
+
     def tick(n: int) -> None:
-        nonlocal done
+        nonlocal done, last_saved
         done += n
+        if results_dir is not None and time.monotonic() - last_saved >= checkpoint_every_s:
+            _result(valid, skipped, cols, rets, bars_index, short_rows, True, pbo_splits,
+                    tf_ms, selections, final=False).save(results_dir)
+            last_saved = time.monotonic()
         if progress is not None:
             progress(done, total)
 
@@ -581,9 +579,10 @@ def sweep(
         keys = sorted({c.selection_key(params) for c in valid})
         for key in keys:
             rep = next(c for c in valid if c.selection_key(params) == key)
-            selections[key] = walk_forward_pair_sets(rep.params(params), closes, start, end,
-                                                     quote_volume, select)
-        paths = {k: _paths(closes, selections[k], start, end, tf, warm) for k in keys}
+            selections[key] = walk_forward_selections(rep.params(params), closes, start, end,
+                                                      quote_volume, select)
+        paths = {k: _paths(closes, selections[k], start, end, params.data.timeframe, warm)
+                 for k in keys}
         panel = PathPanel({k: p.arrays for k, p in paths.items()})
 
         def collect(res: tuple[list[int], np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -595,7 +594,7 @@ def sweep(
                 rets[i] = r[j]
             tick(len(ids))
 
-        with _client(workers, dask_address) as client:
+        with dask_client(workers, dask_address) as client:
             if client is None:
                 for chunk in chunks:
                     collect(evaluate_chunk(chunk, panel, cost))
@@ -628,8 +627,11 @@ def sweep(
             tick(1)
     except KeyboardInterrupt:
         interrupted = True
-    return _result(valid, skipped, cols, rets, bars_index, short_rows, interrupted, pbo_splits,
-                   tf_ms, selections)
+    result = _result(valid, skipped, cols, rets, bars_index, short_rows, interrupted,
+                     pbo_splits, tf_ms, selections)
+    if results_dir is not None:
+        result.save(results_dir)
+    return result
 
 
 def _multiple(c: Combo) -> float:
@@ -669,8 +671,10 @@ def _axes(c: Combo) -> dict[str, Any]:
 def _result(valid: list[Combo], skipped: list[tuple[Combo, str]], cols: Mapping[int, Mapping[
         str, float]], rets: Mapping[int, np.ndarray], bars: pd.DatetimeIndex,
         short_rows: list[dict[str, Any]], interrupted: bool, pbo_splits: int, tf_ms: int,
-        selections: Mapping[tuple[int, float], Mapping[datetime, Any]]) -> SweepResult:
-    """Assemble the tables and the overfitting statistics from what finished."""
+        selections: Mapping[tuple[int, float], Mapping[datetime, Any]],
+        final: bool = True) -> SweepResult:
+    """Assemble the tables and the overfitting statistics from what finished (``final``
+    False: a checkpoint, without the statistics, which need every combination)."""
     from scipy import stats
 
     ids = sorted(cols)
@@ -693,7 +697,11 @@ def _result(valid: list[Combo], skipped: list[tuple[Combo, str]], cols: Mapping[
         notes.append(f"{len(skipped)} cell(s) skipped: exit >= entry or stop <= entry")
     dsr = pbo = math.nan
     n = len(ids)
-    if n >= 2:
+    if not final:
+        notes.append(f"checkpoint: {n} of {len(valid)} valid combinations and "
+                     f"{len(short_rows)} shortlisted backtest(s) had finished when this was "
+                     "written; the deflated Sharpe and the PBO are computed at the end")
+    elif n >= 2:
         m = returns.to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             sd = m.std(axis=0, ddof=1)
@@ -715,7 +723,7 @@ def _result(valid: list[Combo], skipped: list[tuple[Combo, str]], cols: Mapping[
             notes.append(f"PBO by CSCV over {len(daily)} days of returns in {splits} blocks")
         else:
             notes.append("PBO not computed: too few days")
-    if interrupted:
+    if interrupted and final:
         notes.append(f"interrupted: {n} of {len(valid)} valid combinations finished, "
                      f"{len(short_rows)} shortlisted backtest(s)")
     pair_sets = {k: {t: s.chosen for t, s in months.items()} for k, months in selections.items()}
@@ -730,13 +738,12 @@ def run(
     grid: Mapping[str, Any] | Grid | str,
     **kwargs: Any,
 ) -> SweepResult:
-    """:func:`sweep` on the history of the venue named in params, gathered as
-    :func:`pairlib.engine.backtest.run` gathers it (same data layer, cache, market rules,
-    funding history). ``kwargs`` go to :func:`sweep` (``initial_equity`` and ``fill`` go to the
-    shortlist's backtests)."""
-    from pairlib.edges.data import load_market_data
+    """:func:`sweep` on the history of the venue named in params, read by
+    :func:`pairlib.engine.backtest.gather` (what :func:`pairlib.engine.backtest.run` reads:
+    same data layer, caches, market rules and funding history) back to the longest formation
+    window plus the longest lookback. ``kwargs`` go to :func:`sweep` (``initial_equity`` and
+    ``fill`` go to the shortlist's backtests)."""
     from pairlib.engine import backtest
-    from pairlib.venue.open import open_exchange, scratch_account
 
     g = grid if isinstance(grid, Grid) else Grid.parse(grid, params)
     valid, _ = g.combinations()
@@ -745,27 +752,11 @@ def run(
                           "0 <= exit < entry < stop)")
     if end <= start:
         raise ConfigError(f"end ({end}) must be after start ({start})")
-    tf = timedelta(milliseconds=timeframe_ms(params.data.timeframe))
     warm = max(c.formation_bars for c in valid) + max(c.lookback for c in valid)
-    n_bars = int((end - start) / tf) + 1 + warm
     bt_kw: dict[str, Any] = {k: kwargs.pop(k) for k in ("fill", "initial_equity")
                              if k in kwargs}
-    with contextlib.ExitStack() as stack:  # only public data is read: no venue state changes
-        if params.venue.kind in ("demo", "live"):
-            from pairlib.venue.paper import public_exchange
-
-            ex = stack.enter_context(public_exchange(params.venue, None))
-        else:
-            ex = stack.enter_context(open_exchange(scratch_account(params.venue, stack), end))
-        data = load_market_data(ex, params.data.universe, params.data, now=end, bars=n_bars)
-        markets = ex.markets()
-        rules = {s: MarketRules(s, m.amount_step, m.min_amount, m.min_notional, m.contract_size)
-                 for s, m in markets.items() if s in data.closes.columns}
-        since, until = int((start - tf).timestamp() * 1000), int(end.timestamp() * 1000)
-        history = {s: ex.fetch_funding_rate_history(s, since, until)
-                   for s in data.closes.columns}
-    rates, marks = backtest.funding_tables(history)
-    bt_kw |= {"funding_rates": rates, "funding_marks": marks,
-              "price_steps": {s: m.price_step for s, m in markets.items()}}
-    return sweep(params, data.closes, start, end, g, rules, quote_volume=data.quote_volume,
-                 backtest_kwargs=bt_kw, **kwargs)
+    history = backtest.gather(params, start, end, warm_bars=warm)
+    bt_kw |= {"funding_rates": history.funding_rates, "funding_marks": history.funding_marks,
+              "price_steps": history.price_steps}
+    return sweep(params, history.closes, start, end, g, history.rules,
+                 quote_volume=history.quote_volume, backtest_kwargs=bt_kw, **kwargs)

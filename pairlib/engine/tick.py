@@ -924,6 +924,14 @@ class _Tick:
         The pair is recorded as *closing* before any order (a crash leaves a close that the
         next run completes) and as flat only once the venue holds none of its legs; a close
         that stays incomplete after the executor's retries keeps the pair open and closing.
+
+        A leg on a market the venue no longer lists (delisted) blocks the whole close: no
+        leg is sent, because closing the healthy leg alone would leave the delisted one
+        naked, whereas the pair as it stands is hedged (:meth:`Executor.close`). The pair
+        stays open and closing, a ``close_blocked_delisted`` incident names the symbol and
+        what the operator must do (close it on the venue by hand, then
+        ``pairlib reconcile --accept SYMBOL --force``), and the tick ends ``degraded``;
+        every later tick tries the close again and stays blocked until the operator acts.
         """
         self._ensure_state_row(pr)
         opened = pr.position if pr.position != 0 else _side_of(pr.amounts)
@@ -938,6 +946,10 @@ class _Tick:
             self._persist(pr, d.state, d, d.action, d.reason, extra={"closing": None},
                           note=d.reason + ("" if math.isnan(pnl) else
                                            f"; PnL at the bar's close {pnl:+,.2f} USDT"))
+        elif out.blocked:
+            self._persist(pr, closing, d, d.action,
+                          f"{d.reason}; {out.message}: the pair stays open and closing",
+                          extra={"closing": d.action})
         else:
             self._persist(pr, closing, d, d.action,
                           f"{d.reason}; {out.message}: the pair stays open and its close is "
@@ -981,7 +993,15 @@ class _Tick:
         for r in states.to_dict("records") if len(states) else []:
             ay, ax = float(r["amount_y"] or 0.0), float(r["amount_x"] or 0.0)
             legs = f"{r['y']} {ay:+g}, {r['x']} {ax:+g}"
-            if r.get("closing"):
+            unlisted = [s for s, a in ((r["y"], ay), (r["x"], ax))
+                        if abs(a) > _DUST and s not in self.rules]
+            if r.get("closing") and unlisted:
+                out.append(f"{r['pair_id']}: {r['closing']} BLOCKED, legs open ({legs}): "
+                           f"{', '.join(unlisted)} not listed by the venue (delisted); close "
+                           "it on the venue by hand, then "
+                           + ", ".join(f"`pairlib reconcile --accept {s} --reason TEXT "
+                                       "--force`" for s in unlisted))
+            elif r.get("closing"):
                 out.append(f"{r['pair_id']}: {r['closing']} incomplete, legs open ({legs})")
             elif (abs(ay) > _DUST) != (abs(ax) > _DUST):
                 out.append(f"{r['pair_id']}: one leg only, NAKED ({legs})")

@@ -79,15 +79,19 @@ PROGRESS_FILE_ENV = "PAIRLIB_PROGRESS_FILE"
 
 
 class ProgressDisplay:
-    """A :data:`pairlib.engine.backtest.Progress` callback that shows bars done in the
-    running notebook and, when asked, in a progress file.
+    """A :data:`pairlib.engine.backtest.Progress` callback that shows what is done (bars of a
+    backtest, combinations of a sweep) in the running notebook and, when asked, in a progress
+    file.
 
     Parameters
     ----------
     label : str
-        What is counted, shown before the bar.
+        What runs, shown before the bar.
+    unit : str
+        What is counted (``"bars"`` for a backtest, ``"combinations"`` for a sweep), shown
+        after the count.
     min_interval_s : float
-        Least time between two updates; the first and the last bar always update. A backtest
+        Least time between two updates; the first and the last unit always update. A backtest
         calls once per bar (4,380 calls for two years), so updates are throttled to a few
         per second.
     progress_file : path, optional
@@ -105,8 +109,10 @@ class ProgressDisplay:
     """
 
     def __init__(self, label: str = "Backtest", min_interval_s: float = 0.25,
-                 progress_file: str | Path | None = None, display: bool = True) -> None:
+                 progress_file: str | Path | None = None, display: bool = True,
+                 unit: str = "bars") -> None:
         self.label = label
+        self.unit = unit
         self.min_interval_s = float(min_interval_s)
         env = os.environ.get(PROGRESS_FILE_ENV)
         self.path = Path(progress_file) if progress_file is not None else (
@@ -119,7 +125,7 @@ class ProgressDisplay:
         """How many times the display (and the file) were updated."""
 
     def __call__(self, done: int, total: int) -> None:
-        """Record ``done`` of ``total`` bars; update the outputs when due."""
+        """Record ``done`` of ``total`` units; update the outputs when due."""
         now = time.monotonic()
         if done not in (1, total) and now - self._last < self.min_interval_s:
             return
@@ -135,7 +141,8 @@ class ProgressDisplay:
     def output(self, done: int, total: int, elapsed_s: float) -> dict[str, str]:
         """The display data for ``done`` of ``total`` after ``elapsed_s`` seconds."""
         frac = done / total if total else 1.0
-        text = f"{self.label}: {done}/{total} bars ({frac:.0%}), {elapsed_s:.1f} s elapsed"
+        text = (f"{self.label}: {done}/{total} {self.unit} ({frac:.0%}), {elapsed_s:.1f} s "
+                "elapsed")
         html = (f'<progress value="{done}" max="{total}" style="width: 20em"></progress> '
                 f"<code>{text}</code>")
         return {"text/plain": text, "text/html": html}

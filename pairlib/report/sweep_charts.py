@@ -164,15 +164,7 @@ def progress(min_interval_s: float = 0.25) -> ProgressDisplay:
     place (and written to the file named by
     :data:`~pairlib.report.backtest_charts.PROGRESS_FILE_ENV`, which ``pairlib sweep`` reads
     for its own bar)."""
-    return _SweepProgress("Sweep", min_interval_s)
-
-
-class _SweepProgress(ProgressDisplay):
-    """:class:`~pairlib.report.backtest_charts.ProgressDisplay` counting combinations."""
-
-    def output(self, done: int, total: int, elapsed_s: float) -> dict[str, str]:
-        out = super().output(done, total, elapsed_s)
-        return {k: v.replace(" bars (", " combinations (") for k, v in out.items()}
+    return ProgressDisplay("Sweep", min_interval_s, unit="combinations")
 
 
 def notes_markdown(result: SweepResult) -> str:

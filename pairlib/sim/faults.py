@@ -208,9 +208,16 @@ class Faults:
         with self._lock:
             self._fail.append(item)
 
-    def rate_limit_next(self, n: int = 1, path: str | None = None) -> None:
-        """Answer the next ``n`` requests with HTTP 429 (code -1003)."""
-        item = _Counted(_count(n), _path(path))
+    def rate_limit_next(self, n: int = 1, path: str | None = None,
+                        retry_after_s: int | None = None) -> None:
+        """Answer the next ``n`` requests with HTTP 429 (code -1003). Their ``Retry-After`` is
+        ``retry_after_s`` seconds when given, else (as Binance) the rest of the current
+        wall-clock minute."""
+        seconds = 0.0 if retry_after_s is None else _seconds(retry_after_s, "retry_after_s")
+        if retry_after_s is not None and (seconds < 1 or seconds != math.floor(seconds)):
+            raise ValueError(f"retry_after_s must be a whole number of seconds >= 1, "
+                             f"got {retry_after_s!r}")
+        item = _Counted(_count(n), _path(path), seconds=seconds)
         with self._lock:
             self._rate.append(item)
 
@@ -377,7 +384,7 @@ class Faults:
         elif kind == "5xx":
             self.fail_next(1, 503, path)
         elif kind == "rate_limit":
-            self.rate_limit_next(1, path)
+            self.rate_limit_next(1, path, retry_after_s=1)
         elif kind == "maintenance":
             self.maintenance_next(1, path)
         elif kind == "reject":
@@ -424,8 +431,8 @@ class Faults:
                 return HttpFault("maintenance", status=503)
             if (t := self._take(self._timeout, path)) is not None:
                 return HttpFault("timeout", seconds=t.seconds)
-            if self._take(self._rate, path) is not None:
-                return HttpFault("rate_limit", status=429)
+            if (r := self._take(self._rate, path)) is not None:
+                return HttpFault("rate_limit", status=429, seconds=r.seconds)
             if (f := self._take(self._fail, path)) is not None:
                 return HttpFault("status", status=f.status)
         return None
@@ -462,7 +469,11 @@ class Faults:
             return {
                 "latency_ms": self._latency_ms,
                 "fail_next": [{"n": f.n, "status": f.status, "path": f.path} for f in self._fail],
-                "rate_limit_next": [{"n": f.n, "path": f.path} for f in self._rate],
+                "rate_limit_next": [
+                    {"n": f.n, "path": f.path}
+                    | ({"retry_after_s": int(f.seconds)} if f.seconds else {})
+                    for f in self._rate
+                ],
                 "timeout_next": [
                     {"n": f.n, "seconds": f.seconds, "path": f.path} for f in self._timeout
                 ],

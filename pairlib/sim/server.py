@@ -512,7 +512,8 @@ class SimServer:
         if fault is not None and fault.kind == "rate_limit":
             ok = False
         if not ok:
-            retry = str(60 - (wall_ms // 1000) % 60)
+            retry = (str(int(fault.seconds)) if fault is not None and fault.seconds
+                     else str(60 - (wall_ms // 1000) % 60))
             self._json(h, 429, {"code": -1003, "msg": (
                 f"Too many requests; current limit of IP(127.0.0.1) is "
                 f"{self._weights.limit} requests per minute. Please use the websocket for "

@@ -11,7 +11,9 @@ What the adapter guarantees
   weights (e.g. 10 for a 1,500-candle klines page) are charged against it.
 * Reads are retried with jittered exponential backoff on transient failures only
   (ccxt ``NetworkError`` and subclasses: ``RequestTimeout``, ``ExchangeNotAvailable``,
-  ``RateLimitExceeded``/``DDoSProtection``). Order creation is **never** retried: after a
+  ``RateLimitExceeded``/``DDoSProtection``). After a 418/429 the venue's ``Retry-After`` is
+  honoured: the retry waits at least that long, and a read asked to wait longer than
+  :data:`MAX_RETRY_AFTER_S` fails at once instead. Order creation is **never** retried: after a
   network failure its outcome is unknown and the caller must look the order up by its client
   id (:meth:`Exchange.fetch_order_by_client_id`).
 * Every ccxt exception is translated into pairlib's tree (:mod:`pairlib.errors`) here, with
@@ -56,6 +58,7 @@ from pairlib.venue.ratelimit import RetryPolicy, RollingWeightLimiter
 from pairlib.venue.records import (
     Balance,
     FundingPayment,
+    FundingRate,
     MarketInfo,
     OhlcvBatch,
     OhlcvRequest,
@@ -64,7 +67,14 @@ from pairlib.venue.records import (
     TradeInfo,
 )
 
-__all__ = ["Exchange", "FundingRate", "rewrite_api_urls", "translate_error"]
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "Exchange",
+    "FundingRate",  # re-exported from pairlib.venue.records, where it is defined
+    "retry_after_s",
+    "rewrite_api_urls",
+    "translate_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +99,20 @@ _FUNDING_RATE_PAGE_LIMIT: dict[str, int] = {"binanceusdm": 1000}
 _DEFAULT_FUNDING_RATE_PAGE_LIMIT = 100
 # Binance's newClientOrderId rule.
 _CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+# The venue id of a USDT-margined perpetual (Binance USDⓈ-M, Bybit linear): BASE + "USDT",
+# unified as BASE/USDT:USDT (see Exchange._unified_symbol).
+_USDT_PERP_ID = re.compile(r"([A-Z0-9]{2,})USDT")
 # Transient ccxt errors that make a read worth retrying (InvalidNonce is a NetworkError in
 # ccxt but means "clock outside recvWindow": retrying with the same clock will not help).
 _RETRYABLE: tuple[type[BaseException], ...] = (ccxt.NetworkError,)
 _NOT_RETRYABLE: tuple[type[BaseException], ...] = (ccxt.InvalidNonce,)
+MAX_RETRY_AFTER_S = 60.0
+"""Longest ``Retry-After`` (seconds) a read waits for before retrying. Binance answers 429
+when the IP's one-minute weight window is used up and asks to wait until it ends (at most
+60 s); a 418 is an IP ban of 2 minutes to 3 days, which no read should sleep through (and
+every request before it ends lengthens it): such a read fails at once with RateLimited."""
+# Attribute set on a ccxt error raised for a 418/429 answer: the Retry-After in seconds.
+_RETRY_AFTER_ATTR = "pairlib_retry_after_s"
 # The query of a URL or path quoted in an error message (see _scrub), and a signing
 # parameter standing on its own.
 _URL_QUERY = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?#\"'<>]*)\?[^\s\"'<>#,]+")
@@ -109,26 +129,6 @@ _MAX_CHAIN = 32  # chained exceptions scrubbed at most (a chain is a handful dee
 # Loggers of the HTTP stack under the adapter that print request URLs, headers and bodies
 # at DEBUG level (ccxt's request/response log, urllib3's connection and retry logs).
 _HTTP_LOGGERS = ("ccxt.base.exchange", "urllib3.connectionpool", "urllib3.util.retry")
-
-
-@dataclass(frozen=True)
-class FundingRate:
-    """One settled funding rate of a perpetual (public history).
-
-    Attributes
-    ----------
-    timestamp : int
-        Funding time, ms (rounded to the minute).
-    rate : float
-        The rate settled then; a long position pays ``amount * mark_price * rate``.
-    mark_price : float or None
-        The venue's mark price the payments were valued at; ``None`` when the venue did not
-        send it.
-    """
-
-    timestamp: int
-    rate: float
-    mark_price: float | None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,6 +264,55 @@ def _retryable(e: BaseException) -> bool:
     return isinstance(e, _RETRYABLE) and not isinstance(e, _NOT_RETRYABLE)
 
 
+def retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds a response's ``Retry-After`` header asks the client to wait.
+
+    Parameters
+    ----------
+    headers : mapping, optional
+        Response headers (any key case, as ``requests`` and ``aiohttp`` give them).
+
+    Returns
+    -------
+    float or None
+        The header's delta-seconds (Binance sends whole seconds with every 418 and 429);
+        ``None`` when it is absent, negative, not finite or not a number (an HTTP-date
+        form is not read: it would need the wall clock, and Binance does not send it).
+    """
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+    try:
+        secs = float(str(value).strip())
+    except ValueError:
+        return None
+    return secs if math.isfinite(secs) and secs >= 0 else None
+
+
+def _note_retry_after(handle_errors: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ccxt client's ``handle_errors`` hook so that the error it raises for an HTTP
+    418 or 429 carries the answer's ``Retry-After`` (seconds, in the attribute named by
+    ``_RETRY_AFTER_ATTR``).
+
+    ccxt's exceptions do not keep the response headers, and its ``last_response_headers``
+    is shared by concurrent requests of an async client; this hook sees each response's own
+    headers, on the call that raises its error.
+    """
+
+    def handle(code: int, reason: str, url: str, method: str, headers: Any, body: Any,
+               response: Any, request_headers: Any, request_body: Any) -> Any:
+        try:
+            return handle_errors(code, reason, url, method, headers, body, response,
+                                 request_headers, request_body)
+        except ccxt.BaseError as e:
+            wait = retry_after_s(headers) if code in (418, 429) else None
+            if wait is not None:
+                setattr(e, _RETRY_AFTER_ATTR, wait)
+            raise
+
+    return handle
+
+
 def _f(x: Any, default: float = 0.0) -> float:
     v = _opt_f(x)
     return default if v is None else v
@@ -392,6 +441,8 @@ class _Recipe:
         if isinstance(exc, dict) and isinstance(exc.get("linear"), dict):
             linear_exact = exc["linear"].get("exact") or {}
             client.exceptions = {**exc, "exact": {**(exc.get("exact") or {}), **linear_exact}}
+        # A 418/429 error keeps the Retry-After it came with (reads wait for it, _read).
+        client.handle_errors = _note_retry_after(client.handle_errors)
         if module is ccxt and self.weight_per_minute:
             # ccxt's synchronous throttle sleeps rateLimit x cost before *every* request and
             # ignores the rolling window; pace by the venue's real per-minute budget instead,
@@ -611,23 +662,53 @@ class Exchange:
         return translate_error(e, context, self._secrets)
 
     def _read(self, context: str, fn: Callable[[], T]) -> T:
-        """Call a read, retrying transient failures, translating errors."""
+        """Call a read, retrying transient failures (:meth:`_retry_wait`), translating
+        errors."""
         attempt = 0
         while True:
             try:
                 self.requests_sent += 1
                 return fn()
             except ccxt.BaseError as e:
-                if _retryable(e) and attempt < self._retry.max_retries:
-                    wait = self._retry.delay(attempt, self._rng)
-                    log.warning(
-                        "%s failed (%s), retry %d/%d in %.3fs", context,
-                        type(e).__name__, attempt + 1, self._retry.max_retries, wait,
-                    )
-                    time.sleep(wait)
-                    attempt += 1
-                    continue
-                raise self._err(e, context) from e
+                time.sleep(self._retry_wait(e, attempt, context))
+                attempt += 1
+
+    def _retry_wait(self, e: ccxt.BaseError, attempt: int, context: str) -> float:
+        """Seconds to wait before retrying a read that failed with ``e`` on its attempt
+        number ``attempt`` (0-based); raises the translated error when it is not retried.
+
+        A transient failure (:func:`_retryable`) is retried up to ``max_retries`` times
+        after the policy's jittered backoff. When the venue answered 418 or 429 with a
+        ``Retry-After``, the wait is at least that long, because a request before it ends
+        is refused again (and repeated ones get the IP banned); a ``Retry-After`` over
+        :data:`MAX_RETRY_AFTER_S` is not waited for and the read fails at once.
+
+        Raises
+        ------
+        PairlibError
+            The translated ``e`` (``raise ... from e``) when it is not retryable, the
+            retries are used up, or the venue asks for a longer wait than
+            :data:`MAX_RETRY_AFTER_S` (then :class:`~pairlib.errors.RateLimited` saying
+            how long it asked for).
+        """
+        asked: float | None = getattr(e, _RETRY_AFTER_ATTR, None)
+        if asked is not None and asked > MAX_RETRY_AFTER_S:
+            err = self._err(e, context)
+            raise type(err)(
+                f"{err}; the venue asks to wait {asked:g} s (Retry-After) before the next "
+                f"request, longer than the {MAX_RETRY_AFTER_S:g} s a read waits: not retried"
+            ) from e
+        if not _retryable(e) or attempt >= self._retry.max_retries:
+            raise self._err(e, context) from e
+        wait = self._retry.delay(attempt, self._rng)
+        if asked is not None:
+            wait = max(wait, asked)
+        log.warning(
+            "%s failed (%s%s), retry %d/%d in %.3fs", context, type(e).__name__,
+            "" if asked is None else f", Retry-After {asked:g} s", attempt + 1,
+            self._retry.max_retries, wait,
+        )
+        return wait
 
     def _call(self, context: str, fn: Callable[[], T]) -> T:
         """Call once (writes), translating errors."""
@@ -856,16 +937,8 @@ class Exchange:
                 on_attempt()
                 return await fn()
             except ccxt.BaseError as e:
-                if _retryable(e) and attempt < self._retry.max_retries:
-                    wait = self._retry.delay(attempt, self._rng)
-                    log.warning(
-                        "%s failed (%s), retry %d/%d in %.3fs", context,
-                        type(e).__name__, attempt + 1, self._retry.max_retries, wait,
-                    )
-                    await asyncio.sleep(wait)
-                    attempt += 1
-                    continue
-                raise self._err(e, context) from e
+                await asyncio.sleep(self._retry_wait(e, attempt, context))
+                attempt += 1
 
     def _tickers(self, symbols: Sequence[str] | None) -> dict[str, Any]:
         self._ensure_markets()
@@ -945,7 +1018,7 @@ class Exchange:
             sign = -1.0 if side == "short" else 1.0
             out.append(
                 PositionInfo(
-                    symbol=str(p.get("symbol")),
+                    symbol=self._unified_symbol(p),
                     contracts=sign * abs(contracts),
                     entry_price=_f(p.get("entryPrice")),
                     unrealized_pnl=_f(p.get("unrealizedPnl")),
@@ -953,6 +1026,32 @@ class Exchange:
                 )
             )
         return sorted(out, key=lambda p: p.symbol)
+
+    def _unified_symbol(self, record: Mapping[str, Any]) -> str:
+        """The unified symbol of a position or income record, also for a market the venue
+        no longer lists.
+
+        ccxt maps a venue id to its unified symbol through the loaded market list only: a
+        position in a market that was delisted (or suspended and dropped from
+        ``exchangeInfo``) while still held comes back under its raw venue id
+        (``INJUSDT``). Such an id is mapped by the USDT-margined perpetual convention,
+        ``BASE + "USDT"`` -> ``BASE/USDT:USDT`` (Binance USDⓈ-M, and the symbol pairlib
+        stored when it traded the market), so reconciliation compares the same position
+        once instead of reporting the stored symbol as missing and the raw id as foreign.
+        An id that does not follow the convention is returned as it is (and then shows up
+        as a mismatch for the operator).
+        """
+        symbol = str(record.get("symbol"))
+        if "/" in symbol:
+            return symbol  # ccxt knew the market
+        raw = str((record.get("info") or {}).get("symbol") or symbol)
+        m = _USDT_PERP_ID.fullmatch(raw)
+        if m is None:
+            return symbol
+        unified = f"{m.group(1)}/USDT:USDT"
+        log.warning("%s is not in %s's market list (delisted?): its record is reported as %s",
+                    raw, self.exchange_id, unified)
+        return unified
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         """Open orders, of one symbol or all (retried read)."""
@@ -1225,7 +1324,7 @@ class Exchange:
                 seen.add(key)
                 fresh += 1
                 out.append(FundingPayment(
-                    symbol=str(f.get("symbol")), amount=_f(f.get("amount")), timestamp=ts
+                    symbol=self._unified_symbol(f), amount=_f(f.get("amount")), timestamp=ts
                 ))
             if len(page) < limit:
                 break

@@ -5,7 +5,8 @@ port) on its persisted account file, with its clock set to ``now``; it stops on 
 with ``sim_url`` talks to a running ``pairlib exchange serve``. ``paper`` starts the same
 in-process simulator, but over the real public market data of ``venue.exchange_id`` (read
 without keys, :class:`~pairlib.venue.paper.PublicMarket`) instead of the synthetic
-market: real candles, prices and rules, a simulated account in ``venue.sim_state``. ``demo``
+market: real candles, prices, rules and funding (each rate paid at the mark price the venue
+settled it at), a simulated account in ``venue.sim_state``. ``demo``
 and ``live`` go to the ccxt exchange named by ``venue.exchange_id``.
 
 Live trading needs all three of: ``venue.kind: live`` in params, keys in the environment,
@@ -125,8 +126,9 @@ def open_exchange(
             from pairlib.venue.paper import PaperExchange, PublicMarket, public_exchange
 
             public = stack.enter_context(public_exchange(venue, public_url))
+            # Funding is paid at the venue's rate and the mark price it sends with it.
             source: MarketSource = PublicMarket(
-                public, now, funding_rates=public.fetch_funding_rates
+                public, now, funding_history=public.fetch_funding_rate_history
             )
             connect: Callable[..., Exchange] = partial(
                 PaperExchange.connect, venue, data_key=public.venue_key

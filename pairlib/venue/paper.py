@@ -17,16 +17,21 @@ Conventions
   at or after it are the public venue's last price (cached ``ticker_ttl_s`` seconds);
   earlier prices (funding settlements, the 24 h ticker, resting-order ranges) are the open
   of the public 1h candle containing that time.
-* The mark price is the last price (the adapter has no public mark-price read): positions,
-  unrealised PnL and funding are valued at it.
+* The mark price at a funding time is the venue's own, the one its funding-rate history
+  sends with that time's rate (``FundingRate.mark_price``), so a funding payment is
+  ``-amount * mark * rate`` exactly as the venue (and the backtest) compute it. At any other
+  time, and at a funding time whose rate came without a mark (said in a log line), it is
+  the last price of :meth:`PublicMarket.price` (the adapter has no live mark-price read):
+  unrealised PnL between funding times is valued at the last price.
 * Candles are the public venue's, cut at the sim time (nothing opening after it). The
   public OHLCV carries no quote volume, trade count or taker volumes: quote volume is
   estimated as ``volume * (o + h + l + c) / 4``, the others are 0.
 * Amounts are in base units: a venue with ``contract_size != 1`` has its amount step and
   minimum scaled by it.
-* Funding settles every 8 h (00:00, 08:00, 16:00 UTC). Rates come from ``funding_rates``
-  (a callable ``(unified_symbol, start_ms, end_ms) -> {funding_time_ms: rate}``) when one is
-  given, else they are 0: the adapter has no public funding-rate read yet.
+* Funding settles every 8 h (00:00, 08:00, 16:00 UTC). Rates and their marks come from
+  ``funding_history`` (a callable ``(unified_symbol, start_ms, end_ms) -> [FundingRate]``,
+  e.g. :meth:`Exchange.fetch_funding_rate_history`) when one is given; without one every
+  rate is 0. A funding time the history does not list has rate 0.
 
 Everything fetched is cached for the life of the object (a paper session is one tick): the
 markets once, candle pages per request (LRU), hourly opens per hour, the ticker for
@@ -36,11 +41,12 @@ ccxt's synchronous client is not meant to be shared between them).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,7 +60,7 @@ from pairlib.config import Secrets, VenueParams
 from pairlib.sim.market import FUNDING_MS, HOUR_MS, INTERVALS
 from pairlib.sim.paths import PlantedPair
 from pairlib.venue.exchange import Exchange
-from pairlib.venue.records import MarketInfo
+from pairlib.venue.records import FundingRate, MarketInfo
 
 __all__ = [
     "PUBLIC_GENESIS",
@@ -70,8 +76,11 @@ _HORIZON_END = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_QTY = 1e12  # the adapter's MarketInfo carries no maximum: effectively unlimited
 _CACHE_PAGES = 512
 
-FundingRates = Callable[[str, int, int], Mapping[int, float]]
-"""``(unified_symbol, start_ms, end_ms) -> {funding_time_ms: rate}``."""
+log = logging.getLogger(__name__)
+
+FundingHistory = Callable[[str, int, int], Sequence[FundingRate]]
+"""``(unified_symbol, start_ms, end_ms) -> [FundingRate]``: the settled rates with funding
+times in ``[start_ms, end_ms]``, each with the venue's mark price then (or ``None``)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,9 @@ class PublicMarket:
         A keyless adapter (public endpoints only); not closed by this object.
     now : datetime
         The present of this session (see the module docstring).
-    funding_rates : callable, optional
-        Settled funding rates; default: none (every rate is 0).
+    funding_history : callable, optional
+        The venue's funding-rate history with its mark prices (:data:`FundingHistory`);
+        default: none (every rate is 0).
     ticker_ttl_s : float
         How long a fetched last price stays fresh.
     monotonic : callable
@@ -124,7 +134,7 @@ class PublicMarket:
         exchange: Exchange,
         now: datetime,
         *,
-        funding_rates: FundingRates | None = None,
+        funding_history: FundingHistory | None = None,
         ticker_ttl_s: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -132,7 +142,7 @@ class PublicMarket:
             raise ValueError(f"now must be timezone-aware, got {now!r}")
         self._ex = exchange
         self._present_ms = int(round(now.timestamp() * 1000))
-        self._funding_rates = funding_rates
+        self._funding_history = funding_history
         self._ttl = float(ticker_ttl_s)
         self._monotonic = monotonic
         self._lock = threading.RLock()
@@ -152,7 +162,8 @@ class PublicMarket:
         self._hour_open: dict[tuple[str, int], float] = {}
         self._ticker: dict[str, float] = {}
         self._ticker_at = -math.inf
-        self._funding: dict[tuple[str, int], float] = {}
+        self._funding: dict[tuple[str, int], FundingRate | None] = {}
+        self._markless: set[tuple[str, int]] = set()  # funding times logged without a mark
 
     # ------------------------------------------------------------------ structure
     @property
@@ -278,8 +289,28 @@ class PublicMarket:
         return self._open_at(symbol, min(now_ms, self._present_ms))
 
     def mark_price(self, symbol: str, now_ms: int) -> float:
-        """The mark price: the public last price of :meth:`price` (the adapter has no public
-        mark-price read, so a paper venue values positions and funding at the last price)."""
+        """The mark price at ``now_ms``.
+
+        At a funding time, the venue's mark price sent with that time's rate in its
+        funding-rate history, so funding is paid at the mark the venue paid it at. Otherwise
+        (no funding time, no history, no rate listed, or a rate sent without a mark: the
+        last logged once per symbol and time) the last price of :meth:`price`, because the
+        adapter has no live mark-price read.
+        """
+        if now_ms % FUNDING_MS == 0 and self._funding_history is not None:
+            row = self._funding_row(symbol, now_ms)
+            if row is not None and row.mark_price is not None:
+                return row.mark_price
+            last = self.price(symbol, now_ms)
+            key = (symbol, now_ms)
+            if row is not None and key not in self._markless:
+                self._markless.add(key)
+                log.warning(
+                    "%s funding at %s: the venue sent rate %g without a mark price; funding "
+                    "is valued at the last price %g instead", self.unified(symbol),
+                    datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat(), row.rate, last,
+                )
+            return last
         return self.price(symbol, now_ms)
 
     def price_range(self, symbol: str, start_ms: int, end_ms: int) -> tuple[float, float]:
@@ -304,18 +335,29 @@ class PublicMarket:
         return list(range(first, end_ms + 1, FUNDING_MS))
 
     def funding_rate(self, symbol: str, funding_time_ms: int) -> float:
-        """The settled rate at a funding time (0 without a ``funding_rates`` source)."""
+        """The settled rate at a funding time (0 without a ``funding_history`` source, or
+        when the history lists no rate then)."""
         if funding_time_ms % FUNDING_MS:
             raise ValueError(f"{funding_time_ms} is not a funding time")
-        if self._funding_rates is None:
-            return 0.0
+        row = self._funding_row(symbol, funding_time_ms)
+        return 0.0 if row is None else row.rate
+
+    def _funding_row(self, symbol: str, funding_time_ms: int) -> FundingRate | None:
+        """The history's row at a funding time (None without a source or a row).
+
+        Read with the 30 funding times before it in one request, and cached: the account
+        settles consecutive funding times and asks for each rate and mark in turn.
+        """
+        if self._funding_history is None:
+            return None
         key = (symbol, funding_time_ms)
         with self._lock:
             if key not in self._funding:
                 start = funding_time_ms - 30 * FUNDING_MS
-                got = self._funding_rates(self.unified(symbol), start, funding_time_ms)
+                rows = {r.timestamp: r for r in
+                        self._funding_history(self.unified(symbol), start, funding_time_ms)}
                 for t in range(start - start % FUNDING_MS, funding_time_ms + 1, FUNDING_MS):
-                    self._funding[(symbol, t)] = float(got.get(t, 0.0))
+                    self._funding[(symbol, t)] = rows.get(t)
             return self._funding[key]
 
     def predicted_funding_rate(self, symbol: str, now_ms: int) -> float:

@@ -11,6 +11,7 @@ from pairlib import errors
 __all__ = [
     "Balance",
     "FundingPayment",
+    "FundingRate",
     "MarketInfo",
     "OhlcvBatch",
     "OhlcvRequest",
@@ -120,6 +121,26 @@ class FundingPayment:
     symbol: str
     amount: float
     timestamp: int | None
+
+
+@dataclass(frozen=True)
+class FundingRate:
+    """One settled funding rate of a perpetual (public history).
+
+    Attributes
+    ----------
+    timestamp : int
+        Funding time, ms (rounded to the minute).
+    rate : float
+        The rate settled then; a long position pays ``amount * mark_price * rate``.
+    mark_price : float or None
+        The venue's mark price the payments were valued at; ``None`` when the venue did not
+        send it.
+    """
+
+    timestamp: int
+    rate: float
+    mark_price: float | None
 
 
 @dataclass(frozen=True)
