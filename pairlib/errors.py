@@ -16,7 +16,8 @@ Every error the library raises on purpose derives from :class:`PairlibError`::
         ├── AuthenticationFailed bad key, bad signature, timestamp outside recvWindow
         ├── InsufficientFunds    not enough margin for the order (-2019)
         ├── InvalidOrder         rejected order: duplicate client id (-4116), bad amount, ...
-        └── OrderNotFound        no order with that id / client id
+        ├── OrderNotFound        no order with that id / client id
+        └── MarketNotListed      the venue does not know the symbol (-1121): delisted
 
 Exchange errors are raised by ``pairlib.venue.exchange`` only, translated from ccxt's exceptions
 with ``raise ... from e`` so the original stays attached.
@@ -33,6 +34,7 @@ __all__ = [
     "InsufficientFunds",
     "InvalidOrder",
     "LiveTradingRefused",
+    "MarketNotListed",
     "OrderNotFound",
     "PairlibError",
     "RateLimited",
@@ -91,6 +93,13 @@ class InvalidOrder(ExchangeError):
 
 class OrderNotFound(ExchangeError):
     """No order with the given id or client order id."""
+
+
+class MarketNotListed(ExchangeError):
+    """The venue does not know the symbol (Binance -1121 "Invalid symbol", ccxt's
+    ``BadSymbol``): the market was delisted or never existed, so no order, look-up or quote
+    on it can succeed and retrying will not change that. Raised also when the symbol was
+    listed when the market list was loaded and the venue stopped listing it since."""
 
 
 class AcceptRefused(PairlibError):

@@ -43,7 +43,7 @@ import yaml
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 from reliability_doc import write_section
-from tick_fixtures import INJ_SOL, START, TickEnv, trading_params, unthrottle
+from tick_fixtures import INJ_SOL, START, SpoiltMarket, TickEnv, trading_params, unthrottle
 
 from pairlib.clock import SettableClock, iso, to_ms
 from pairlib.config import Params, load_params
@@ -274,49 +274,9 @@ def test_unusable_universe_is_refused_at_load(tmp_path: Path, case: str, univers
 # ----------------------------------------------------------------------------- the venue
 
 
-class DefectiveMarket:
-    """The session's simulated market with chosen candles spoilt as served, feeds that stop
-    and symbols delisted (a :class:`~pairlib.sim.source.MarketSource`)."""
-
-    def __init__(self, market: Market) -> None:
-        self._market = market
-        self.defects: dict[tuple[str, int], str] = {}
-        self.stop_after: dict[str, int] = {}
-        self.delisted: set[str] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._market, name)
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(s for s in self._market.symbols if s not in self.delisted)
-
-    def klines(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
-               limit: int, now_ms: int) -> list[list[Any]]:
-        out = []
-        for row in self._market.klines(symbol, interval, start_ms, end_ms, limit, now_ms):
-            row = list(row)
-            if symbol in self.stop_after and int(row[0]) > self.stop_after[symbol]:
-                continue
-            kind = self.defects.get((symbol, int(row[0])))
-            if kind == "missing":
-                continue
-            if kind == "nan":
-                row[4] = "NaN"
-            elif kind == "zero":
-                row[1:5] = ["0", "0", "0", "0"]
-            elif kind == "negative":
-                row[3] = row[4] = "-1.5"
-            elif kind == "duplicate":  # the same open time twice, with different closes
-                out.append(list(row))
-                row[4] = f"{float(row[4]) * 1.01:.6f}"
-            out.append(row)
-        return out
-
-
 @dataclass
 class Venue:
-    market: DefectiveMarket
+    market: SpoiltMarket
     server: SimServer
     env: TickEnv
 
@@ -332,7 +292,7 @@ def venue(sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """A fresh simulator at START serving the (defective) market, a store and a pair set
     holding INJ~SOL, which enters long at START on clean data."""
     unthrottle(monkeypatch)
-    market = DefectiveMarket(sim_market)
+    market = SpoiltMarket(sim_market)
     server = SimServer(market, tmp_path / "sim_state.json", now=START,  # type: ignore[arg-type]
                        weight_limit=10**9)
     url = server.start()

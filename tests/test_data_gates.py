@@ -1,10 +1,10 @@
 """pairlib.edges.data gates: a defect only drops a symbol where a decision uses it.
 
 Everything runs against the simulator (a real HTTP server on 127.0.0.1 behind the real ccxt
-adapter). The simulated market serves clean candles; :class:`DefectiveMarket` wraps it as a
-:class:`~pairlib.sim.source.MarketSource` and spoils chosen klines the way a venue can (a
-missing candle, a NaN, zero or negative price, a one-bar jump), and the cache tests corrupt
-the Parquet files on disk.
+adapter). The simulated market serves clean candles; :class:`tick_fixtures.SpoiltMarket`
+wraps it as a :class:`~pairlib.sim.source.MarketSource` and spoils chosen 4h klines the way a
+venue can (a missing candle, a NaN, zero or negative price, a one-bar jump), and the cache
+tests corrupt the Parquet files on disk.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tick_fixtures import SpoiltMarket
 
 from pairlib.clock import to_ms
 from pairlib.config import DataParams, VenueParams
@@ -62,54 +63,13 @@ def _ts(open_ms: int) -> pd.Timestamp:
 # --------------------------------------------------------------------------- the venue
 
 
-class DefectiveMarket:
-    """The simulated market with chosen 4h candles spoilt as served (a MarketSource).
-
-    ``defects`` maps ``(binance id, open_ms)`` to ``"missing"``, ``"nan"`` (close NaN),
-    ``"zero"`` (all prices 0), ``"negative"`` (close and low < 0) or a float (a jump: close
-    and, if needed, high multiplied by it; the candle stays valid).
-    """
-
-    def __init__(self, market: Market) -> None:
-        self._market = market
-        self.defects: dict[tuple[str, int], str | float] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._market, name)
-
-    def klines(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
-               limit: int, now_ms: int) -> list[list[Any]]:
-        rows = self._market.klines(symbol, interval, start_ms, end_ms, limit, now_ms)
-        if interval != "4h":
-            return rows
-        out = []
-        for row in rows:
-            kind = self.defects.get((symbol, int(row[0])))
-            row = list(row)
-            if kind == "missing":
-                continue
-            if kind == "nan":
-                row[4] = "NaN"
-            elif kind == "zero":
-                row[1:5] = ["0", "0", "0", "0"]
-            elif kind == "negative":
-                row[3] = row[4] = "-1.5"
-            elif isinstance(kind, float):
-                decimals = len(row[4].split(".")[1]) if "." in row[4] else 0
-                close = float(row[4]) * kind
-                row[4] = f"{close:.{decimals}f}"
-                row[2] = f"{max(float(row[2]), close):.{decimals}f}"
-            out.append(row)
-        return out
+@pytest.fixture(scope="module")
+def market() -> SpoiltMarket:
+    return SpoiltMarket(Market(MarketSpec(seed=7, n_symbols=6, n_pairs=1)), intervals=("4h",))
 
 
 @pytest.fixture(scope="module")
-def market() -> DefectiveMarket:
-    return DefectiveMarket(Market(MarketSpec(seed=7, n_symbols=6, n_pairs=1)))
-
-
-@pytest.fixture(scope="module")
-def sim(market: DefectiveMarket) -> Iterator[SimServer]:
+def sim(market: SpoiltMarket) -> Iterator[SimServer]:
     srv = SimServer(market, state_path=None, now=NOW, host="127.0.0.1", port=0)
     srv.start()
     try:
@@ -119,7 +79,7 @@ def sim(market: DefectiveMarket) -> Iterator[SimServer]:
 
 
 @pytest.fixture()
-def exchange(sim: SimServer, market: DefectiveMarket) -> Iterator[Exchange]:
+def exchange(sim: SimServer, market: SpoiltMarket) -> Iterator[Exchange]:
     sim.faults.clear()
     sim.set_now(NOW)
     market.defects.clear()
@@ -152,7 +112,7 @@ def _params(tmp_path: Path) -> DataParams:
     return DataParams(cache_dir=tmp_path, min_history_bars=120)
 
 
-def _expected(market: DefectiveMarket, now: datetime, symbol: str) -> pd.Series:
+def _expected(market: SpoiltMarket, now: datetime, symbol: str) -> pd.Series:
     got = market.closes(GENESIS, now, now)[symbol.split("/")[0] + "USDT"].iloc[-BARS:]
     got.name = symbol
     return got
@@ -182,7 +142,7 @@ DEFECTS = {
 
 @pytest.mark.parametrize("kind", list(DEFECTS))
 def test_defect_older_than_the_decision_window_keeps_the_symbol(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path, kind: str
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path, kind: str
 ) -> None:
     bad = LAST_OPEN - 100 * H4
     market.defects[("ETHUSDT", bad)] = kind
@@ -217,7 +177,7 @@ def test_defect_older_than_the_decision_window_keeps_the_symbol(
 
 @pytest.mark.parametrize("kind", list(DEFECTS))
 def test_defect_inside_the_decision_window_drops_the_symbol(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path, kind: str
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path, kind: str
 ) -> None:
     market.defects[("ETHUSDT", LAST_OPEN - 10 * H4)] = kind
     column, word = DEFECTS[kind]
@@ -231,7 +191,7 @@ def test_defect_inside_the_decision_window_drops_the_symbol(
 
 
 def test_a_served_defect_is_asked_for_again_on_the_next_load(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path
 ) -> None:
     bad = LAST_OPEN - 100 * H4
     market.defects[("ETHUSDT", bad)] = "nan"
@@ -314,7 +274,7 @@ CORRUPTIONS: dict[str, Any] = {
 
 @pytest.mark.parametrize("how", list(CORRUPTIONS))
 def test_corrupted_cache_is_fetched_again(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path, how: str,
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path, how: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _load(exchange, tmp_path, decision_bars=None)
@@ -340,7 +300,7 @@ def test_corrupted_cache_is_fetched_again(
 
 
 def test_cache_claiming_coverage_past_the_venue_clock_is_clamped(
-    exchange: Exchange, market: DefectiveMarket, sim: SimServer, tmp_path: Path
+    exchange: Exchange, market: SpoiltMarket, sim: SimServer, tmp_path: Path
 ) -> None:
     _load(exchange, tmp_path, decision_bars=None)
     path = CandleCache(tmp_path, exchange.venue_key, "4h").path(ETH)
@@ -361,7 +321,7 @@ def test_cache_claiming_coverage_past_the_venue_clock_is_clamped(
 
 
 def test_cache_missing_the_rows_its_metadata_claims_fetches_them(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path
 ) -> None:
     _load(exchange, tmp_path, decision_bars=None)
     path = CandleCache(tmp_path, exchange.venue_key, "4h").path(ETH)
@@ -381,7 +341,7 @@ def test_cache_missing_the_rows_its_metadata_claims_fetches_them(
 
 @pytest.mark.parametrize("decision_bars", [DECISION, None])
 def test_a_jump_the_venue_serves_is_flagged_and_kept(
-    exchange: Exchange, market: DefectiveMarket, tmp_path: Path, decision_bars: int | None
+    exchange: Exchange, market: SpoiltMarket, tmp_path: Path, decision_bars: int | None
 ) -> None:
     spike = LAST_OPEN - 5 * H4
     market.defects[("ETHUSDT", spike)] = 1.4  # a 40 % one-bar spike on a valid candle

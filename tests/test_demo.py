@@ -20,31 +20,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_demo_replays_ticks_and_reports_paths(
+def test_demo_runs_every_step_offline_and_a_rerun_repeats_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Data, pairs, ticks, a backtest, a sweep and the report index, each a kept report; the
+    index links them; a second run finds everything done and writes no new report."""
     shutil.copytree(ROOT / "params", tmp_path / "params")
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["demo", "--ticks", "2"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "48 symbols kept" in out
-    assert "pairs notebook: outputs/pairs/2026-06-01T0000Z-generate_pairs.ipynb" in out
-    reports = re.findall(r"report: (\S+)", out)
-    assert reports == [
+    reports = re.findall(r"report: (\S+\.ipynb)", out)
+    assert reports[:3] == [
+        "outputs/pairs/2026-06-01T0000Z-generate_pairs.ipynb",
         "outputs/ticks/2026/06/2026-06-01T0400Z-tick.ipynb",
         "outputs/ticks/2026/06/2026-06-01T0800Z-tick.ipynb",
     ]
+    assert reports[3].startswith("outputs/backtests/") and reports[4].startswith("outputs/sweeps/")
+    assert len(re.findall(r"tick 2026-06-01 \d\d:00Z  ok", out)) == 2
+    assert re.search(r"backtest 2026-03-0\d to 2026-05-31: \d+ trades", out)
+    assert re.search(r"sweep of 4 combinations: best entry", out)
+    index = tmp_path / "outputs" / "index.html"
+    assert f"reports: {index.relative_to(tmp_path)}" in out or str(index) in out
+    html = index.read_text()
     for path in reports:
         assert (tmp_path / path).exists()
-    assert len(re.findall(r"tick 2026-06-01 \d\d:00Z  ok", out)) == 2
-    assert "open positions after the replay" in out
+        rendered = Path(path).relative_to("outputs").with_suffix(".html")
+        assert (tmp_path / "outputs" / rendered).exists() and str(rendered) in html
     with Store.at(tmp_path / ".state" / "demo") as db:
         ticks = db.query("SELECT as_of, status, notebook_path FROM ticks ORDER BY as_of")
     assert list(ticks.status) == ["ok", "ok"]
-    assert list(ticks.notebook_path) == reports
+    assert list(ticks.notebook_path) == reports[1:3]
     # the shipped params are untouched: the demo keeps its state apart
     assert not (tmp_path / ".state" / "pairlib.db").exists()
+
+    notebooks = sorted((tmp_path / "outputs").rglob("*.ipynb"))
+    again = CliRunner().invoke(app, ["demo", "--ticks", "2"])
+    assert again.exit_code == 0, again.output
+    assert "resuming" in again.output and "report: " not in again.output
+    assert sorted((tmp_path / "outputs").rglob("*.ipynb")) == notebooks
 
 
 def _fake_steps(calls: list[str], fail_at: str | None) -> Any:

@@ -142,7 +142,7 @@ def test_rewrite_api_urls_keeps_paths_and_covers_every_key() -> None:
         (ccxt.ExchangeNotAvailable, errors.ExchangeUnavailable),
         (ccxt.OnMaintenance, errors.ExchangeUnavailable),
         (ccxt.RequestTimeout, errors.ExchangeUnavailable),
-        (ccxt.BadSymbol, errors.ExchangeError),
+        (ccxt.BadSymbol, errors.MarketNotListed),
         (ccxt.ExchangeError, errors.ExchangeError),
     ],
 )

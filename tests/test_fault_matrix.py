@@ -15,7 +15,6 @@ gives for the fault (an incident or the error) goes into the table.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import random
@@ -27,7 +26,15 @@ from typing import Any
 
 import pytest
 from reliability_doc import write_section
-from tick_fixtures import BAR, GRT_RUNE, START, TickEnv, make_env
+from tick_fixtures import (
+    BAR,
+    GRT_RUNE,
+    START,
+    TickEnv,
+    assert_hedged_and_matching,
+    assert_unique_client_ids,
+    make_env,
+)
 
 from pairlib.sim import Market
 from pairlib.sim.faults import Faults
@@ -115,22 +122,6 @@ def _armed(f: Faults) -> int:
     return sum(e["n"] for k, v in d.items() if isinstance(v, list) for e in v)
 
 
-def _consistent(env: TickEnv) -> None:
-    expected: dict[str, float] = collections.defaultdict(float)
-    for r in env.store.pair_states().to_dict("records"):
-        assert (r["amount_y"] == 0) == (r["amount_x"] == 0), f"naked leg: {r}"
-        expected[r["y"]] += r["amount_y"]
-        expected[r["x"]] += r["amount_x"]
-    for sym in (GRT, RUNE):
-        assert env.venue_position(sym) == pytest.approx(expected[sym], abs=1e-9), sym
-
-
-def _no_duplicate_ids(env: TickEnv) -> None:
-    cids = collections.Counter(o["clientOrderId"] for o in env.venue_orders())
-    twice = {c: n for c, n in cids.items() if n > 1}
-    assert not twice, f"client ids used for two orders: {twice}"
-
-
 def _case(market: Market, tmp: Path, monkeypatch: pytest.MonkeyPatch, cache: Path,
           kind: Kind, names: tuple[str, ...]) -> str:
     for env in _env(market, tmp, monkeypatch, cache):
@@ -147,11 +138,11 @@ def _case(market: Market, tmp: Path, monkeypatch: pytest.MonkeyPatch, cache: Pat
         env.server.faults.clear()
         assert r.status in ("ok", "degraded", "failed"), (r.status, r.error)
         if r.status == "ok":
-            _consistent(env)  # ok means hedged and matching
+            assert_hedged_and_matching(env, (GRT, RUNE))  # ok means hedged and matching
             assert env.store.orders(statuses=["sent", "unknown", "open"]).empty
         else:
             assert r.error, f"{r.status} without a reason"
-        _no_duplicate_ids(env)
+        assert_unique_client_ids(env)
         errors = [str(e) for e in r.orders.get("error", []) if isinstance(e, str) and e]
         line = "; ".join(f"{i['kind']}" for i in r.incidents) or (
             str(r.error)[:120] if r.error else "") or (
@@ -159,8 +150,8 @@ def _case(market: Market, tmp: Path, monkeypatch: pytest.MonkeyPatch, cache: Pat
         # The next tick runs normally and ends hedged and matching.
         nxt = env.run(kind.when + BAR, params)
         assert nxt.status == "ok", f"next tick after {names} on {kind.name}: {nxt.error}"
-        _consistent(env)
-        _no_duplicate_ids(env)
+        assert_hedged_and_matching(env, (GRT, RUNE))
+        assert_unique_client_ids(env)
         assert env.store.orders(statuses=["planned", "sent", "unknown", "open"]).empty
         cell = r.status + (f" ({line})" if line else "")
         return cell if hit else f"not reached; {cell}"

@@ -171,7 +171,7 @@ def test_the_loss_limit_closes_at_exactly_its_multiple(pnl: float, budget: float
              risk)
     hold = _step(PairState(1), -0.8)
     why = (f"loss {-pnl:.2f} is 2.00 x the risk budget {budget:.2f} "
-           f"(risk.max_loss_multiple: 2): closed reduce-only; {hold.reason}")
+           f"(risk.max_loss_multiple: 2): close both legs reduce-only; {hold.reason}")
     assert p.closes == (Close("A~B", Decision(0, Action.LOSS_LIMIT, why,
                                               PairState(0, locked_out=True))),)
     assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)  # its slot and gross are free
@@ -199,7 +199,7 @@ def test_an_unevaluable_open_pair_is_held_with_an_alert_then_closed() -> None:
     later = PairView(**{**held.__dict__, "unevaluable_before": 1})
     p = plan([later, _pair("C", "D", 1.5)], _book(gross_notional=1_000.0), S, risk)
     why = ("no candles: the open pair could not be evaluated for 2 bar(s) "
-           "(risk.unevaluable_exit_bars: 1): closed reduce-only")
+           "(risk.unevaluable_exit_bars: 1): close both legs reduce-only")
     assert p.closes == (Close("A~B", Decision(0, Action.EXIT_NO_DATA, why, PairState())),)
     assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)
 
@@ -307,6 +307,7 @@ STEPS = [  # position, locked out, z -> position, locked out, action, reason (en
     (0, True, 0.5, 0, False, "none", "|z|=0.50 < entry 1.00: lockout released, flat"),
     (0, False, 4.0, 0, False, "none", "|z|=4.00 >= stop 3.50: beyond stop, no entry"),
     (0, False, -4.0, 0, False, "none", "|z|=4.00 >= stop 3.50: beyond stop, no entry"),
+    (0, False, 3.5, 0, False, "none", "|z|=3.50 >= stop 3.50: beyond stop, no entry"),
     (0, False, 0.3, 0, False, "none", "|z|=0.30 < entry 1.00: stay flat"),
     (0, False, 0.9999, 0, False, "none", "|z|=0.9999 < entry 1.00: stay flat"),
     (-1, False, 0.2, 0, False, "exit", "z=0.20 <= exit 0.50: short spread reverted, exit"),

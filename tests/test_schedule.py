@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tick_fixtures import BAR, START, trading_params, unthrottle
+from tick_fixtures import BAR, START, signal_when, trading_params, unthrottle
 
 from pairlib.app import jobs
 from pairlib.app.jobs import JOB_LOCK_NAME, tick_job_lock
@@ -352,18 +351,9 @@ def test_sigterm_stops_a_real_scheduler_after_its_running_job(tmp_path: Path,
     proc = subprocess.Popen([sys.executable, "-m", "pairlib", "schedule", "--params",
                              str(path), "--outputs", "out"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60  # a liveness bound, not a speed requirement
-        while "running tick for" not in (log_file.read_text() if log_file.exists() else ""):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the scheduler never started the tick"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, err = signal_when(
+        proc, lambda: "running tick for" in (log_file.read_text() if log_file.exists() else ""),
+        signal.SIGTERM, waiting_for="the scheduler starting the tick", within_s=60)
     text = log_file.read_text()
     assert proc.returncode == 0, err.decode()
     assert "received SIGTERM: stopping after the running tick job" in text

@@ -2,27 +2,34 @@
 written or sent anywhere carries them, except each token to the receiver it belongs to.
 
 One project folder runs the real command line with the secrets in its environment: a pair
-generation, an entry tick and an exit tick of a pair set known to trade (the market's planted
-pairs, stored over the generated set), a refused tick (``--live`` against a simulator), a
-failing tick (the venue unreachable), a backtest, reconcile, a tick near the present that
-pings the heartbeat through ``pairlib tick``'s after-job path, ``pairlib schedule --once``
-(whose tick pings it again, logged to ``schedule.log_file``), status (and ``status --check``
-and ``--json``), ``notify test``/``notify deliver``, the dashboard notebook and ``report``.
-The venue is a simulator on 127.0.0.1 behind a recording proxy; notifications go to a capture
-server on 127.0.0.1 and the heartbeat to another.
+generation; an entry tick and an exit tick of a pair set known to trade (the market's planted
+pairs, stored over the generated set: INJ~SOL enters at ``start`` and exits at the next bar,
+as at ``tick_fixtures.START``); a refused tick (``--live`` against a simulator); a failing
+tick (the venue unreachable); a backtest; reconcile; status; a tick of the bar before the
+present, whose after-job step pings the heartbeat (``pairlib tick``); ``pairlib schedule
+--once`` with the simulator's clock at the present, whose tick pings it again and which logs
+to ``schedule.log_file``; ``status --check`` and ``--json``; ``notify test``/``notify
+deliver``; ``report``. The venue is a simulator on 127.0.0.1 behind a recording proxy;
+notifications go to a capture server on 127.0.0.1 and the heartbeat to another.
 
-Then every file of the project folder (outputs and their rendered HTML, the state folder with
-the SQLite store and its WAL as raw bytes, the scheduler's log, the candle cache), every
-captured request, every command output and every log record of the test process (all loggers
-at DEBUG) is searched for every secret, raw and in the encodings it could travel in (base64,
-URL-quoted).
+Then every file of the project folder (the notebooks and their rendered HTML, the state
+folder with the SQLite store and its WAL as raw bytes, the scheduler's log, the candle cache),
+every captured request, every command output and every record of :data:`LOGGERS` logged in the
+test process (at DEBUG) is searched for every secret, raw and in the encodings it could travel
+in (base64, URL-quoted).
 
-Each kind of secret path goes through at least one real ``python -m pairlib`` subprocess (the
-entry tick: the API keys and the venue; ``notify test``: the notification URLs; ``schedule
---once``: the heartbeat URL and the scheduler's log); the other commands run in-process
-through typer's ``CliRunner``, which runs the same command functions, notebooks and kernels
-without a fresh interpreter per command. ``PAIRLIB_SOAK=1`` runs every command as a
-subprocess and adds the scheduler's own pair generation and a ``tick --preview``.
+Each kind of secret path goes through at least one real ``python -m pairlib`` subprocess:
+``schedule --once`` (its tick signs venue requests with the API keys in its environment, pings
+the heartbeat URL, delivers notifications and writes the scheduler's log) and ``notify test``
+(the notification URLs). The other commands run in-process through typer's ``CliRunner``,
+which runs the same command functions, notebooks and kernels without a fresh interpreter per
+command. ``PAIRLIB_SOAK=1`` (``make soak``) runs every command as a subprocess, lets the
+scheduler generate its own pair set, and adds ``tick --preview``, the dashboard notebook, and
+reconcile and ``notify test`` once more in-process (for their DEBUG records).
+
+The market is the default one with its genesis moved so that ``start`` is 300 days before the
+present: the market is a function of the bar index since genesis, so the trades at ``start``
+and the bars near the present are the same whatever the date.
 
 The live guard is tested flag by flag: live trading starts only with ``venue.kind: live``,
 ``--live`` and both keys.
@@ -42,7 +49,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,11 +60,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 from reliability_doc import write_section
 from test_secrets_venue import Recorder, Seen, _proxy_handler
 from tick_fixtures import INJ_SOL, START, planted_pairs, unthrottle
 
-from pairlib.clock import SystemClock, iso, last_close
+from pairlib.clock import SystemClock, iso, last_close, parse_time
 from pairlib.config import SIM_API_KEY, Secrets, VenueParams, load_params
 from pairlib.edges.store import Store
 from pairlib.engine.execution import client_order_id
@@ -137,9 +146,9 @@ def _capture_handler(cap: Capture) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture(scope="module")
-def captures() -> Iterator[tuple[Capture, Capture]]:
-    """The notification receiver and the heartbeat receiver."""
+@contextmanager
+def _receivers() -> Iterator[tuple[Capture, Capture]]:
+    """The notification receiver and the heartbeat receiver, running for the block."""
     servers, caps = [], []
     for _ in range(2):
         cap = Capture()
@@ -155,6 +164,28 @@ def captures() -> Iterator[tuple[Capture, Capture]]:
         for httpd in servers:
             httpd.shutdown()
             httpd.server_close()
+
+
+@contextmanager
+def _recording(names: tuple[str, ...]) -> Iterator[_Records]:
+    """Every record of the loggers ``names`` (at DEBUG) goes to the yielded handler, and only
+    there (not to pytest's own log capture) while the block runs."""
+    records = _Records()
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in names}
+    for name in names:
+        lg = logging.getLogger(name)
+        lg.addHandler(records)
+        lg.setLevel(logging.DEBUG)
+        lg.propagate = False
+    try:
+        yield records
+    finally:
+        for name, (level, propagate) in saved.items():
+            lg = logging.getLogger(name)
+            lg.removeHandler(records)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 class _Records(logging.Handler):
@@ -203,17 +234,39 @@ class Ran:
 
 @dataclass
 class Runs:
+    """What the runs left and sent: plain data, saved as JSON for other xdist workers."""
+
     project: Path
     start: datetime  # the entry tick's candle close (tick_fixtures' START, moved)
-    wire: Recorder
-    notify: Capture
-    heartbeat: Capture
+    wire_seen: list[Seen]  # every request to the simulator
+    notify_seen: list[str]  # every request to the notification receiver
+    heartbeat_seen: list[str]  # every request to the heartbeat receiver
     commands: dict[str, Ran]
     skipped: list[str]
     log_lines: list[str]
     log_file: Path
     seconds: float
     cpu_seconds: float
+
+    @property
+    def wire(self) -> Recorder:
+        """The simulator's requests, with :class:`Recorder`'s views of them."""
+        return Recorder("", seen=list(self.wire_seen))
+
+    def save(self, path: Path) -> None:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["commands"] = {k: asdict(v) for k, v in self.commands.items()}
+        data["wire_seen"] = [asdict(s) for s in self.wire_seen]
+        path.write_text(json.dumps(data, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> Runs:
+        data = json.loads(path.read_text())
+        data["commands"] = {k: Ran(**{**v, "requests": [Seen(**s) for s in v["requests"]]})
+                            for k, v in data["commands"].items()}
+        data["wire_seen"] = [Seen(**s) for s in data["wire_seen"]]
+        return cls(**{**data, "project": Path(data["project"]), "start": parse_time(
+            data["start"]), "log_file": Path(data["log_file"])})
 
 
 def _order_requests(seen: list[Seen]) -> list[Seen]:
@@ -253,15 +306,37 @@ def _save_planted(project_params: Path, market: Market, as_of: datetime) -> None
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capture]
-         ) -> Iterator[Runs]:
-    """Every command run once in one project folder with the secrets in the environment."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """Every command run once in one project folder with the secrets in the environment;
+    once per session also under pytest-xdist (the first worker runs them, the others read
+    what it saved)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return _run_all(tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent / "secrets-scan-runs.json"  # the session's
+    with FileLock(str(shared) + ".lock"):
+        if shared.is_file():
+            return Runs.load(shared)
+        done = _run_all(tmp_path_factory)
+        done.save(shared)
+        return done
+
+
+def _run_all(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """Run every command of the plan (see the module docstring); the simulator, the proxy
+    and the receivers are stopped before this returns."""
+    with ExitStack() as stack:
+        return _run_plan(tmp_path_factory, stack)
+
+
+def _run_plan(tmp_path_factory: pytest.TempPathFactory, stack: ExitStack) -> Runs:
+    """:func:`_run_all`'s work; every server and patch is undone by ``stack``."""
     from typer.testing import CliRunner
 
     from pairlib.app.cli import app
 
     t_start, cpu_start = time.perf_counter(), _cpu_seconds()
     mp = pytest.MonkeyPatch()
+    stack.callback(mp.undo)
     unthrottle(mp)
     project = tmp_path_factory.mktemp("project")
     present = last_close(SystemClock().now(), "4h")  # the wall clock's bar
@@ -274,12 +349,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capt
     server = SimServer(market, project / "sim_server_state.json", now=start,
                        weight_limit=10**9)
     server.start()
+    stack.callback(server.stop)
     wire = Recorder(server.url)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(wire))
     wire.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                      daemon=True).start()
-    notify, heartbeat = captures
+    stack.callback(httpd.server_close)
+    stack.callback(httpd.shutdown)
+    notify, heartbeat = stack.enter_context(_receivers())
     symbols = sorted({s for r in planted_pairs(market) for s in (r["y"], r["x"])})
     raw = {"venue": {"kind": "sim", "sim_url": wire.url, "max_retries": 1},
            "data": {"universe": symbols},
@@ -303,14 +381,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capt
     }.items():
         mp.setenv(name, value)
     mp.chdir(project)
-    records = _Records()
-    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).propagate)
-             for name in LOGGERS}
-    for name in LOGGERS:  # kept from pytest's own log capture: only this scan reads them
-        lg = logging.getLogger(name)
-        lg.addHandler(records)
-        lg.setLevel(logging.DEBUG)
-        lg.propagate = False
+    records = stack.enter_context(_recording(LOGGERS))
 
     params = load_params(params_file)
     delay = timedelta(seconds=params.schedule.tick_delay_seconds)
@@ -342,7 +413,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capt
          # The scheduler's own pair generation runs only in the soak version; here a pair
          # set of the present bar is already stored, so it skips that job.
          None if SOAK else then_planted(present)),
-        ("tick --preview", ["tick", "--as-of", iso(present - BAR), "--preview"], True, None,
+        ("tick --preview", ["tick", "--as-of", iso(present - BAR), "--preview"], SOAK, None,
          None),
         ("schedule --once", ["schedule", "--once", "--wait", "60"], True,
          at(present + delay + timedelta(seconds=5)), None),
@@ -350,53 +421,50 @@ def runs(tmp_path_factory: pytest.TempPathFactory, captures: tuple[Capture, Capt
         ("status --json", ["status", "--json"], SOAK, None, None),
         ("notify test", ["notify", "test"], True, None, None),
         ("notify deliver", ["notify", "deliver"], SOAK, None, None),
-        ("dashboard notebook", [], True, None, None),
+        ("dashboard notebook", [], SOAK, None, None),
         ("report", ["report"], SOAK, None, None),
+        # The soak version runs every command above as a subprocess; these two again in
+        # this process, so that the venue client's and apprise's DEBUG records are scanned.
+        ("reconcile (in-process)", ["reconcile", "--as-of", iso(present)], False, None, None),
+        ("notify test (in-process)", ["notify", "test"], False, None, None),
     ]
     if not SOAK:  # the soak version's extra runs
-        plan = [s for s in plan if s[0] not in ("tick --preview", "dashboard notebook")]
+        plan = [s for s in plan if s[0] not in ("tick --preview", "dashboard notebook",
+                                                "reconcile (in-process)",
+                                                "notify test (in-process)")]
     available = _commands_available()
     commands: dict[str, Ran] = {}
     skipped: list[str] = []
     runner = CliRunner()
-    try:
-        for name, args, real, before, after in plan:
-            if args and args[0] not in available:
-                skipped.append(name)
-                continue
-            if before is not None:
-                before()
-            n_seen, n_beats = len(wire.seen), heartbeat.count()
-            t0, c0 = time.perf_counter(), _cpu_seconds()
-            if not args:  # the dashboard notebook, as an operator runs it
-                code, out, err, how = _dashboard(project, real)
-            elif real:
-                proc = subprocess.run([*PAIRLIB, *args], cwd=project, env=dict(os.environ),
-                                      capture_output=True, text=True, timeout=300)
-                code, out, err, how = proc.returncode, proc.stdout, proc.stderr, "subprocess"
-            else:
-                res = runner.invoke(app, args)
-                if res.exception is not None and not isinstance(res.exception, SystemExit):
-                    raise res.exception
-                code, out, err, how = res.exit_code, res.stdout, res.stderr, "in-process"
-            commands[name] = Ran(name, how, code, out, err, time.perf_counter() - t0,
-                                 _cpu_seconds() - c0, wire.seen[n_seen:],
-                                 heartbeat.count() - n_beats)
-            if after is not None:
-                after()
-        log_file = Path(params.schedule.log_file or Path(params.state_dir) / "scheduler.log")
-        yield Runs(project, start, wire, notify, heartbeat, commands, skipped, records.lines,
-                   log_file, time.perf_counter() - t_start, _cpu_seconds() - cpu_start)
-    finally:
-        for name, (level, propagate) in saved.items():
-            lg = logging.getLogger(name)
-            lg.removeHandler(records)
-            lg.setLevel(level)
-            lg.propagate = propagate
-        httpd.shutdown()
-        httpd.server_close()
-        server.stop()
-        mp.undo()
+    for name, args, real, before, after in plan:
+        if args and args[0] not in available:
+            skipped.append(name)
+            continue
+        if before is not None:
+            before()
+        n_seen, n_beats = len(wire.seen), heartbeat.count()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        if not args:  # the dashboard notebook, as an operator runs it
+            code, out, err, how = _dashboard(project, real)
+        elif real:
+            proc = subprocess.run([*PAIRLIB, *args], cwd=project, env=dict(os.environ),
+                                  capture_output=True, text=True, timeout=300)
+            code, out, err, how = proc.returncode, proc.stdout, proc.stderr, "subprocess"
+        else:
+            res = runner.invoke(app, args)
+            if res.exception is not None and not isinstance(res.exception, SystemExit):
+                raise res.exception
+            code, out, err, how = res.exit_code, res.stdout, res.stderr, "in-process"
+        commands[name] = Ran(name, how, code, out, err, time.perf_counter() - t0,
+                             _cpu_seconds() - c0, wire.seen[n_seen:],
+                             heartbeat.count() - n_beats)
+        if after is not None:
+            after()
+    log_file = project / (params.schedule.log_file  # relative to the project root
+                          or Path(params.state_dir) / "scheduler.log")
+    return Runs(project, start, list(wire.seen), list(notify.seen), list(heartbeat.seen),
+                commands, skipped, records.lines, log_file, time.perf_counter() - t_start,
+                _cpu_seconds() - cpu_start)
 
 
 def _dashboard(project: Path, real: bool) -> tuple[int, str, str, str]:
@@ -427,7 +495,8 @@ def test_the_commands_did_what_they_are_for(runs: Runs) -> None:
     for name in ("pairs", "tick entry", "tick exit", "backtest", "reconcile", "status",
                  "tick near the present (heartbeat)", "schedule --once", "status --check",
                  "status --json", "notify test", "notify deliver", "report",
-                 *(("dashboard notebook", "tick --preview") if SOAK else ())):
+                 *(("dashboard notebook", "tick --preview", "reconcile (in-process)",
+                    "notify test (in-process)") if SOAK else ())):
         assert c[name].returncode == 0, (name, c[name].output)
     assert c["tick refused (--live on a simulator)"].returncode == 2
     assert "--live was given" in c["tick refused (--live on a simulator)"].stderr
@@ -523,21 +592,21 @@ def test_the_heartbeat_is_pinged_with_its_token_and_only_there(runs: Runs) -> No
     assert c["tick near the present (heartbeat)"].heartbeats == 1
     assert c["schedule --once"].heartbeats == 1
     assert c["tick entry"].heartbeats == 0  # 300 days old: not fresh by the wall clock
-    assert runs.heartbeat.seen
-    for request in runs.heartbeat.seen:
+    assert runs.heartbeat_seen
+    for request in runs.heartbeat_seen:
         assert request.startswith(f"GET /ping/{HEARTBEAT_TOKEN}"), request
         assert _found(request, {**API_SECRETS, **NOTIFY_SECRETS}) == []
-    assert _found("\n".join(runs.notify.seen), HEARTBEAT_SECRETS) == []
+    assert _found("\n".join(runs.notify_seen), HEARTBEAT_SECRETS) == []
     assert _found(runs.wire.text(), HEARTBEAT_SECRETS) == []
 
 
 def test_notification_tokens_go_only_to_their_receiver(runs: Runs) -> None:
     """Each receiver sees at most its own token, never an API key; the venue sees none."""
-    seen_notify = "\n".join(runs.notify.seen)
+    seen_notify = "\n".join(runs.notify_seen)
     assert _found(seen_notify, {**API_SECRETS, **HEARTBEAT_SECRETS}) == []
-    assert runs.notify.seen, "notify test delivered nothing to the receiver"
+    assert runs.notify_seen, "notify test delivered nothing to the receiver"
     assert NOTIFY_PATH_TOKEN in seen_notify  # the URL's own path: it does go there
-    assert any("test message" in s for s in runs.notify.seen)
+    assert any("test message" in s for s in runs.notify_seen)
 
 
 @pytest.mark.parametrize(("kind", "live", "key", "secret", "missing"), [
@@ -600,8 +669,8 @@ def test_write_the_secrets_section(runs: Runs) -> None:
         f"- command output scanned: {outputs:,} characters",
         f"- requests captured: {len(runs.wire.seen)} to the simulator ({len(orders)} orders, "
         f"{len(runs.wire.signed())} signed requests, every one with the simulator's own key), "
-        f"{len(runs.notify.seen)} to the notification receiver, "
-        f"{len(runs.heartbeat.seen)} to the heartbeat receiver (each with its token only)",
+        f"{len(runs.notify_seen)} to the notification receiver, "
+        f"{len(runs.heartbeat_seen)} to the heartbeat receiver (each with its token only)",
         "- secrets found where they do not belong: 0",
         "- live trading refused without each of: `venue.kind: live`, `--live`, "
         "`PAIRLIB_API_KEY`, `PAIRLIB_API_SECRET` (7 combinations)",

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from pairlib.app import status as status_mod
 from pairlib.app.cli import app
-from pairlib.clock import SystemClock, iso, last_close
+from pairlib.clock import SystemClock, iso
 from pairlib.edges.store import PairSetMeta, Store
 from pairlib.sim import Market
 
@@ -47,8 +47,10 @@ def test_check_exit_codes_and_lines(tmp_path: Path) -> None:
     assert res.exit_code == 1 and _one_line(res).startswith("stale: no store at ")
     assert not (Path(params.state_dir) / "pairlib.db").exists()  # nothing created
 
-    now = SystemClock().now()
-    fresh = last_close(now, "4h")
+    now = SystemClock().now().replace(microsecond=0)
+    # ticks placed relative to the wall clock the command reads (not to the bar grid), so
+    # each one's age against one bar + 30 min of grace is the same at any time of day
+    fresh = now - timedelta(minutes=10)
     with Store.at(params.state_dir) as db:
         db.finish_tick(fresh, "failed", now, 1.0, message="venue down")
     res = _status(path, "--check")

@@ -15,16 +15,16 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tick_fixtures import panel_rules, sim_panel
 
 from pairlib.config import Params
 from pairlib.core.metrics import performance
-from pairlib.core.risk import MarketRules
 from pairlib.core.strategy import PairState, positions, step, zscore
 from pairlib.core.sweep import fold_positions, rolling_z, sweep_signals
 from pairlib.engine import sweep as sw
 from pairlib.engine.backtest import simulate
 from pairlib.errors import ConfigError
-from pairlib.sim import GENESIS, Market
+from pairlib.sim import GENESIS
 
 BAR = timedelta(hours=4)
 TF_MS = 4 * 3_600_000
@@ -242,16 +242,7 @@ def test_invalid_cells_are_skipped_with_the_reason() -> None:
 
 @pytest.fixture(scope="module")
 def panel() -> tuple[pd.DataFrame, pd.DataFrame]:
-    m = Market()
-    first = START - 700 * BAR
-    closes = m.closes(first, END)
-    qv = m.quote_volumes(first, END)
-    rename = {c: m.unified(c) for c in closes.columns}
-    return closes.rename(columns=rename), qv.rename(columns=rename)
-
-
-def _rules(closes: pd.DataFrame) -> dict[str, MarketRules]:
-    return {s: MarketRules(s, 0.001, 0.001, 5.0) for s in closes.columns}
+    return sim_panel(START, END)
 
 
 def _params() -> Params:
@@ -264,7 +255,7 @@ GRID = {"entry": [1.0, 1.5], "exit": [0.0, 0.5], "lookback": [60, 80]}
 @pytest.fixture(scope="module")
 def full(panel: tuple[pd.DataFrame, pd.DataFrame]) -> sw.SweepResult:
     closes, qv = panel
-    return sw.sweep(_params(), closes, START, END, GRID, _rules(closes), quote_volume=qv,
+    return sw.sweep(_params(), closes, START, END, GRID, panel_rules(closes), quote_volume=qv,
                     shortlist=1, chunk_size=3)
 
 
@@ -277,7 +268,7 @@ def direct(panel: tuple[pd.DataFrame, pd.DataFrame], full: sw.SweepResult) -> An
     raw = _params().model_dump(mode="json")
     raw["strategy"] |= {"entry": float(row["entry"]), "exit": float(row["exit"]),
                         "stop": float(row["stop"]), "lookback": int(row["lookback"])}
-    return simulate(Params.model_validate(raw), closes, START, END, _rules(closes),
+    return simulate(Params.model_validate(raw), closes, START, END, panel_rules(closes),
                     quote_volume=qv)
 
 
@@ -316,7 +307,7 @@ def test_ctrl_c_keeps_the_finished_combinations(
         if done >= 3:
             raise KeyboardInterrupt
 
-    r = sw.sweep(_params(), closes, START, END, GRID, _rules(closes), quote_volume=qv,
+    r = sw.sweep(_params(), closes, START, END, GRID, panel_rules(closes), quote_volume=qv,
                  shortlist=1, chunk_size=3, progress=progress)
     assert r.interrupted and seen[-1] == (3, 9)
     assert len(r.table) == 3 and r.shortlist.empty

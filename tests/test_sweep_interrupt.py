@@ -11,17 +11,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from tick_fixtures import panel_rules, signal_when, sim_panel
 
 from pairlib.config import Params
-from pairlib.core.risk import MarketRules
 from pairlib.engine import sweep as sw
-from pairlib.sim import GENESIS, Market
+from pairlib.sim import GENESIS
 
 ROOT = Path(__file__).resolve().parents[1]
 BAR = timedelta(hours=4)
@@ -32,20 +31,11 @@ GRID = {"entry": [1.0, 1.5, 2.0], "exit": [0.0, 0.5], "lookback": [60, 80]}
 
 @pytest.fixture(scope="module")
 def panel() -> tuple[pd.DataFrame, pd.DataFrame]:
-    m = Market()
-    first = START - 700 * BAR
-    closes = m.closes(first, END)
-    qv = m.quote_volumes(first, END)
-    rename = {c: m.unified(c) for c in closes.columns}
-    return closes.rename(columns=rename), qv.rename(columns=rename)
+    return sim_panel(START, END)
 
 
 def _params() -> Params:
     return Params.model_validate({"risk": {"risk_per_trade": 0.01}})
-
-
-def _rules(closes: pd.DataFrame) -> dict[str, MarketRules]:
-    return {s: MarketRules(s, 0.001, 0.001, 5.0) for s in closes.columns}
 
 
 def test_the_sweep_checkpoints_finished_rows_and_saves_what_finished(
@@ -65,7 +55,7 @@ def test_the_sweep_checkpoints_finished_rows_and_saves_what_finished(
         if done >= 6:
             raise KeyboardInterrupt
 
-    r = sw.sweep(_params(), closes, START, END, GRID, _rules(closes), quote_volume=qv,
+    r = sw.sweep(_params(), closes, START, END, GRID, panel_rules(closes), quote_volume=qv,
                  shortlist=2, chunk_size=3, progress=progress, results_dir=out,
                  checkpoint_every_s=0.0)
     assert [d for d, _, _ in seen] == [3, 6]
@@ -86,7 +76,7 @@ def test_a_finished_sweep_saves_its_full_result(
 ) -> None:
     closes, qv = panel
     out = tmp_path / "results"
-    r = sw.sweep(_params(), closes, START, END, GRID, _rules(closes), quote_volume=qv,
+    r = sw.sweep(_params(), closes, START, END, GRID, panel_rules(closes), quote_volume=qv,
                  shortlist=1, chunk_size=3, results_dir=out, checkpoint_every_s=3600.0)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is False and summary["n_trials"] == len(r.table) == 12
@@ -116,18 +106,8 @@ def test_ctrl_c_in_pairlib_sweep_keeps_the_finished_results(tmp_path: Path) -> N
          "--outputs", "outputs"],
         cwd=proj / "notebooks", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sweeps = proj / "outputs" / "sweeps"
-    try:
-        deadline = time.monotonic() + 120
-        while not list(sweeps.glob("*/summary.json")):  # the first checkpoint: mid-run
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = signal_when(proc, lambda: bool(list(sweeps.glob("*/summary.json"))),
+                           signal.SIGINT, waiting_for="the first checkpoint (mid-run)")
     assert proc.returncode == 130, (out, err)
     report = Path(out.splitlines()[0])
     results = report.with_suffix("")

@@ -261,11 +261,11 @@ def test_rejected_unwind_leaves_the_pair_closing_never_flat_then_closes(
 def test_a_defective_candle_older_than_the_decision_window_does_not_stop_trading(
     sim_market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_data_gates import DefectiveMarket
+    from tick_fixtures import SpoiltMarket
 
     from pairlib.clock import to_ms
 
-    market = DefectiveMarket(sim_market)
+    market = SpoiltMarket(sim_market, intervals=("4h",))
     old = to_ms(ENTRY - 101 * BAR)  # inside the 180 bars fetched, outside the 60 used
     market.defects[("RUNEUSDT", old)] = "nan"
     for e in make_env(market, tmp_path, monkeypatch):  # type: ignore[arg-type]

@@ -6,7 +6,10 @@ Not a conftest: test modules build their fixture with :func:`make_env`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import collections
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 from pairlib.clock import SettableClock
 from pairlib.config import TradingParams, validate_params
 from pairlib.core.portfolio import pair_id
+from pairlib.core.risk import MarketRules
 from pairlib.core.strategy import spread, zscore
 from pairlib.edges.store import Store
 from pairlib.engine import tick
@@ -171,15 +175,25 @@ def signal_of(result: tick.TickResult, pid: str) -> dict[str, Any]:
     return dict(rows.iloc[0].to_dict())
 
 
-def assert_hedged_and_matching(env: TickEnv) -> None:
-    """The store equals the venue per symbol, and no pair holds one leg only."""
-    expected: dict[str, float] = {}
+def assert_hedged_and_matching(env: TickEnv, symbols: Sequence[str] = ()) -> None:
+    """The store equals the venue per symbol, and no pair holds one leg only.
+
+    ``symbols``: unified symbols checked as well, holding nothing at the venue where the store
+    has no pair on them (the stored pairs' symbols are always checked)."""
+    expected: dict[str, float] = dict.fromkeys(symbols, 0.0)
     for r in env.store.pair_states().to_dict("records"):
         assert (r["amount_y"] == 0) == (r["amount_x"] == 0), f"naked leg: {r}"
         expected[r["y"]] = expected.get(r["y"], 0.0) + r["amount_y"]
         expected[r["x"]] = expected.get(r["x"], 0.0) + r["amount_x"]
     for sym, amt in expected.items():
         assert env.venue_position(sym) == pytest.approx(amt, abs=1e-9), sym
+
+
+def assert_unique_client_ids(env: TickEnv) -> None:
+    """No client order id was used for two orders the venue booked."""
+    cids = collections.Counter(o["clientOrderId"] for o in env.venue_orders())
+    twice = {c: n for c, n in cids.items() if n > 1}
+    assert not twice, f"client ids used for two orders at the venue: {twice}"
 
 
 def arm_after_orders(monkeypatch: pytest.MonkeyPatch, arm: Any, after: int = 1) -> None:
@@ -217,3 +231,115 @@ def crash_on_order(monkeypatch: pytest.MonkeyPatch, n: int, message: str) -> Any
 
     monkeypatch.setattr(Exchange, "create_order", crash)
     return original
+
+
+def sim_panel(start: datetime, end: datetime,
+              warmup_bars: int = 700) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The default market's 4h closes and quote volumes from ``warmup_bars`` bars before
+    ``start`` to ``end``, columns by unified symbol (the panel a backtest or sweep takes)."""
+    m = Market()
+    first = start - warmup_bars * BAR
+    closes = m.closes(first, end)
+    qv = m.quote_volumes(first, end)
+    rename = {c: m.unified(c) for c in closes.columns}
+    return closes.rename(columns=rename), qv.rename(columns=rename)
+
+
+def panel_rules(closes: pd.DataFrame) -> dict[str, MarketRules]:
+    """Market rules for every column of a panel: amount and price steps 0.001, 5 USDT
+    minimum notional."""
+    return {s: MarketRules(s, 0.001, 0.001, 5.0) for s in closes.columns}
+
+
+def signal_when(proc: subprocess.Popen[Any], ready: Callable[[], bool], sig: int, *,
+                waiting_for: str, within_s: float = 120.0) -> tuple[Any, Any]:
+    """Send ``sig`` to ``proc`` once ``ready()`` holds; its ``(stdout, stderr)`` after it exits.
+
+    Fails the test if the process ends first or ``ready`` does not hold within ``within_s``
+    (a liveness bound, not a speed requirement); the process is killed if it is still running
+    when this returns or fails."""
+    try:
+        deadline = time.monotonic() + within_s
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{waiting_for} not within {within_s:g} s"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class SpoiltMarket:
+    """A simulated market served with chosen defects (a
+    :class:`~pairlib.sim.source.MarketSource`; everything else is the wrapped market's).
+
+    Attributes
+    ----------
+    defects : dict
+        ``(binance id, open_ms)`` -> what is served for that candle: ``"missing"`` (nothing),
+        ``"nan"`` (close NaN), ``"zero"`` (every price 0), ``"negative"`` (low and close
+        -1.5), ``"duplicate"`` (the candle twice, the second close 1 % higher) or a float (a
+        jump: the close, and the high if needed, multiplied by it; the candle stays valid).
+    stop_after : dict
+        Binance id -> the last open time served (a feed that stopped), every interval.
+    delisted : set
+        Binance ids gone from the market list (and so from ``exchangeInfo``).
+    intervals : tuple of str or None
+        The intervals whose candles ``defects`` spoils (None: every interval).
+    """
+
+    def __init__(self, market: Market, intervals: tuple[str, ...] | None = None) -> None:
+        self._market = market
+        self.intervals = intervals
+        self.defects: dict[tuple[str, int], str | float] = {}
+        self.stop_after: dict[str, int] = {}
+        self.delisted: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._market, name)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(s for s in self._market.symbols if s not in self.delisted)
+
+    def klines(self, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
+               limit: int, now_ms: int) -> list[list[Any]]:
+        stop = self.stop_after.get(symbol)
+        spoil = self.intervals is None or interval in self.intervals
+        out: list[list[Any]] = []
+        for row in self._market.klines(symbol, interval, start_ms, end_ms, limit, now_ms):
+            if stop is not None and int(row[0]) > stop:
+                continue
+            kind = self.defects.get((symbol, int(row[0]))) if spoil else None
+            out.extend(_spoilt(list(row), kind))
+        return out
+
+
+def _spoilt(row: list[Any], kind: str | float | None) -> list[list[Any]]:
+    """The rows served for one kline row with defect ``kind`` (see :class:`SpoiltMarket`)."""
+    if kind is None:
+        return [row]
+    if kind == "missing":
+        return []
+    if kind == "nan":
+        row[4] = "NaN"
+    elif kind == "zero":
+        row[1:5] = ["0", "0", "0", "0"]
+    elif kind == "negative":
+        row[3] = row[4] = "-1.5"
+    elif kind == "duplicate":  # the same open time twice, with different closes
+        again = list(row)
+        again[4] = f"{float(row[4]) * 1.01:.6f}"
+        return [row, again]
+    elif isinstance(kind, float):
+        decimals = len(row[4].split(".")[1]) if "." in row[4] else 0
+        close = float(row[4]) * kind
+        row[4] = f"{close:.{decimals}f}"
+        row[2] = f"{max(float(row[2]), close):.{decimals}f}"
+    else:
+        raise ValueError(f"unknown candle defect {kind!r}: missing, nan, zero, negative, "
+                         "duplicate or a float factor")
+    return [row]

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pairlib.clock import iso, last_close, parse_time
+from pairlib.app.notify import tick_fresh
+from pairlib.clock import iso, parse_time
 from pairlib.config import Params, timeframe_ms
 from pairlib.core.risk import kill_switch_active
 from pairlib.edges.store import DB_NAME, PairStateRow, Store
@@ -42,22 +43,12 @@ STATUS_KEYS = ("now", "state_dir", "check", "kill_switch", "equity", "open_pairs
 
 
 def next_tick(params: Params, now: datetime) -> datetime:
-    """When the scheduler runs its next tick: :func:`pairlib.app.schedule.next_runs`'s
-    ``tick`` when that module is installed, else the next candle close (by
-    ``data.timeframe``) plus ``schedule.tick_delay_seconds`` that is still ahead of ``now``."""
-    import importlib
+    """When the scheduler runs its next tick: the next candle close (by ``data.timeframe``)
+    plus ``schedule.tick_delay_seconds`` that is still ahead of ``now``, as
+    :func:`pairlib.app.schedule.next_runs` computes it for the scheduler itself."""
+    from pairlib.app.schedule import next_runs
 
-    try:
-        schedule: Any = importlib.import_module("pairlib.app.schedule")
-    except ImportError:
-        schedule = None
-    if schedule is not None and hasattr(schedule, "next_runs"):
-        return parse_time(schedule.next_runs(params, now)["tick"])
-    delay = timedelta(seconds=params.schedule.tick_delay_seconds)
-    due = last_close(now, params.data.timeframe) + delay
-    if due <= now:
-        due += timedelta(milliseconds=timeframe_ms(params.data.timeframe))
-    return due
+    return next_runs(params, now)["tick"]
 
 
 def collect(params: Params, now: datetime) -> dict[str, Any]:
@@ -84,8 +75,6 @@ def collect(params: Params, now: datetime) -> dict[str, Any]:
         ``kind``, ``symbol``, ``detail``), ``outbox`` (rows per delivery state). A missing
         store gives the empty status; nothing is created.
     """
-    from pairlib.app.notify import tick_fresh
-
     kill, why = kill_switch_active(params.risk)
     out: dict[str, Any] = {
         "now": iso(now), "state_dir": str(params.state_dir),
@@ -94,13 +83,11 @@ def collect(params: Params, now: datetime) -> dict[str, Any]:
         "last_ok_tick": None, "next_tick": iso(next_tick(params, now)), "incidents": [],
         "outbox": {},
     }
-    db_file = Path(params.state_dir) / DB_NAME
-    if not db_file.exists():
-        out["check"] = {"ok": False, "line": f"stale: no store at {db_file} (no tick has run)"}
+    if not _has_store(params):
+        out["check"] = {"ok": False, "line": _no_store_line(params)}
         return out
     with Store.at(params.state_dir) as db:
-        fresh, line = tick_fresh(params, now, db)
-        out["check"] = _check_line(fresh, line, db, kill)
+        out["check"] = _verdict(params, now, db, kill)
         last, last_ok = db.last_tick(), db.last_tick(status="ok")
         out["last_tick"] = _tick(last)
         out["last_ok_tick"] = _tick(last_ok)
@@ -129,8 +116,19 @@ def collect(params: Params, now: datetime) -> dict[str, Any]:
     return out
 
 
-def _check_line(fresh: bool, line: str, db: Store, kill: bool) -> dict[str, Any]:
-    """The ``--check`` verdict and its one line (see the module docstring)."""
+def _has_store(params: Params) -> bool:
+    return (Path(params.state_dir) / DB_NAME).exists()
+
+
+def _no_store_line(params: Params) -> str:
+    return f"stale: no store at {Path(params.state_dir) / DB_NAME} (no tick has run)"
+
+
+def _verdict(params: Params, now: datetime, db: Store, kill: bool) -> dict[str, Any]:
+    """The ``--check`` verdict and its one line (see the module docstring): the freshness
+    rule the heartbeat also follows (:func:`pairlib.app.notify.tick_fresh`), plus what the
+    line adds about the last tick and the kill switch."""
+    fresh, line = tick_fresh(params, now, db)
     extra = []
     last = db.last_tick()
     if fresh and last is not None and last.status not in ("ok", "already_ran"):
@@ -144,15 +142,11 @@ def _check_line(fresh: bool, line: str, db: Store, kill: bool) -> dict[str, Any]
 def check(params: Params, now: datetime) -> tuple[int, str]:
     """The dead-man's switch: ``(exit code, one line)`` by the module docstring's rule;
     0 and ``ok: ...`` when fresh, 1 and ``stale: ...`` otherwise."""
-    from pairlib.app.notify import tick_fresh
-
-    db_file = Path(params.state_dir) / DB_NAME
-    if not db_file.exists():
-        return 1, f"stale: no store at {db_file} (no tick has run)"
+    if not _has_store(params):
+        return 1, _no_store_line(params)
     kill, _ = kill_switch_active(params.risk)
     with Store.at(params.state_dir) as db:
-        fresh, line = tick_fresh(params, now, db)
-        verdict = _check_line(fresh, line, db, kill)
+        verdict = _verdict(params, now, db, kill)
     return (0 if verdict["ok"] else 1), str(verdict["line"])
 
 

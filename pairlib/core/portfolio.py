@@ -23,6 +23,9 @@ Order of the rule
    gross exposure that remains after this plan's closes, accumulating as pairs are added. The
    stop z is on the entry's side (``+stop`` for a short-spread entry at ``z > 0``). An open
    pair keeps the hedge ratio it was opened with (the caller passes it).
+
+Reasons state what the plan decides ("close both legs reduce-only"), never what came of it:
+only the caller knows whether the orders were sent and filled (the tick adds that).
 """
 
 from __future__ import annotations
@@ -267,8 +270,8 @@ def plan(
         if (d.action == Action.HOLD and limit is not None and pr.risk_budget > 0
                 and math.isfinite(pr.pnl) and -pr.pnl >= limit * pr.risk_budget):
             why = (f"loss {-pr.pnl:.2f} is {-pr.pnl / pr.risk_budget:.2f} x the risk budget "
-                   f"{pr.risk_budget:.2f} (risk.max_loss_multiple: {limit:g}): closed "
-                   f"reduce-only; {d.reason}")
+                   f"{pr.risk_budget:.2f} (risk.max_loss_multiple: {limit:g}): close both "
+                   f"legs reduce-only; {d.reason}")
             closes.append(Close(pr.pair_id, _decision(Action.LOSS_LIMIT, why,
                                                       PairState(0, locked_out=True))))
             closed_ids.add(pr.pair_id)
@@ -278,7 +281,7 @@ def plan(
             limit = risk.unevaluable_exit_bars
             if streak > limit:
                 why = (f"{pr.problem}: the open pair could not be evaluated for {streak} bar(s) "
-                       f"(risk.unevaluable_exit_bars: {limit}): closed reduce-only")
+                       f"(risk.unevaluable_exit_bars: {limit}): close both legs reduce-only")
                 closes.append(Close(pr.pair_id, _decision(Action.EXIT_NO_DATA, why, PairState())))
                 closed_ids.add(pr.pair_id)
             else:

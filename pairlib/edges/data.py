@@ -508,6 +508,39 @@ def _safe_name(symbol: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", symbol)
 
 
+def _read_parquet(path: Path, meta_key: bytes) -> tuple[pa.Table, dict[str, Any]]:
+    """The table of a cache file and the JSON metadata stored under ``meta_key``.
+
+    Raises ``OSError``, ``KeyError`` (no such metadata), ``ValueError`` (bad JSON) or
+    ``pa.ArrowException``; the caller decides how a damaged file is refetched.
+    """
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {})[meta_key])
+    return table, meta
+
+
+def _write_parquet_atomic(
+    final: Path, table: pa.Table, meta_key: bytes, meta: Mapping[str, Any]
+) -> None:
+    """Write ``table`` with ``meta`` (JSON under ``meta_key``) and rename it onto ``final``.
+
+    The temporary name is unique per process, thread and call, so concurrent writers never
+    share a file, and a reader sees either the old file or the new one, never a partial one;
+    the temporary file is removed if the write fails.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    table = table.replace_schema_metadata({meta_key: json.dumps(meta).encode()})
+    tmp = final.with_name(
+        f".{final.stem}.{os.getpid()}.{threading.get_ident()}.{next(_TMP_SEQ)}.tmp"
+    )
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class _Cached:
     open_ms: np.ndarray
@@ -544,8 +577,7 @@ class CandleCache:
         if not p.is_file():
             return None
         try:
-            table = pq.read_table(p)
-            meta = json.loads((table.schema.metadata or {})[_META_KEY])
+            table, meta = _read_parquet(p, _META_KEY)
             open_ms = table.column("open_ms").to_numpy().astype(np.int64)
             values = np.column_stack(
                 [table.column(c).to_numpy().astype(np.float64) for c in OHLCV_COLUMNS]
@@ -560,7 +592,6 @@ class CandleCache:
 
     def write(self, symbol: str, cached: _Cached) -> None:
         """Replace the file of ``symbol`` atomically."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         cols: dict[str, Any] = {"open_ms": pa.array(cached.open_ms, type=pa.int64())}
         for i, c in enumerate(OHLCV_COLUMNS):
             cols[c] = pa.array(cached.values[:, i], type=pa.float64())
@@ -570,18 +601,7 @@ class CandleCache:
             "covered_from_ms": int(cached.covered_from_ms),
             "covered_to_ms": int(cached.covered_to_ms),
         }
-        table = pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
-        final = self.path(symbol)
-        # unique per process and thread, so concurrent writers never share a temporary file
-        tmp = final.with_name(
-            f".{final.stem}.{os.getpid()}.{threading.get_ident()}.{next(_TMP_SEQ)}.tmp"
-        )
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_parquet_atomic(self.path(symbol), pa.table(cols), _META_KEY, meta)
 
 
 def _merge(
@@ -1036,8 +1056,7 @@ class FundingRateCache:
         if not p.is_file():
             return None
         try:
-            table = pq.read_table(p)
-            meta = json.loads((table.schema.metadata or {})[_FUNDING_META_KEY])
+            table, meta = _read_parquet(p, _FUNDING_META_KEY)
             lo, hi = int(meta["covered_from_ms"]), int(meta["covered_to_ms"])
             times = table.column("time_ms").to_numpy().astype(np.int64)
             rates = table.column("rate").to_numpy().astype(np.float64)
@@ -1062,7 +1081,6 @@ class FundingRateCache:
     def write(self, symbol: str, rows: Sequence[FundingRate], covered_from_ms: int) -> None:
         """Replace the file of ``symbol`` atomically with ``rows`` (sorted by time, at least
         one), covered from ``covered_from_ms`` to the last row."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         table = pa.table({
             "time_ms": pa.array([r.timestamp for r in rows], type=pa.int64()),
             "rate": pa.array([r.rate for r in rows], type=pa.float64()),
@@ -1071,17 +1089,7 @@ class FundingRateCache:
         })
         meta = {"symbol": symbol, "covered_from_ms": int(covered_from_ms),
                 "covered_to_ms": int(rows[-1].timestamp)}
-        table = table.replace_schema_metadata({_FUNDING_META_KEY: json.dumps(meta).encode()})
-        final = self.path(symbol)
-        tmp = final.with_name(
-            f".{final.stem}.{os.getpid()}.{threading.get_ident()}.{next(_TMP_SEQ)}.tmp"
-        )
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_parquet_atomic(self.path(symbol), table, _FUNDING_META_KEY, meta)
 
 
 def load_funding_rates(

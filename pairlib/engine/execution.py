@@ -20,7 +20,9 @@ the tick (each attempt under a new client id, sent only once every earlier attem
 to be final); whatever is still open after the retries is an incident. A close with a leg
 held on a market the venue no longer lists (delisted) sends nothing at all, so the pair stays
 hedged rather than leaving that leg naked, and tells the operator what to do
-(:meth:`Executor.close`).
+(:meth:`Executor.close`). A market the venue stops listing during the tick is caught too: the
+legs after the first are checked at the venue before the first is sent, and a venue answer
+"unknown symbol" at send time stops the close at once (never retried).
 
 Store conventions (see :class:`pairlib.edges.store.Store`): an order row is written *before* the
 order is sent (status ``sent``), its ``filled`` is what has been applied to the pair's
@@ -48,7 +50,13 @@ from pairlib.clock import Clock, from_ms, iso, parse_time
 from pairlib.core.risk import MarketRules, round_amount
 from pairlib.core.strategy import Action
 from pairlib.edges.store import OrderRow, Store
-from pairlib.errors import ExchangeError, ExchangeUnavailable, InvalidOrder, OrderNotFound
+from pairlib.errors import (
+    ExchangeError,
+    ExchangeUnavailable,
+    InvalidOrder,
+    MarketNotListed,
+    OrderNotFound,
+)
 from pairlib.failpoints import failpoint
 
 __all__ = [
@@ -160,7 +168,12 @@ def is_own_client_id(client_id: str | None) -> bool:
 
 
 class OrderVenue(Protocol):
-    """The part of :class:`pairlib.venue.exchange.Exchange` that execution uses."""
+    """The part of :class:`pairlib.venue.exchange.Exchange` that execution uses.
+
+    Also used when the venue has them (looked up with ``getattr``, so a venue without them
+    still works): ``fetch_my_trades(symbol, since_ms)`` and ``check_listed(symbol)``
+    (raises :class:`~pairlib.errors.MarketNotListed` for a market the venue no longer lists).
+    """
 
     def create_order(
         self,
@@ -258,6 +271,7 @@ class _Report:
     fee: float
     status: str
     error: str | None = None
+    unlisted: bool = False  # the venue does not list the symbol: nothing was sent
 
 
 @dataclass
@@ -293,6 +307,14 @@ class Executor:
     sleep, monotonic : callable
         ``time.sleep`` and ``time.monotonic`` (injected for tests). Time counts as passed
         when either says so, so a test's no-op ``sleep`` still ends every wait.
+
+    Attributes
+    ----------
+    incidents : list of dict
+        The incidents recorded by this executor (also in the store).
+    unlisted : set of str
+        Symbols found unlisted at the venue during this tick although they were in
+        ``rules`` (delisted since the market list was loaded): no order is sent on them.
     """
 
     exchange: OrderVenue
@@ -309,6 +331,7 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     incidents: list[dict[str, Any]] = field(default_factory=list)
+    unlisted: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ incidents
     def incident(self, kind: str, symbol: str | None, detail: str) -> None:
@@ -403,13 +426,39 @@ class Executor:
         ``pairlib reconcile --accept SYMBOL --force``, which marks the pair flat so that
         the next tick closes the other leg reduce-only), and the caller keeps the pair
         open and closing.
+
+        ``rules`` is the market list loaded at the start of the tick; a market can be
+        delisted after that. So, before the first leg is sent, every later held leg's
+        market is checked at the venue (``check_listed``, one light request per leg, when
+        the venue has it): the first leg needs no such check, because its own look-up by
+        client id before sending already fails on an unlisted market. A leg found unlisted
+        then blocks the close as above. If the venue answers "unknown symbol"
+        (:class:`~pairlib.errors.MarketNotListed`) while a leg is being closed anyway
+        (delisted in the moment between), that leg is not retried and no later leg is
+        sent: when nothing of this close has filled, the close is blocked as above; when
+        an earlier leg (or earlier attempts of this one) already filled, the pair is no
+        longer hedged and that cannot be undone, so a ``close_naked_delisted`` incident
+        names the unlisted leg, the legs as they now stand and what the operator must do
+        (the outcome's ``blocked`` names the symbol too). Symbols found unlisted this way
+        are kept in :attr:`unlisted`.
         """
         legs = tuple(legs)
-        unlisted = [leg for leg in legs if leg.symbol not in self.rules
-                    and abs(self._leg_amount(leg)) > 1e-12]
+        held = [leg for leg in legs if abs(self._leg_amount(leg)) > 1e-12]
+        unlisted = [leg for leg in held
+                    if leg.symbol not in self.rules or leg.symbol in self.unlisted]
+        if not unlisted:
+            unlisted = self._check_listed(held[1:])
         if unlisted:
             return self._close_blocked(pair_id, action, legs, unlisted)
-        fills = tuple(self.close_leg(leg) for leg in legs)
+        done: list[LegFill] = []
+        for leg in legs:
+            done.append(self.close_leg(leg))
+            if leg.symbol not in self.unlisted:
+                continue
+            if any(f.filled > 0 or f.unknown for f in done):
+                return self._close_naked(pair_id, action, legs, tuple(done), leg)
+            return self._close_blocked(pair_id, action, legs, [leg])
+        fills = tuple(done)
         ok = all(f.complete for f in fills)
         if not ok:
             bad = [f for f in fills if not f.complete]
@@ -457,6 +506,62 @@ class Executor:
                                       for s in sorted(gone)),
             blocked=tuple(sorted(gone)))
 
+    def _close_naked(self, pair_id: str, action: str, legs: tuple[LegOrder, ...],
+                     done: tuple[LegFill, ...], stopped: LegOrder) -> PairOutcome:
+        """A close stopped at ``stopped`` because the venue no longer lists its market,
+        after some of this close (``done``) had filled (:meth:`close`): the pair is not
+        hedged any more. One ``close_naked_delisted`` incident naming the unlisted leg, the
+        legs as they stand and what the operator must do; the legs not attempted are
+        reported unfilled."""
+        sym = stopped.symbol
+        held = {leg.leg: self._leg_amount(leg) for leg in legs}
+        now = ", ".join(f"{leg.symbol} {held[leg.leg]:+g}" for leg in legs)
+        closed = "; ".join(
+            f"{f.order.symbol} {f.filled:g} of {f.order.amount:g} closed reduce-only"
+            + (" (an order's outcome is still unknown)" if f.unknown else "")
+            for f in done if f.filled > 0 or f.unknown)
+        self.incident(
+            "close_naked_delisted", sym,
+            f"{pair_id} {action}: the venue stopped listing {sym} during this close (it was "
+            "listed when the tick loaded its markets: delisted or suspended since), after "
+            f"{closed}. {sym} {held[stopped.leg]:+g} cannot be closed through the API and "
+            f"the pair is NOT hedged any more (legs now: {now}): {sym} is held NAKED. "
+            f"Operator: close {sym} on the venue by hand now (unless the venue has settled "
+            f"it), then run `pairlib reconcile --accept {sym} --reason TEXT --force`: the "
+            "pair is marked flat and the next tick closes whatever is left of its other leg "
+            "reduce-only")
+        why = f"not sent: {sym} not listed by the venue (delisted during the tick)"
+        rest = tuple(LegFill(replace(leg, amount=abs(held[leg.leg]), reduce_only=True),
+                             0.0, None, 0.0, False, (), why)
+                     for leg in legs[len(done):] if abs(held[leg.leg]) > 1e-12)
+        return PairOutcome(
+            pair_id, action, False, (*done, *rest), (),
+            f"close stopped: {sym} not listed by the venue (delisted during the tick) after "
+            f"{closed}; {sym} is held NAKED: close it on the venue by hand now, then "
+            f"`pairlib reconcile --accept {sym} --reason TEXT --force`",
+            blocked=(sym,))
+
+    def _check_listed(self, legs: Iterable[LegOrder]) -> list[LegOrder]:
+        """The legs whose market the venue says, asked now, it no longer lists (its
+        ``check_listed``; none when the venue has no such call). A question the venue
+        cannot answer (network, rate limit) does not block the close: the close is
+        risk-reducing, and an unlisted market still stops it at that leg's send."""
+        check = getattr(self.exchange, "check_listed", None)
+        if check is None:
+            return []
+        gone: list[LegOrder] = []
+        for leg in legs:
+            try:
+                check(leg.symbol)
+            except MarketNotListed as e:
+                log.warning("%s is no longer listed by the venue: %s", leg.symbol, e)
+                self.unlisted.add(leg.symbol)
+                gone.append(leg)
+            except ExchangeError as e:
+                log.warning("could not ask the venue whether it still lists %s (%s): closing "
+                            "anyway", leg.symbol, e)
+        return gone
+
     # ------------------------------------------------------------------ one leg
     def fill_leg(self, order: LegOrder) -> LegFill:
         """Fill one entry leg: its first order, then remainders of a partial fill (derived
@@ -485,7 +590,7 @@ class Executor:
                 unknown = True
                 error = rep.error or f"order {rep.client_id} outcome unknown"
                 break
-            if rep.error is not None and rep.filled <= 0:
+            if rep.unlisted or (rep.error is not None and rep.filled <= 0):
                 error = rep.error
                 break
             remaining = order.amount - filled
@@ -561,6 +666,9 @@ class Executor:
                 unknown = True
                 error = rep.error or f"order {rep.client_id} outcome unknown"
                 break
+            if rep.unlisted:  # retrying cannot help: the market is gone
+                error = rep.error
+                break
             if rep.error is not None:
                 error = rep.error
                 log.warning("reduce-only %s %s %s attempt %d: %s; retrying", order.action,
@@ -619,10 +727,16 @@ class Executor:
             found = self.exchange.fetch_order_by_client_id(order.symbol, cid)
         except ExchangeError as e:
             # Nothing sent: leave no trace that would stop a re-run from sending it.
-            msg = f"not sent: look-up by client id failed: {e}"
+            gone = isinstance(e, MarketNotListed)
+            if gone:
+                self.unlisted.add(order.symbol)
+                msg = f"not sent: {order.symbol} is not listed by the venue any more: {e}"
+            else:
+                msg = f"not sent: look-up by client id failed: {e}"
             if row is None:
-                return _Report(cid, 0.0, None, 0.0, "failed", msg)
-            return _Report(cid, float(row.filled), row.average, float(row.fee), row.status, msg)
+                return _Report(cid, 0.0, None, 0.0, "failed", msg, unlisted=gone)
+            return _Report(cid, float(row.filled), row.average, float(row.fee), row.status, msg,
+                           unlisted=gone)
         if found is not None:
             log.info("order %s found at the venue (%s): not sent again", cid, found.status)
             return self._settle(cid, order, found)
@@ -646,6 +760,11 @@ class Executor:
             log.warning("order %s: %s: %s; outcome unknown, looking it up by client id", cid,
                         type(e).__name__, e)
             return self._await_outcome(cid, order, sent_at, f"{type(e).__name__}: {e}")
+        except MarketNotListed as e:  # refused: the venue does not know the symbol
+            self.unlisted.add(order.symbol)
+            rep = self._fail(cid, order, "rejected", f"{type(e).__name__}: {e}")
+            rep.unlisted = True
+            return rep
         except InvalidOrder as e:
             # A duplicate client id means the order exists after all: look it up.
             found = self._lookup_once(order.symbol, cid)

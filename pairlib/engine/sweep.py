@@ -2,7 +2,7 @@
 
 Level 1 (every valid combination, signal level): the walk-forward pair sets are chosen month
 by month as :func:`pairlib.engine.backtest.simulate` chooses them, and every chosen pair of
-every month is a *path* folded by :func:`pairlib.core.sweep.sweep_signals` (all combinations at
+every month is a *path* folded by :func:`pairlib.core.sweep.fold_returns` (all combinations at
 once): flat at the month's first bar, entries through the month's last bar, then exits only
 until flat or the end of the window (as the tick manages a pair that left the set). A pair
 chosen again next month starts a new path with its new hedge ratio. Each path gets an equal

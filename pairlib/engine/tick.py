@@ -78,7 +78,13 @@ from pairlib.core.strategy import Action, Decision, PairState, latest_signal
 from pairlib.core.strategy import spread as spread_of
 from pairlib.core.strategy import zscore as zscore_of
 from pairlib.edges.store import DB_NAME, OutboxEntry, PairStateRow, Store
-from pairlib.engine.execution import UNRESOLVED_STATUSES, Executor, LegOrder, is_own_client_id
+from pairlib.engine.execution import (
+    UNRESOLVED_STATUSES,
+    Executor,
+    LegOrder,
+    PairOutcome,
+    is_own_client_id,
+)
 from pairlib.engine.reconcile import expected_positions, mismatch_frame, realized_pnl, reconcile
 from pairlib.engine.tick_result import (
     SIGNAL_COLUMNS,
@@ -272,6 +278,18 @@ def _sizing_text(sizing: Sizing) -> str:
     return (f"notional {sizing.notional_y:.2f}/{sizing.notional_x:.2f}, risk "
             f"{sizing.risk_amount:.2f}"
             + (f", capped by {sizing.capped_by}" if sizing.capped_by else ""))
+
+
+def _close_text(out: PairOutcome | None) -> str:
+    """What became of a close the plan decided, for its incident: closed, not needed,
+    blocked or stopped (the outcome's own message), or incomplete."""
+    if out is None:
+        return "no leg was held: nothing to send"
+    if out.ok:
+        return "done: the pair is flat"
+    if out.blocked:
+        return out.message
+    return f"close {out.message}: retried next tick"
 
 
 def _side_of(amounts: tuple[float, float]) -> int:
@@ -841,9 +859,10 @@ class _Tick:
         """Carry out the plan: closes, then flattens, then entries; record the rest."""
         for c in the_plan.closes:
             pr = by_id[c.pair_id]
+            out = self._exit(pr, c.decision)
             if c.decision.action == Action.EXIT_NO_DATA:
-                self._incident("pair_unevaluable", pr.y, f"{pr.pair_id}: {c.decision.reason}")
-            self._exit(pr, c.decision)
+                self._incident("pair_unevaluable", pr.y,
+                               f"{pr.pair_id}: {c.decision.reason}; {_close_text(out)}")
         for f in the_plan.flattens:
             pr = by_id[f.pair_id]
             self._exit(pr, f.decision)
@@ -917,9 +936,10 @@ class _Tick:
         return legs
 
     # ------------------------------------------------------------------ actions
-    def _exit(self, pr: _Pair, d: Decision) -> None:
+    def _exit(self, pr: _Pair, d: Decision) -> PairOutcome | None:
         """Close both legs reduce-only (exit, stop, closing an unevaluable pair, or
-        completing an earlier close).
+        completing an earlier close); returns the executor's outcome (None when no leg was
+        held, so nothing was sent).
 
         The pair is recorded as *closing* before any order (a crash leaves a close that the
         next run completes) and as flat only once the venue holds none of its legs; a close
@@ -932,6 +952,9 @@ class _Tick:
         what the operator must do (close it on the venue by hand, then
         ``pairlib reconcile --accept SYMBOL --force``), and the tick ends ``degraded``;
         every later tick tries the close again and stays blocked until the operator acts.
+        The same holds for a market delisted after the tick loaded its market list; if it
+        is found only once another leg of the close has filled, the remaining leg is naked
+        (a ``close_naked_delisted`` incident) and the tick ends ``degraded`` saying so.
         """
         self._ensure_state_row(pr)
         opened = pr.position if pr.position != 0 else _side_of(pr.amounts)
@@ -954,6 +977,7 @@ class _Tick:
             self._persist(pr, closing, d, d.action,
                           f"{d.reason}; {out.message}: the pair stays open and its close is "
                           "retried next tick", extra={"closing": d.action})
+        return out
 
     def _finish(self, by_id: Mapping[str, _Pair]) -> None:
         """Before the tick ends: re-check every order whose outcome is unknown, then close
@@ -981,8 +1005,11 @@ class _Tick:
     def _exposure(self, ex: Any, by_id: Mapping[str, _Pair]) -> list[str]:
         """What the book has exposed at the end of the tick: orders of unknown outcome,
         pairs with a leg missing or a close incomplete, open pairs not evaluated, and any
-        difference between the store and the venue's positions (re-read now)."""
+        difference between the store and the venue's positions (re-read now). A market
+        counts as unlisted when the market list loaded at the start of the tick lacks it or
+        the venue stopped listing it during the tick (:attr:`Executor.unlisted`)."""
         out: list[str] = []
+        gone = self.executor.unlisted
         if self.pair_set_refused:
             out.append(f"no entries: {self.pair_set_refused}")
         pending = self.db.orders(statuses=sorted(UNRESOLVED_STATUSES))
@@ -994,9 +1021,11 @@ class _Tick:
             ay, ax = float(r["amount_y"] or 0.0), float(r["amount_x"] or 0.0)
             legs = f"{r['y']} {ay:+g}, {r['x']} {ax:+g}"
             unlisted = [s for s, a in ((r["y"], ay), (r["x"], ax))
-                        if abs(a) > _DUST and s not in self.rules]
+                        if abs(a) > _DUST and (s not in self.rules or s in gone)]
+            naked = (abs(ay) > _DUST) != (abs(ax) > _DUST)
             if r.get("closing") and unlisted:
-                out.append(f"{r['pair_id']}: {r['closing']} BLOCKED, legs open ({legs}): "
+                out.append(f"{r['pair_id']}: {r['closing']} BLOCKED, legs open ({legs})"
+                           + (", one leg only, NAKED" if naked else "") + ": "
                            f"{', '.join(unlisted)} not listed by the venue (delisted); close "
                            "it on the venue by hand, then "
                            + ", ".join(f"`pairlib reconcile --accept {s} --reason TEXT "

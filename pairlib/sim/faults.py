@@ -329,10 +329,11 @@ class Faults:
         The kinds: ``latency`` (the request is held ``latency_s``, then handled: a spike
         shorter than the client's timeout), ``5xx`` (503), ``timeout`` (held ``timeout_s``,
         longer than the client's timeout, then handled: an order is still booked),
-        ``rate_limit`` (429 with Retry-After), ``maintenance`` (503, code 1), ``reject``
-        (-2019 insufficient margin), ``partial_fill`` (20-80% filled), ``drop_response``
-        (booked, the response lost: closed or 503) and ``book_late`` (booked
-        ``late_delay_s`` later, the request answered per a drawn late mode).
+        ``rate_limit`` (429 with ``Retry-After: 1``: a minute's wait per fault would only
+        slow a soak), ``maintenance`` (503, code 1), ``reject`` (-2019 insufficient
+        margin), ``partial_fill`` (20-80% filled), ``drop_response`` (booked, the response
+        lost: closed or 503) and ``book_late`` (booked ``late_delay_s`` later, the request
+        answered per a drawn late mode).
 
         A soak test uses it to spread rare faults over a long run, as a real venue does,
         instead of arming each one at a chosen request.

@@ -239,6 +239,9 @@ def translate_error(
     Order matters: ccxt's ``OrderNotFound`` is an ``InvalidOrder``, ``RateLimitExceeded`` and
     ``DDoSProtection`` are ``NetworkError``\\ s, and ``InvalidNonce`` (timestamp outside
     recvWindow) is a ``NetworkError`` in ccxt but an authentication problem here.
+    ``BadSymbol`` (the venue's "Invalid symbol", or a symbol missing from ccxt's markets)
+    becomes :class:`~pairlib.errors.MarketNotListed`: the market is gone, not the request
+    malformed, and callers stop instead of retrying.
     """
     _scrub_chain(e, secrets)
     msg = _scrub(f"{context}: {type(e).__name__}: {e}", secrets)
@@ -249,6 +252,8 @@ def translate_error(
         kind = errors.InsufficientFunds
     elif isinstance(e, ccxt.OrderNotFound):
         kind = errors.OrderNotFound
+    elif isinstance(e, ccxt.BadSymbol):
+        kind = errors.MarketNotListed
     elif isinstance(e, ccxt.InvalidOrder):
         kind = errors.InvalidOrder
     elif isinstance(e, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
@@ -785,6 +790,26 @@ class Exchange:
             raise errors.InvalidOrder(
                 f"{symbol!r} is not an active USDT-margined perpetual on {self.exchange_id}"
             ) from None
+
+    def check_listed(self, symbol: str) -> None:
+        """Ask the venue now whether it still lists ``symbol`` (retried read).
+
+        :meth:`markets` is loaded once; a market delisted since then is still in it. This
+        asks the venue itself with one public per-symbol request, the symbol's 24 h ticker
+        (Binance USDⓈ-M: weight 1), rather than re-reading the whole market list (on
+        Binance through ccxt, the spot, USDⓈ-M and COIN-M ``exchangeInfo``: several MB and
+        weight 20 or more). The answer is discarded: only "unknown symbol" matters.
+
+        Raises
+        ------
+        MarketNotListed
+            The venue answers that it does not know the symbol (delisted).
+        ExchangeError
+            The question could not be answered (network, rate limit, ...): the symbol's
+            status is unknown.
+        """
+        self._ensure_markets()
+        self._read(f"check_listed {symbol}", lambda: self._client.fetch_ticker(symbol))
 
     def amount_to_precision(self, symbol: str, amount: float) -> float:
         """Round an amount *down* (towards zero) to the market's quantity step.
