@@ -277,6 +277,12 @@ def test_crash_matrix_real_sigkill_of_pairlib_tick(
     in_parent = point.startswith(("runner.", "jobs."))
     if in_parent:
         assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+    elif point == "tick.after_commit":
+        # The tick had committed when its kernel died: the command reports the stored outcome
+        # (ok, exit 0) and says the report notebook is incomplete.
+        assert killed.returncode == 0, (killed.returncode, killed.stdout, killed.stderr[-2000:])
+        assert killed.stdout.splitlines()[1].startswith("tick ok"), killed.stdout
+        assert "report notebook is incomplete" in killed.stdout + killed.stderr
     else:  # the kernel died: pairlib tick reports it and what the store says
         assert killed.returncode == 1, (killed.returncode, killed.stdout, killed.stderr[-2000:])
         assert "running" in killed.stdout + killed.stderr or "stopped" in killed.stderr, \

@@ -13,17 +13,22 @@ import pytest
 from pairlib.config import RiskParams, StrategyParams
 from pairlib.core.portfolio import Book, Close, Entry, PairView, Skip, plan
 from pairlib.core.risk import (
+    CAP_GROSS,
+    CAP_LEG,
     Candidate,
     MarketRules,
     allocate_slots,
     kill_switch_active,
+    round_amount,
     size_pair,
 )
 from pairlib.core.strategy import (
     Action,
     Decision,
     PairState,
+    decisions,
     latest_signal,
+    positions,
     spread,
     step,
     zscore,
@@ -335,3 +340,202 @@ def test_every_transition_of_the_rule_and_its_reason(
         reason: str) -> None:
     d = step(PairState(pos, locked_out=locked), z, 1.0, 0.5, 3.5)
     assert d == Decision(new_pos, Action(action), reason, PairState(new_pos, new_locked))
+
+
+# ----------------------------------------------------------------------------- rule inputs
+
+def test_threshold_errors_name_the_threshold_and_the_allowed_order() -> None:
+    with pytest.raises(ValueError, match=r"^exit must be a finite number, got nan$"):
+        step(PairState(), 1.0, 1.0, math.nan, 3.5)
+    allowed = "allowed: 0 <= exit < entry < stop"
+    for entry, exit, stop in [(1.0, -0.1, 3.5), (1.0, 1.0, 3.5), (1.0, 0.5, 1.0)]:
+        with pytest.raises(ValueError, match=f"; {allowed}$"):
+            step(PairState(), 1.0, entry, exit, stop)
+
+
+@pytest.mark.parametrize("fold", [positions, decisions])
+def test_a_z_path_that_is_not_one_dimensional_is_named_z(fold: object) -> None:
+    with pytest.raises(ValueError, match=r"^z must be one-dimensional, got shape \(1, 1\)$"):
+        fold([[1.5]])  # type: ignore[operator]
+
+
+# short at 1.5, held at 1.2, stopped at 4.0, lock released at 0.0, no entry beyond the stop
+DEFAULT_PATH = ([1.5, 1.2, 4.0, 0.0, 4.0], [-1, -1, 0, 0, 0])
+
+
+def test_the_batch_folds_default_to_the_params_thresholds() -> None:
+    z, want = DEFAULT_PATH
+    assert (S.entry, S.exit, S.stop) == (1.0, 0.5, 3.5)
+    assert positions(z).tolist() == want
+    assert [d.position for d in decisions(z)] == want
+
+
+def test_a_missing_z_counts_as_nan_in_the_batch_folds() -> None:
+    z = [1.5, None, 0.0]  # None: no z for that bar, held like NaN
+    assert positions(z).tolist() == [-1, -1, 0]  # type: ignore[arg-type]
+    assert [d.action for d in decisions(z)] == [  # type: ignore[arg-type]
+        Action.ENTER_SHORT, Action.HOLD, Action.EXIT]
+
+
+def test_a_z_off_its_threshold_by_less_than_ten_decimals_is_shown_with_ten() -> None:
+    d = step(PairState(), 1.0 + 1e-11, 1.0, 0.5, 3.5)
+    assert d.reason == "z=1.0000000000 >= entry 1.00: short the spread"
+
+
+def test_a_window_whose_deviations_underflow_has_no_z_and_no_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide-by-zero warning would be raised here
+        z = zscore([1e-170, -1e-170], 2)  # (1e-170)**2 underflows: the std computes as 0
+    assert np.isnan(z).all()
+
+
+# ----------------------------------------------------------------------------- sizing
+
+def _rules(sym: str, step: float = 0.001, min_amount: float = 0.0,
+           min_notional: float = 0.0) -> MarketRules:
+    return MarketRules(sym, step, min_amount, min_notional)
+
+
+def test_market_rules_errors_name_the_symbol_and_field() -> None:
+    with pytest.raises(ValueError, match=r"^symbol must be a non-empty string$"):
+        MarketRules("", 0.1, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"^X: min_amount "):
+        MarketRules("X", 0.1, -1.0, 0.0)
+
+
+@pytest.mark.parametrize(("amount", "step"), [(71006720.3, 0.1), (649622587.953, 0.001),
+                                              (4132949907.49, 0.01)])
+def test_a_large_whole_number_of_steps_is_kept_whole(amount: float, step: float) -> None:
+    # amount / step lands a few ulps below the integer, more than the fixed 1e-9 tolerance
+    assert round_amount(amount, _rules("X", step)) == amount
+
+
+def _size(z: float, stop: float, risk: RiskParams | None = None, gross: float = 0.0,
+          std: float = 0.5, ry: MarketRules | None = None,
+          rx: MarketRules | None = None) -> object:
+    return size_pair(10_000.0, z, stop, std, 1.0, 1.0, 1.0, ry or _rules("Y"),
+                     rx or _rules("X"), risk or _risk(), gross)
+
+
+def test_stop_z_errors_name_stop_z() -> None:
+    with pytest.raises(ValueError, match=r"^stop_z must be a finite number"):
+        _size(1.0, math.nan)
+
+
+@pytest.mark.parametrize(("z", "stop"), [(1.0, 0.0), (1.0, 1.0), (-1.0, -1.0), (1.0, -3.5),
+                                         (0.0, 3.5)])
+def test_a_stop_not_beyond_the_entry_on_its_side_is_refused(z: float, stop: float) -> None:
+    with pytest.raises(ValueError, match=r"must lie beyond z_entry .* same side of zero"):
+        _size(z, stop)
+
+
+@pytest.mark.parametrize(("z", "stop"), [(1.0, 3.5), (0.5, 1.5), (-0.5, -1.5)])
+def test_any_stop_beyond_the_entry_sizes_to_the_risk_budget(z: float, stop: float) -> None:
+    s = _size(z, stop)  # budget 0.01 * 10000 = 100 over |stop - z| * 0.5
+    assert s.skipped is None  # type: ignore[attr-defined]
+    assert s.risk_amount == pytest.approx(100.0, rel=1e-3)  # type: ignore[attr-defined]
+
+
+def test_the_last_bit_of_gross_room_is_used() -> None:
+    risk = _risk(max_gross_leverage=1.0)
+    s = _size(1.0, 3.5, risk, gross=10_000.0 - 0.5)  # 0.5 of room: 0.25 per leg
+    assert (s.amount_y, s.amount_x, s.capped_by) == (0.25, 0.25, CAP_GROSS)  # type: ignore
+
+
+def test_a_target_exactly_at_the_leg_cap_is_not_capped() -> None:
+    s = _size(1.0, 3.5, _risk(max_leg_notional=80.0))  # target 100 / (2.5 * 0.5) = 80
+    assert (s.notional_y, s.capped_by) == (80.0, None)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("leg", ["y", "x"])
+def test_a_capped_pair_skipped_for_a_minimum_says_which_cap(leg: str) -> None:
+    small = _rules("S", min_notional=10.0)  # above the 5.0 the leg cap leaves
+    s = _size(1.0, 3.5, _risk(max_leg_notional=5.0), ry=small if leg == "y" else None,
+              rx=small if leg == "x" else None)
+    assert s.skipped is not None and "below the market minimum" in s.skipped  # type: ignore
+    assert s.capped_by == CAP_LEG  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("field", ["min_amount", "min_notional"])
+def test_a_leg_exactly_at_the_market_minimum_is_traded(field: str) -> None:
+    rules = _rules("Y", **{field: 80.0})  # the target: 80 contracts at price 1
+    s = _size(1.0, 3.5, ry=rules)
+    assert (s.skipped, s.amount_y) == (None, 80.0)  # type: ignore[attr-defined]
+
+
+def test_an_infinite_z_ranks_after_every_finite_one() -> None:
+    cands = [Candidate("A~B", math.inf, ("A", "B")), Candidate("C~D", 0.5, ("C", "D"))]
+    chosen, rejected = allocate_slots(cands, 0, 1, set())
+    assert [c.pair_id for c in chosen] == ["C~D"]
+    assert [c.pair_id for c, _ in rejected] == ["A~B"]
+
+
+# ----------------------------------------------------------------------------- one pair's
+# outcome never stops the plan from deciding the pairs after it
+
+def _entered(p: object) -> list[str]:
+    return [e.pair_id for e in p.entries]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("first", [
+    _pair("A", "B", 0.0, state=PairState(-1), amounts=(-5.0, 5.0)),  # exits
+    _pair("A", "B", 0.2, amounts=(2.0, 0.0)),  # leftover legs flattened
+    _pair("A", "B", 1.5, amounts=(2.0, 0.0), resumed_entry=Action.ENTER_SHORT),  # resumed
+])
+def test_pairs_after_a_closed_flattened_or_resumed_pair_are_still_decided(
+        first: PairView) -> None:
+    p = plan([first, _pair("C", "D", 1.2), _pair("E", "F", 0.2)], _book(), S, _risk())
+    assert set(p.decisions) >= {"C~D", "E~F"}
+    assert "C~D" in _entered(p)
+
+
+def test_flattened_leftover_legs_free_their_gross_for_entries() -> None:
+    risk = _risk(max_gross_leverage=0.4)
+    left = _pair("A", "B", 0.2, amounts=(2.0, 0.0))
+    p = plan([left, _pair("C", "D", 1.5)], _book(gross_notional=200.0), S, risk)
+    assert p.entries[0].sizing == _sizing(1.5, 0.0, risk)
+
+
+@pytest.mark.parametrize("refusal", ["no price", "cannot size", "sizing skipped"])
+def test_an_entry_refused_at_sizing_does_not_stop_the_next_one(refusal: str) -> None:
+    first = {"no price": _pair("A", "G", 2.0),  # no price or rules for G
+             "cannot size": _pair("A", "B", 2.0, spread_std=0.0),
+             "sizing skipped": _pair("A", "B", 2.0, spread_std=1e9)}[refusal]  # rounds to 0
+    p = plan([first, _pair("C", "D", 1.5)], _book(), S, _risk())
+    assert _entered(p) == ["C~D"]
+    assert refusal.split()[0] in _refused(p, first.pair_id).reason
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_duplicate_with_a_non_finite_z_never_displaces_the_finite_candidate(
+        bad: float) -> None:
+    cands = [Candidate("A~B", bad, ("A", "B")), Candidate("A~B", 0.5, ("A", "B"))]
+    chosen, rejected = allocate_slots(cands, 0, 2, set())
+    assert [c.z for c in chosen] == [0.5]
+    assert [why for _, why in rejected] == [f"z is not finite ({bad})"]
+
+
+# A z within 2 decimals of a threshold is shown with the digits that tell it from that one.
+NEAR_THRESHOLD = [
+    (0, False, 1.0001, "z=1.0001 >= entry 1.00: short the spread"),
+    (0, False, -1.0001, "z=-1.0001 <= -entry -1.00: long the spread"),
+    (0, True, 1.0001, "locked out after stop: |z|=1.0001 not yet < entry 1.00"),
+    (0, True, -0.9999, "|z|=0.9999 < entry 1.00: lockout released, flat"),
+    (0, False, -3.5001, "|z|=3.5001 >= stop 3.50: beyond stop, no entry"),
+    (-1, False, 0.4999, "z=0.4999 <= exit 0.50: short spread reverted, exit"),
+    (1, False, -0.4999, "z=-0.4999 >= -exit -0.50: long spread reverted, exit"),
+    (-1, False, 3.5001, "z=3.5001 >= stop 3.50: stop loss on short spread; locked out until "
+     "|z| < entry 1.00"),
+    (1, False, -3.5001, "z=-3.5001 <= -stop -3.50: stop loss on long spread; locked out until "
+     "|z| < entry 1.00"),
+    (-1, False, 0.5001, "z=0.5001 between exit 0.50 and stop 3.50: hold short spread"),
+    (1, False, -3.4999, "z=-3.4999 between -stop -3.50 and -exit -0.50: hold long spread"),
+]
+
+
+@pytest.mark.parametrize(("pos", "locked", "z", "reason"), NEAR_THRESHOLD)
+def test_a_z_near_its_threshold_is_told_apart_in_the_reason(
+        pos: int, locked: bool, z: float, reason: str) -> None:
+    assert step(PairState(pos, locked_out=locked), z, 1.0, 0.5, 3.5).reason == reason

@@ -16,8 +16,15 @@ import pytest
 from pairlib.clock import SettableClock
 from pairlib.core.risk import MarketRules
 from pairlib.edges.store import Store
-from pairlib.engine.execution import Executor, LegOrder, client_order_id
-from pairlib.errors import ExchangeUnavailable, InvalidOrder
+from pairlib.engine.execution import (
+    Executor,
+    LegOrder,
+    _below_minimum,
+    _delta_price,
+    _order_of,
+    client_order_id,
+)
+from pairlib.errors import ExchangeUnavailable, InvalidOrder, OrderNotFound
 from pairlib.venue.records import OrderResult, PositionInfo, TradeInfo
 
 T0 = datetime(2026, 1, 31, 20, tzinfo=UTC)
@@ -71,19 +78,24 @@ class Venue:
         if self.lookup_fails:
             self.lookup_fails -= 1
             raise ExchangeUnavailable("look-up timed out")
-        return self.orders.get(client_id)
+        found = self.orders.get(client_id)
+        return found if found is not None and found.symbol == symbol else None
 
     def cancel_order(self, symbol: str, order_id: str) -> OrderResult:
         """Cancel a resting order: ``after_cancel`` (if set) is its final report."""
-        cid = next(c for c, o in self.orders.items() if o.id == order_id)
+        cid = next((c for c, o in self.orders.items() if o.id == order_id and o.symbol == symbol),
+                   None)
+        if cid is None:
+            raise OrderNotFound(f"no order {order_id} in {symbol}")
         self.orders[cid] = self.after_cancel or OrderResult(
             **{**self.orders[cid].__dict__, "status": "canceled"})
         return self.orders[cid]
 
     def fetch_my_trades(self, symbol: str, since_ms: int | None = None) -> list[TradeInfo]:
         return [TradeInfo(f"t{o.id}", o.id, o.symbol, o.side, o.filled, o.average or 0.0,
-                          round(o.filled * 0.01, 6), 1) for o in self.orders.values()
-                if o.symbol == symbol and o.filled]
+                          round(o.filled * 0.01, 6), o.timestamp) for o in self.orders.values()
+                if o.symbol == symbol and o.filled
+                and (since_ms is None or o.timestamp >= since_ms)]
 
     def fetch_positions(self) -> list[PositionInfo]:
         return [PositionInfo(s, a, 0.0, 0.0, 0.0) for s, a in self.positions.items()]
@@ -112,42 +124,73 @@ def _close(action: str = "exit", ay: float = 5.0, ax: float = -3.0) -> list[LegO
     return [LegOrder(PAIR, "y", action, Y, "sell", ay), LegOrder(PAIR, "x", action, X, "buy", -ax)]
 
 
+def _entering(script: list[Any], action: str = "enter_long",
+              **kw: Any) -> tuple[Any, Venue, Store, Executor, list[float]]:
+    """An entry of both legs (y buy 5, x sell 3) against the venue ``script``."""
+    v, s, ex, sl = _setup(script, **kw)
+    return ex.enter(PAIR, action, _entry(action)), v, s, ex, sl
+
+
+def _closing(script: list[Any], action: str = "exit", amounts: tuple[float, float] = (5.0, -3.0),
+             legs: list[LegOrder] | None = None, lookup_fails: int = 0,
+             **kw: Any) -> tuple[Any, Venue, Store, Executor, list[float]]:
+    """A close of both legs held as ``amounts`` against the venue ``script``, the venue's
+    first ``lookup_fails`` look-ups failing."""
+    v, s, ex, sl = _setup(script, amounts=amounts, **kw)
+    v.lookup_fails = lookup_fails
+    return ex.close(PAIR, action, legs or _close(action, *amounts)), v, s, ex, sl
+
+
+def _rerun(v: Venue, s: Store, sl: list[float]) -> Executor:
+    """A second run of the same tick on the same venue and store."""
+    return Executor(v, s, T0, SettableClock(T0), RULES, lookup_delay_s=0.0, sleep=sl.append,
+                    monotonic=lambda: 0.0, recv_window_s=1.0)
+
+
+SCRIPTED: dict[str, tuple[Any, list[Any], dict[str, Any]]] = {
+    "entry partial first leg": (_entering, [0.6, 1.0, 1.0], {}),
+    "entry second leg rejected": (_entering, [1.0, "reject", 1.0], {}),
+    "entry first leg rejected": (_entering, ["reject"], {"action": "enter_short"}),
+    "entry first leg partly filled then rejected": (_entering, [0.4, "reject", 1.0], {}),
+    "entry second leg lost": (_entering, [1.0, "lose"], {}),
+    "close with partial fills": (_closing, [0.6, 1.0, 0.5, 1.0], {}),
+    "close keeps failing": (_closing, ["reject"] * 9, {"action": "stop", "close_attempts": 4}),
+    "close below minimum": (_closing, [], {"amounts": (0.2, -3.0)}),
+    "close response dropped": (_closing, ["drop", 1.0], {}),
+    "close lost, look-ups fail, position unchanged": (
+        _closing, ["lose", 1.0, 1.0], {"recv_window_s": 1.0, "lookup_fails": 6}),
+    "close dropped, look-ups fail, position moved": (
+        _closing, ["drop", 1.0], {"recv_window_s": 1.0, "lookup_fails": 10**6}),
+    "entry first leg unknown": (_entering, ["drop-blind"], {"recv_window_s": 1.0}),
+    "entry second leg unknown": (_entering, [1.0, "drop-blind"], {"recv_window_s": 1.0}),
+    "entry unwind incomplete": (_entering, [0.6, 1.0, "reject", "reject", "reject"],
+                                {"close_attempts": 2}),
+    "entry leg without market rules": (_entering, [1.0, 0.55, 1.0], {"rules": {Y: RULES[Y]}}),
+    "entry remainder at the minimum": (_entering, [0.94, 1.0, 0.9], {}),
+    "entry first leg filled 1 then rejected": (_entering, [0.2, "reject", 1.0], {}),
+    "entry remainder on a leg without rules": (_entering, [1.0, 0.87, 1.0],
+                                               {"rules": {Y: RULES[Y]}}),
+    "entry unwind of a leg without rules": (_entering, [1.0, "reject", 0.92, 1.0],
+                                            {"rules": {X: RULES[X]}}),
+    "close at the minimum and of small legs": (_closing, [1.0, 1.0], {"amounts": (0.3, -0.5)}),
+    "close of a short y leg": (_closing, [0.5, 1.0, 1.0], {
+        "amounts": (-5.0, 3.0), "legs": [LegOrder(PAIR, "y", "exit", Y, "buy", 5.0),
+                                         LegOrder(PAIR, "x", "exit", X, "sell", 3.0)]}),
+}
+"""Scenarios that are one entry or one close against a venue script: runner, script, options."""
+
+OTHERS = (  # unknown rows a re-run must leave alone: another tick's, pair's, leg's, action's
+    (T0 - H4, LegOrder(PAIR, "y", "exit", Y, "sell", 5.0)),
+    (T0, LegOrder("CCC/USDT:USDT~DDD/USDT:USDT", "y", "exit", "CCC/USDT:USDT", "sell", 5.0)),
+    (T0, LegOrder(PAIR, "x", "exit", X, "buy", 3.0)),
+    (T0, LegOrder(PAIR, "y", "stop", Y, "sell", 5.0)),
+)
+
+
 def _scenario(name: str) -> tuple[Any, Venue, Store, Executor, list[float]]:
-    if name == "entry partial first leg":
-        v, s, ex, sl = _setup([0.6, 1.0, 1.0])
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry second leg rejected":
-        v, s, ex, sl = _setup([1.0, "reject", 1.0])
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry first leg rejected":
-        v, s, ex, sl = _setup(["reject"])
-        return ex.enter(PAIR, "enter_short", _entry("enter_short")), v, s, ex, sl
-    if name == "entry first leg partly filled then rejected":
-        v, s, ex, sl = _setup([0.4, "reject", 1.0])
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry second leg lost":
-        v, s, ex, sl = _setup([1.0, "lose"])
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "close with partial fills":
-        v, s, ex, sl = _setup([0.6, 1.0, 0.5, 1.0], amounts=(5.0, -3.0))
-        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
-    if name == "close keeps failing":
-        v, s, ex, sl = _setup(["reject"] * 9, amounts=(5.0, -3.0), close_attempts=4)
-        return ex.close(PAIR, "stop", _close("stop")), v, s, ex, sl
-    if name == "close below minimum":
-        v, s, ex, sl = _setup([], amounts=(0.2, -3.0))
-        return ex.close(PAIR, "exit", _close(ay=0.2)), v, s, ex, sl
-    if name == "close response dropped":
-        v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0))
-        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
-    if name == "close lost, look-ups fail, position unchanged":
-        v, s, ex, sl = _setup(["lose", 1.0, 1.0], amounts=(5.0, -3.0), recv_window_s=1.0)
-        v.lookup_fails = 6
-        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
-    if name == "close dropped, look-ups fail, position moved":
-        v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0), recv_window_s=1.0)
-        v.lookup_fails = 10**6
-        return ex.close(PAIR, "exit", _close()), v, s, ex, sl
+    if name in SCRIPTED:
+        run, script, kw = SCRIPTED[name]
+        return run(script, **kw)  # type: ignore[no-any-return]
     if name == "rerun finds the earlier run's order booked":
         v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0))
         v.lookup_fails = 10**6  # the first run cannot confirm its order: left unknown
@@ -156,29 +199,30 @@ def _scenario(name: str) -> tuple[Any, Venue, Store, Executor, list[float]]:
         again = Executor(v, s, T0, SettableClock(T0), RULES, lookup_delay_s=0.0,
                          sleep=sl.append, monotonic=lambda: 0.0, recv_window_s=0.0)
         return again.close(PAIR, "exit", _close()), v, s, again, sl
-    if name == "entry first leg unknown":
-        v, s, ex, sl = _setup(["drop-blind"], recv_window_s=1.0)
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry second leg unknown":
-        v, s, ex, sl = _setup([1.0, "drop-blind"], recv_window_s=1.0)
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry unwind incomplete":
-        v, s, ex, sl = _setup([0.6, 1.0, "reject", "reject", "reject"], close_attempts=2)
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry leg without market rules":
-        v, s, ex, sl = _setup([1.0, 0.55, 1.0], rules={Y: RULES[Y]})
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "entry remainder at the minimum":
-        v, s, ex, sl = _setup([0.94, 1.0, 0.9])
-        return ex.enter(PAIR, "enter_long", _entry()), v, s, ex, sl
-    if name == "close at the minimum and of small legs":
-        v, s, ex, sl = _setup([1.0, 1.0], amounts=(0.3, -0.5))
-        return ex.close(PAIR, "exit", _close(ay=0.3, ax=-0.5)), v, s, ex, sl
-    if name == "close of a short y leg":
-        v, s, ex, sl = _setup([0.5, 1.0, 1.0], amounts=(-5.0, 3.0))
-        legs = [LegOrder(PAIR, "y", "exit", Y, "buy", 5.0), LegOrder(PAIR, "x", "exit", X,
-                                                                    "sell", 3.0)]
-        return ex.close(PAIR, "exit", legs), v, s, ex, sl
+    if name == "rerun resolves the earlier run's unknown close order":
+        v, s, ex, sl = _setup(["drop-blind"], amounts=(5.0, -3.0), recv_window_s=1.0)
+        ex.close(PAIR, "exit", _close()[:1])  # booked, never confirmed: left unknown
+        for when, order in OTHERS:
+            Executor(v, s, when, SettableClock(when), RULES)._save(
+                client_order_id(when, order.pair_id, order.leg, order.action), order, "unknown")
+        v.lookup_fails = 0
+        again = _rerun(v, s, sl)
+        return again.close(PAIR, "exit", _close()[:1]), v, s, again, sl
+    if name == "rerun while look-ups fail":
+        v, s, ex, sl = _setup([0.4, "drop-blind"], recv_window_s=1.0)
+        ex.enter(PAIR, "enter_long", _entry())  # 2 of 5 filled, the remainder unknown
+        again = _rerun(v, s, sl)
+        return again.enter(PAIR, "enter_long", _entry()), v, s, again, sl
+    if name == "rerun of an order saved but never sent":
+        v, s, ex, sl = _setup([], recv_window_s=1.0)
+        ex._save(client_order_id(T0, PAIR, "y", "enter_long"), _entry()[0], "sent")
+        again = _rerun(v, s, sl)  # the venue never saw it: looked up, then sent
+        return again.enter(PAIR, "enter_long", _entry()), v, s, again, sl
+    if name == "rerun of a rejected entry":
+        v, s, ex, sl = _setup(["reject"])
+        ex.enter(PAIR, "enter_long", _entry())
+        again = _rerun(v, s, sl)
+        return again.enter(PAIR, "enter_long", _entry()), v, s, again, sl
     raise KeyError(name)
 
 
@@ -190,7 +234,11 @@ SCENARIOS = ("entry partial first leg", "entry second leg rejected", "entry firs
              "rerun finds the earlier run's order booked", "entry first leg unknown",
              "entry second leg unknown", "entry unwind incomplete",
              "entry leg without market rules", "entry remainder at the minimum",
-             "close at the minimum and of small legs", "close of a short y leg")
+             "close at the minimum and of small legs", "close of a short y leg",
+             "rerun resolves the earlier run's unknown close order", "rerun while look-ups fail",
+             "rerun of a rejected entry", "entry remainder on a leg without rules",
+             "entry unwind of a leg without rules", "rerun of an order saved but never sent",
+             "entry first leg filled 1 then rejected")
 
 
 def _plain(v: Any) -> Any:
@@ -216,6 +264,7 @@ def run_scenario(name: str) -> dict[str, Any]:
     unwinds = [(f.order, f.filled, f.average, f.fee, f.complete, f.client_ids, f.error,
                 f.unknown) for f in out.unwinds]
     got = {
+        "named": (out.pair_id, out.action),
         "outcome": (out.ok, out.message),
         "legs": fills,
         "unwinds": unwinds,
@@ -310,9 +359,61 @@ def test_orders_of_this_tick_still_unknown_are_looked_up_once_more() -> None:
     store.close()
 
 
+@pytest.mark.parametrize(("amount", "price", "below"), [
+    (0.2, 100.0, True),  # under the minimum amount 0.3
+    (0.3, 100.0, False),
+    (0.5, 10.0, False),  # notional 0.5 * 10 * contract size 2 == the minimum 10
+    (0.4, 10.0, True),  # notional 8
+    (0.4, None, False),  # no price yet: only the amount is checked
+])
+def test_an_order_below_the_market_minimum(amount: float, price: float | None,
+                                          below: bool) -> None:
+    rules = MarketRules(X, 0.1, 0.3, 10.0, contract_size=2.0)
+    assert _below_minimum(amount, price, rules) is below
+    assert _below_minimum(amount, price, None) is False  # no rules: nothing to check
+
+
+@pytest.mark.parametrize(("prev_filled", "prev_avg", "filled", "average", "price"), [
+    (0.0, None, 3.0, 101.0, 101.0),  # the first fill: the order's average
+    (2.0, 101.0, 5.0, 101.6, 102.0),  # 3 more at (5 * 101.6 - 2 * 101) / 3
+    (2.0, 100.0, 4.0, 50.25, 0.5),  # a small but positive price is kept
+    (2.0, 150.0, 3.0, 100.0, 100.0),  # a 0 price from inconsistent reports: the average
+    (2.0, 200.0, 3.0, 100.0, 100.0),  # a negative one too
+])
+def test_each_fill_is_priced_by_difference(prev_filled: float, prev_avg: float | None,
+                                           filled: float, average: float, price: float) -> None:
+    assert _delta_price(prev_filled, prev_avg, filled, average) == pytest.approx(price)
+
+
+def test_client_order_id_attempts_run_from_0_to_99() -> None:
+    assert client_order_id(T0, PAIR, "y", "exit", 99).endswith("-y-ex-r99")
+    for attempt in (-1, 100):
+        with pytest.raises(ValueError, match=rf"^attempt must be in 0\.\.99, got {attempt}$"):
+            client_order_id(T0, PAIR, "y", "exit", attempt)
+
+
+def test_a_stored_order_row_gives_back_its_order() -> None:
+    row = {"pair_id": PAIR, "leg": "x", "action": "unwind", "symbol": X, "side": "buy",
+           "amount": 3.0, "reduce_only": 1}
+    assert _order_of(row) == LegOrder(PAIR, "x", "unwind", X, "buy", 3.0, True)
+
+
+def test_closing_a_pair_the_store_does_not_hold_sends_nothing() -> None:
+    venue, store, ex, _ = _setup([], amounts=(5.0, -3.0))
+    legs = [LegOrder("Q~R", "y", "exit", Y, "sell", 5.0), LegOrder("Q~R", "x", "exit", X,
+                                                                    "buy", 3.0)]
+    out = ex.close("Q~R", "exit", legs)
+    assert (out.ok, out.message, venue.sent) == (True, "closed", [])
+    assert [(f.filled, f.complete) for f in out.legs] == [(0.0, True), (0.0, True)]
+    store.close()
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_execution_scenario_does_exactly_this(name: str) -> None:
-    assert run_scenario(name) == EXPECTED[name]
+    got = run_scenario(name)
+    # the outcome names the pair and the action its legs were sent for
+    assert got.pop("named") == [PAIR, EXPECTED[name]["legs"][0][0][2]]
+    assert got == EXPECTED[name]
 
 
 
@@ -1956,4 +2057,559 @@ EXPECTED: dict[str, dict[str, Any]] = {'entry partial first leg': {'outcome': [T
                                       None]],
                             'amounts': [0.0, 0.0],
                             'incidents': [],
-                            'sleeps': [0.1]}}
+                            'sleeps': [0.1]},
+ 'rerun of a rejected entry': {'amounts': [0.0, 0.0],
+                               'incidents': [['entry_failed',
+                                              'AAA/USDT:USDT',
+                                              'AAA/USDT:USDT~BBB/USDT:USDT enter_long: first leg '
+                                              'buy 5 AAA/USDT:USDT filled 0 (InvalidOrder: '
+                                              'rejected by the venue); nothing to unwind']],
+                               'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                          'y',
+                                          'enter_long',
+                                          'AAA/USDT:USDT',
+                                          'buy',
+                                          5.0,
+                                          False),
+                                         0.0,
+                                         None,
+                                         0.0,
+                                         False,
+                                         ['pl-2601312000-068ccbb659-y-el'],
+                                         'InvalidOrder: rejected by the venue',
+                                         False]],
+                               'outcome': [False,
+                                           'first leg failed: InvalidOrder: rejected by the '
+                                           'venue'],
+                               'rows': [['pl-2601312000-068ccbb659-y-el',
+                                         'enter_long',
+                                         'buy',
+                                         5.0,
+                                         0.0,
+                                         None,
+                                         0.0,
+                                         'rejected',
+                                         0,
+                                         'InvalidOrder: rejected by the venue'],
+                                        ['pl-2601312000-068ccbb659-x-el',
+                                         'enter_long',
+                                         'sell',
+                                         3.0,
+                                         0.0,
+                                         None,
+                                         0.0,
+                                         'skipped',
+                                         0,
+                                         'first leg incomplete: InvalidOrder: rejected by the '
+                                         'venue']],
+                               'sent': [['pl-2601312000-068ccbb659-y-el',
+                                         'buy',
+                                         5.0,
+                                         'AAA/USDT:USDT',
+                                         False]],
+                               'sleeps': [],
+                               'unwinds': []},
+ "rerun resolves the earlier run's unknown close order": {'amounts': [0.0, -3.0],
+                                                          'incidents': [],
+                                                          'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                                     'y',
+                                                                     'exit',
+                                                                     'AAA/USDT:USDT',
+                                                                     'sell',
+                                                                     5.0,
+                                                                     True),
+                                                                    5.0,
+                                                                    None,
+                                                                    0.0,
+                                                                    True,
+                                                                    [],
+                                                                    None,
+                                                                    False]],
+                                                          'outcome': [True, 'closed'],
+                                                          'rows': [['pl-2601311600-068ccbb659-y-ex',
+                                                                    'exit',
+                                                                    'sell',
+                                                                    5.0,
+                                                                    0.0,
+                                                                    None,
+                                                                    0.0,
+                                                                    'unknown',
+                                                                    0,
+                                                                    None],
+                                                                   ['pl-2601312000-068ccbb659-y-ex',
+                                                                    'exit',
+                                                                    'sell',
+                                                                    5.0,
+                                                                    5.0,
+                                                                    101.0,
+                                                                    0.05,
+                                                                    'closed',
+                                                                    1,
+                                                                    None],
+                                                                   ['pl-2601312000-6a84605eb2-y-ex',
+                                                                    'exit',
+                                                                    'sell',
+                                                                    5.0,
+                                                                    0.0,
+                                                                    None,
+                                                                    0.0,
+                                                                    'unknown',
+                                                                    0,
+                                                                    None],
+                                                                   ['pl-2601312000-068ccbb659-x-ex',
+                                                                    'exit',
+                                                                    'buy',
+                                                                    3.0,
+                                                                    0.0,
+                                                                    None,
+                                                                    0.0,
+                                                                    'unknown',
+                                                                    0,
+                                                                    None],
+                                                                   ['pl-2601312000-068ccbb659-y-st',
+                                                                    'stop',
+                                                                    'sell',
+                                                                    5.0,
+                                                                    0.0,
+                                                                    None,
+                                                                    0.0,
+                                                                    'unknown',
+                                                                    0,
+                                                                    None]],
+                                                          'sent': [['pl-2601312000-068ccbb659-y-ex',
+                                                                    'sell',
+                                                                    5.0,
+                                                                    'AAA/USDT:USDT',
+                                                                    True]],
+                                                          'sleeps': [0.1, 0.2, 0.4, 0.8, 0.5, 2.0],
+                                                          'unwinds': []},
+ 'rerun while look-ups fail': {'amounts': [2.0, 0.0],
+                               'incidents': [['order_unknown',
+                                              'AAA/USDT:USDT',
+                                              'AAA/USDT:USDT~BBB/USDT:USDT enter_long: first leg '
+                                              'buy 5 AAA/USDT:USDT: not sent: look-up by client '
+                                              'id failed: look-up timed out; the second leg was '
+                                              'not sent; re-checked before the tick ends']],
+                               'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                          'y',
+                                          'enter_long',
+                                          'AAA/USDT:USDT',
+                                          'buy',
+                                          5.0,
+                                          False),
+                                         2.0,
+                                         101.0,
+                                         0.02,
+                                         False,
+                                         ['pl-2601312000-068ccbb659-y-el',
+                                          'pl-2601312000-068ccbb659-y-el-r1'],
+                                         'not sent: look-up by client id failed: look-up timed '
+                                         'out',
+                                         True]],
+                               'outcome': [False,
+                                           'first leg outcome unknown: not sent: look-up by '
+                                           'client id failed: look-up timed out'],
+                               'rows': [['pl-2601312000-068ccbb659-y-el',
+                                         'enter_long',
+                                         'buy',
+                                         5.0,
+                                         2.0,
+                                         101.0,
+                                         0.02,
+                                         'expired',
+                                         0,
+                                         None],
+                                        ['pl-2601312000-068ccbb659-x-el',
+                                         'enter_long',
+                                         'sell',
+                                         3.0,
+                                         0.0,
+                                         None,
+                                         0.0,
+                                         'skipped',
+                                         0,
+                                         'first leg incomplete: ExchangeUnavailable: response '
+                                         'lost; outcome UNKNOWN: look-ups of client id '
+                                         'pl-2601312000-068ccbb659-y-el-r1 failed '
+                                         '(ExchangeUnavailable: look-up timed out) and the '
+                                         "venue's position does not rule out a fill"],
+                                        ['pl-2601312000-068ccbb659-y-el-r1',
+                                         'enter_long',
+                                         'buy',
+                                         3.0,
+                                         0.0,
+                                         None,
+                                         0.0,
+                                         'unknown',
+                                         0,
+                                         'ExchangeUnavailable: response lost; outcome UNKNOWN: '
+                                         'look-ups of client id pl-2601312000-068ccbb659-y-el-r1 '
+                                         'failed (ExchangeUnavailable: look-up timed out) and the '
+                                         "venue's position does not rule out a fill"]],
+                               'sent': [['pl-2601312000-068ccbb659-y-el',
+                                         'buy',
+                                         5.0,
+                                         'AAA/USDT:USDT',
+                                         False],
+                                        ['pl-2601312000-068ccbb659-y-el-r1',
+                                         'buy',
+                                         3.0,
+                                         'AAA/USDT:USDT',
+                                         False]],
+                               'sleeps': [0.1, 0.2, 0.4, 0.8, 0.5, 2.0],
+                               'unwinds': []},
+ 'entry remainder on a leg without rules': {'amounts': [5.0, -3.0],
+                                            'incidents': [],
+                                            'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'y',
+                                                       'enter_long',
+                                                       'AAA/USDT:USDT',
+                                                       'buy',
+                                                       5.0,
+                                                       False),
+                                                      5.0,
+                                                      101.0,
+                                                      0.05,
+                                                      True,
+                                                      ['pl-2601312000-068ccbb659-y-el'],
+                                                      None,
+                                                      False],
+                                                     [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'x',
+                                                       'enter_long',
+                                                       'BBB/USDT:USDT',
+                                                       'sell',
+                                                       3.0,
+                                                       False),
+                                                      3.0,
+                                                      102.13333333333333,
+                                                      0.03,
+                                                      True,
+                                                      ['pl-2601312000-068ccbb659-x-el',
+                                                       'pl-2601312000-068ccbb659-x-el-r1'],
+                                                      None,
+                                                      False]],
+                                            'outcome': [True, 'entered'],
+                                            'rows': [['pl-2601312000-068ccbb659-y-el',
+                                                      'enter_long',
+                                                      'buy',
+                                                      5.0,
+                                                      5.0,
+                                                      101.0,
+                                                      0.05,
+                                                      'closed',
+                                                      0,
+                                                      None],
+                                                     ['pl-2601312000-068ccbb659-x-el',
+                                                      'enter_long',
+                                                      'sell',
+                                                      3.0,
+                                                      2.6,
+                                                      102.0,
+                                                      0.026,
+                                                      'expired',
+                                                      0,
+                                                      None],
+                                                     ['pl-2601312000-068ccbb659-x-el-r1',
+                                                      'enter_long',
+                                                      'sell',
+                                                      0.3999999999999999,
+                                                      0.4,
+                                                      103.0,
+                                                      0.004,
+                                                      'closed',
+                                                      0,
+                                                      None]],
+                                            'sent': [['pl-2601312000-068ccbb659-y-el',
+                                                      'buy',
+                                                      5.0,
+                                                      'AAA/USDT:USDT',
+                                                      False],
+                                                     ['pl-2601312000-068ccbb659-x-el',
+                                                      'sell',
+                                                      3.0,
+                                                      'BBB/USDT:USDT',
+                                                      False],
+                                                     ['pl-2601312000-068ccbb659-x-el-r1',
+                                                      'sell',
+                                                      0.3999999999999999,
+                                                      'BBB/USDT:USDT',
+                                                      False]],
+                                            'sleeps': [],
+                                            'unwinds': []},
+ 'entry unwind of a leg without rules': {'amounts': [0.0, 0.0],
+                                         'incidents': [['second_leg_failed',
+                                                        'BBB/USDT:USDT',
+                                                        'AAA/USDT:USDT~BBB/USDT:USDT enter_long: '
+                                                        'second leg sell 3 BBB/USDT:USDT filled 0 '
+                                                        '(InvalidOrder: rejected by the venue) '
+                                                        'after first leg AAA/USDT:USDT filled 5; '
+                                                        'unwound 5 of 5 AAA/USDT:USDT '
+                                                        'reduce-only']],
+                                         'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                    'y',
+                                                    'enter_long',
+                                                    'AAA/USDT:USDT',
+                                                    'buy',
+                                                    5.0,
+                                                    False),
+                                                   5.0,
+                                                   101.0,
+                                                   0.05,
+                                                   True,
+                                                   ['pl-2601312000-068ccbb659-y-el'],
+                                                   None,
+                                                   False],
+                                                  [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                    'x',
+                                                    'enter_long',
+                                                    'BBB/USDT:USDT',
+                                                    'sell',
+                                                    3.0,
+                                                    False),
+                                                   0.0,
+                                                   None,
+                                                   0.0,
+                                                   False,
+                                                   ['pl-2601312000-068ccbb659-x-el'],
+                                                   'InvalidOrder: rejected by the venue',
+                                                   False]],
+                                         'outcome': [False,
+                                                     'second leg failed: InvalidOrder: rejected '
+                                                     'by the venue; filled legs unwound'],
+                                         'rows': [['pl-2601312000-068ccbb659-y-el',
+                                                   'enter_long',
+                                                   'buy',
+                                                   5.0,
+                                                   5.0,
+                                                   101.0,
+                                                   0.05,
+                                                   'closed',
+                                                   0,
+                                                   None],
+                                                  ['pl-2601312000-068ccbb659-x-el',
+                                                   'enter_long',
+                                                   'sell',
+                                                   3.0,
+                                                   0.0,
+                                                   None,
+                                                   0.0,
+                                                   'rejected',
+                                                   0,
+                                                   'InvalidOrder: rejected by the venue'],
+                                                  ['pl-2601312000-068ccbb659-y-uw',
+                                                   'unwind',
+                                                   'sell',
+                                                   5.0,
+                                                   4.6,
+                                                   102.0,
+                                                   0.046,
+                                                   'expired',
+                                                   1,
+                                                   None],
+                                                  ['pl-2601312000-068ccbb659-y-uw-r1',
+                                                   'unwind',
+                                                   'sell',
+                                                   0.4,
+                                                   0.4,
+                                                   103.0,
+                                                   0.004,
+                                                   'closed',
+                                                   1,
+                                                   None]],
+                                         'sent': [['pl-2601312000-068ccbb659-y-el',
+                                                   'buy',
+                                                   5.0,
+                                                   'AAA/USDT:USDT',
+                                                   False],
+                                                  ['pl-2601312000-068ccbb659-x-el',
+                                                   'sell',
+                                                   3.0,
+                                                   'BBB/USDT:USDT',
+                                                   False],
+                                                  ['pl-2601312000-068ccbb659-y-uw',
+                                                   'sell',
+                                                   5.0,
+                                                   'AAA/USDT:USDT',
+                                                   True],
+                                                  ['pl-2601312000-068ccbb659-y-uw-r1',
+                                                   'sell',
+                                                   0.4,
+                                                   'AAA/USDT:USDT',
+                                                   True]],
+                                         'sleeps': [0.1],
+                                         'unwinds': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'y',
+                                                       'unwind',
+                                                       'AAA/USDT:USDT',
+                                                       'sell',
+                                                       5.0,
+                                                       True),
+                                                      5.0,
+                                                      102.08,
+                                                      0.05,
+                                                      True,
+                                                      ['pl-2601312000-068ccbb659-y-uw',
+                                                       'pl-2601312000-068ccbb659-y-uw-r1'],
+                                                      None,
+                                                      False]]},
+ 'rerun of an order saved but never sent': {'amounts': [5.0, -3.0],
+                                            'incidents': [],
+                                            'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'y',
+                                                       'enter_long',
+                                                       'AAA/USDT:USDT',
+                                                       'buy',
+                                                       5.0,
+                                                       False),
+                                                      5.0,
+                                                      101.0,
+                                                      0.05,
+                                                      True,
+                                                      ['pl-2601312000-068ccbb659-y-el'],
+                                                      None,
+                                                      False],
+                                                     [('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'x',
+                                                       'enter_long',
+                                                       'BBB/USDT:USDT',
+                                                       'sell',
+                                                       3.0,
+                                                       False),
+                                                      3.0,
+                                                      102.0,
+                                                      0.03,
+                                                      True,
+                                                      ['pl-2601312000-068ccbb659-x-el'],
+                                                      None,
+                                                      False]],
+                                            'outcome': [True, 'entered'],
+                                            'rows': [['pl-2601312000-068ccbb659-y-el',
+                                                      'enter_long',
+                                                      'buy',
+                                                      5.0,
+                                                      5.0,
+                                                      101.0,
+                                                      0.05,
+                                                      'closed',
+                                                      0,
+                                                      None],
+                                                     ['pl-2601312000-068ccbb659-x-el',
+                                                      'enter_long',
+                                                      'sell',
+                                                      3.0,
+                                                      3.0,
+                                                      102.0,
+                                                      0.03,
+                                                      'closed',
+                                                      0,
+                                                      None]],
+                                            'sent': [['pl-2601312000-068ccbb659-y-el',
+                                                      'buy',
+                                                      5.0,
+                                                      'AAA/USDT:USDT',
+                                                      False],
+                                                     ['pl-2601312000-068ccbb659-x-el',
+                                                      'sell',
+                                                      3.0,
+                                                      'BBB/USDT:USDT',
+                                                      False]],
+                                            'sleeps': [0.1, 0.2, 0.4, 0.8, 0.5],
+                                            'unwinds': []},
+ 'entry first leg filled 1 then rejected': {'amounts': [0.0, 0.0],
+                                            'incidents': [['partial_fill_unwound',
+                                                           'AAA/USDT:USDT',
+                                                           'AAA/USDT:USDT~BBB/USDT:USDT '
+                                                           'enter_long: first leg buy 5 '
+                                                           'AAA/USDT:USDT filled 1 (InvalidOrder: '
+                                                           'rejected by the venue); unwound 1 of '
+                                                           '1 AAA/USDT:USDT reduce-only']],
+                                            'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                       'y',
+                                                       'enter_long',
+                                                       'AAA/USDT:USDT',
+                                                       'buy',
+                                                       5.0,
+                                                       False),
+                                                      1.0,
+                                                      101.0,
+                                                      0.01,
+                                                      False,
+                                                      ['pl-2601312000-068ccbb659-y-el',
+                                                       'pl-2601312000-068ccbb659-y-el-r1'],
+                                                      'InvalidOrder: rejected by the venue',
+                                                      False]],
+                                            'outcome': [False,
+                                                        'first leg failed: InvalidOrder: rejected '
+                                                        'by the venue'],
+                                            'rows': [['pl-2601312000-068ccbb659-y-el',
+                                                      'enter_long',
+                                                      'buy',
+                                                      5.0,
+                                                      1.0,
+                                                      101.0,
+                                                      0.01,
+                                                      'expired',
+                                                      0,
+                                                      None],
+                                                     ['pl-2601312000-068ccbb659-x-el',
+                                                      'enter_long',
+                                                      'sell',
+                                                      3.0,
+                                                      0.0,
+                                                      None,
+                                                      0.0,
+                                                      'skipped',
+                                                      0,
+                                                      'first leg incomplete: InvalidOrder: '
+                                                      'rejected by the venue'],
+                                                     ['pl-2601312000-068ccbb659-y-el-r1',
+                                                      'enter_long',
+                                                      'buy',
+                                                      4.0,
+                                                      0.0,
+                                                      None,
+                                                      0.0,
+                                                      'rejected',
+                                                      0,
+                                                      'InvalidOrder: rejected by the venue'],
+                                                     ['pl-2601312000-068ccbb659-y-uw',
+                                                      'unwind',
+                                                      'sell',
+                                                      1.0,
+                                                      1.0,
+                                                      102.0,
+                                                      0.01,
+                                                      'closed',
+                                                      1,
+                                                      None]],
+                                            'sent': [['pl-2601312000-068ccbb659-y-el',
+                                                      'buy',
+                                                      5.0,
+                                                      'AAA/USDT:USDT',
+                                                      False],
+                                                     ['pl-2601312000-068ccbb659-y-el-r1',
+                                                      'buy',
+                                                      4.0,
+                                                      'AAA/USDT:USDT',
+                                                      False],
+                                                     ['pl-2601312000-068ccbb659-y-uw',
+                                                      'sell',
+                                                      1.0,
+                                                      'AAA/USDT:USDT',
+                                                      True]],
+                                            'sleeps': [],
+                                            'unwinds': [[('AAA/USDT:USDT~BBB/USDT:USDT',
+                                                          'y',
+                                                          'unwind',
+                                                          'AAA/USDT:USDT',
+                                                          'sell',
+                                                          1.0,
+                                                          True),
+                                                         1.0,
+                                                         102.0,
+                                                         0.01,
+                                                         True,
+                                                         ['pl-2601312000-068ccbb659-y-uw'],
+                                                         None,
+                                                         False]]}}
