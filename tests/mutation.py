@@ -123,8 +123,10 @@ def kind_of(diff: str) -> str:
     if re.search(r"\blog\.(debug|info|warning|error|exception)\(", statement) and not any(
             "=" in ln.split("log.")[0] for ln in minus if "log." in ln):
         return "log"
-    if any("strict=" in ln for ln in minus + plus) and "zip(" in statement:
-        return "equivalent"
+    no_strict = [re.sub(r",?\s*strict=\w*", "", ln) for ln in minus + plus]
+    if ("zip(" in statement and any("strict=" in ln for ln in minus + plus)
+            and no_strict[:len(minus)] == no_strict[len(minus):]):
+        return "equivalent"  # only zip's strict= changed
     if minus and len(minus) == len(plus) and all(
             _strip_strings(a) == _strip_strings(b) for a, b in zip(minus, plus, strict=True)):
         return "text"

@@ -539,3 +539,12 @@ NEAR_THRESHOLD = [
 def test_a_z_near_its_threshold_is_told_apart_in_the_reason(
         pos: int, locked: bool, z: float, reason: str) -> None:
     assert step(PairState(pos, locked_out=locked), z, 1.0, 0.5, 3.5).reason == reason
+
+
+def test_both_leftover_legs_are_named_in_the_flatten_reason() -> None:
+    pr = _pair("A", "B", 0.2, amounts=(2.0, -1.5))
+    d = _step(PairState(), 0.2)
+    p = plan([pr], _book(), S, _risk())
+    assert p.flattens[0].decision.reason == (
+        f"{d.reason}; flat with residual legs A +2, B -1.5 left by an incomplete order: "
+        "flattening reduce-only")

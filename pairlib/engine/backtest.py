@@ -274,7 +274,7 @@ def simulate(
     book: dict[str, _Open] = {}
     states: dict[str, PairState] = {}
     unevaluable: dict[str, int] = {}
-    pair_set = pd.DataFrame(columns=["pair_id", "y", "x", "beta", "alpha"])
+    members: dict[str, dict[str, Any]] = {}  # the pair set's rows by pair id
     pair_sets: dict[datetime, pd.DataFrame] = {}
     trades: list[dict[str, Any]] = []
     decided: list[tuple[datetime, str, float, str, str]] = []
@@ -324,6 +324,7 @@ def simulate(
                 pair_id=[pair_id(str(y), str(x)) for y, x in zip(chosen["y"], chosen["x"],
                                                                   strict=True)]
             )[["pair_id", "y", "x", "beta", "alpha"]]
+            members = {str(r["pair_id"]): r for r in pair_set.to_dict("records")}
             pair_sets[t] = chosen
             next_start, next_selection = next(selections, (None, None))
         # Funding at every funding time in (t - tf, t].
@@ -346,7 +347,6 @@ def simulate(
         # Gather: the pair set's pairs and every open pair outside it.
         views: list[PairView] = []
         zs: dict[str, float] = {}
-        members = {str(r["pair_id"]): r for r in pair_set.to_dict("records")}
         ids = sorted(set(members) | set(book))
         for pid in ids:
             held = book.get(pid)
