@@ -158,10 +158,10 @@ def markdown(note: str | None = None) -> str:
     for module, names in statuses().items():
         c = Counter(names.values())
         judged = c["killed"] + c["survived"] + c["timeout"]
-        score = (c["killed"] + c["timeout"]) / judged if judged else float("nan")
+        score = f"{(c['killed'] + c['timeout']) / judged:.0%}" if judged else "-"
         table.append(f"| `{module.removeprefix('pairlib/')}` | {len(names)} | {c['killed']} | "
                      f"{c['survived']} | {c['timeout']} | {c['no tests']} | "
-                     f"{c['not checked']} | {score:.0%} |")
+                     f"{c['not checked']} | {score} |")
     kinds = survivors()
     counts = ", ".join(f"{k} {len(kinds.get(k, []))}" for k in KINDS)
     out = [
