@@ -123,7 +123,8 @@ def kind_of(diff: str) -> str:
     if re.search(r"\blog\.(debug|info|warning|error|exception)\(", statement) and not any(
             "=" in ln.split("log.")[0] for ln in minus if "log." in ln):
         return "log"
-    no_strict = [re.sub(r",?\s*strict=\w*", "", ln) for ln in minus + plus]
+    no_strict = ["".join(re.sub(r",?\s*strict=\w*", "", ln).split()).replace(",)", ")")
+                 for ln in minus + plus]
     if ("zip(" in statement and any("strict=" in ln for ln in minus + plus)
             and no_strict[:len(minus)] == no_strict[len(minus):]):
         return "equivalent"  # only zip's strict= changed
