@@ -402,10 +402,8 @@ class Executor:
         """The second leg sized from the first leg's actual fill (same ratio as planned)."""
         if planned_first <= 0 or filled_first >= planned_first:
             return order
-        amount = order.amount * filled_first / planned_first
-        rules = self.rules.get(order.symbol)
-        if rules is not None:
-            amount = round_amount(amount, rules)
+        amount = _sendable(order.amount * filled_first / planned_first,
+                           self.rules.get(order.symbol))
         log.info("second leg %s %s sized from the first leg's fill: %g of %g planned",
                  order.pair_id, order.symbol, amount, order.amount)
         return replace(order, amount=amount)
@@ -576,7 +574,7 @@ class Executor:
         remaining = order.amount
         price: float | None = None
         for attempt in range(self.max_remainders + 1):
-            amount = round_amount(remaining, rules) if rules is not None else remaining
+            amount = _sendable(remaining, rules)
             if amount <= tol or _below_minimum(amount, price, rules):
                 break
             rep = self._submit(replace(order, amount=amount), attempt)
@@ -642,7 +640,7 @@ class Executor:
             if left <= max(tol, step / 2):
                 break
             side = "sell" if held > 0 else "buy"
-            amount = round_amount(left, rules) if rules is not None else left
+            amount = _sendable(left, rules)
             if amount <= tol or (rules is not None and amount < rules.min_amount):
                 error = f"{left:g} left is below the market's minimum amount: cannot be sent"
                 break
@@ -1043,6 +1041,13 @@ def _order_of(row: OrderRow | Mapping[str, Any]) -> LegOrder:
     return LegOrder(str(row["pair_id"]), str(row["leg"]), str(row["action"]),
                     str(row["symbol"]), str(row["side"]), float(row["amount"]),
                     bool(row["reduce_only"]))
+
+
+def _sendable(amount: float, rules: MarketRules | None) -> float:
+    """``amount`` as it can be sent: floored to the market's amount step, or, on a market
+    without rules, cleared of float noise (12 decimals: ``5 - 4.6`` is sent as 0.4, not
+    0.3999999999999999)."""
+    return round_amount(amount, rules) if rules is not None else round(amount, 12)
 
 
 def _below_minimum(amount: float, price: float | None, rules: MarketRules | None) -> bool:
