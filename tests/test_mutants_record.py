@@ -1,0 +1,1 @@
+"""Mutation-killing tests of execution (record): being written."""

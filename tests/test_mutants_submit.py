@@ -1,0 +1,1 @@
+"""Mutation-killing tests of execution (submit): being written."""
