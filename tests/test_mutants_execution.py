@@ -191,10 +191,11 @@ def _scenario(name: str) -> tuple[Any, Venue, Store, Executor, list[float]]:
     if name in SCRIPTED:
         run, script, kw = SCRIPTED[name]
         return run(script, **kw)  # type: ignore[no-any-return]
-    if name == "rerun finds the earlier run's order booked":
+    if name == "rerun after a run whose look-ups all failed":
         v, s, ex, sl = _setup(["drop", 1.0], amounts=(5.0, -3.0))
-        v.lookup_fails = 10**6  # the first run cannot confirm its order: left unknown
+        v.lookup_fails = 10**6  # the first run cannot look up its client id: sends nothing
         ex.close(PAIR, "exit", _close()[:1])
+        assert v.sent == [] and s.orders().empty  # and leaves no row: attempt 0 is free
         v.lookup_fails = 0
         again = Executor(v, s, T0, SettableClock(T0), RULES, lookup_delay_s=0.0,
                          sleep=sl.append, monotonic=lambda: 0.0, recv_window_s=0.0)
@@ -231,7 +232,7 @@ SCENARIOS = ("entry partial first leg", "entry second leg rejected", "entry firs
              "close with partial fills", "close keeps failing", "close below minimum",
              "close response dropped", "close lost, look-ups fail, position unchanged",
              "close dropped, look-ups fail, position moved",
-             "rerun finds the earlier run's order booked", "entry first leg unknown",
+             "rerun after a run whose look-ups all failed", "entry first leg unknown",
              "entry second leg unknown", "entry unwind incomplete",
              "entry leg without market rules", "entry remainder at the minimum",
              "close at the minimum and of small legs", "close of a short y leg",
@@ -1395,7 +1396,7 @@ EXPECTED: dict[str, dict[str, Any]] = {'entry partial first leg': {'outcome': [T
                                                              0.2,
                                                              0.4,
                                                              0.8]},
- "rerun finds the earlier run's order booked": {'outcome': [True, 'closed'],
+ "rerun after a run whose look-ups all failed": {'outcome': [True, 'closed'],
                                                 'legs': [[('AAA/USDT:USDT~BBB/USDT:USDT',
                                                            'y',
                                                            'exit',
