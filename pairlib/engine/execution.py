@@ -451,8 +451,8 @@ class Executor:
         done: list[LegFill] = []
         for leg in legs:
             done.append(self.close_leg(leg))
-            if leg.symbol not in self.unlisted:
-                continue
+            if leg not in held or leg.symbol not in self.unlisted:
+                continue  # a leg not held sends nothing: an unlisted market cannot stop it
             if any(f.filled > 0 or f.unknown for f in done):
                 return self._close_naked(pair_id, action, legs, tuple(done), leg)
             return self._close_blocked(pair_id, action, legs, [leg])
