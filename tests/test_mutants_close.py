@@ -11,8 +11,8 @@ amount and reduce-only flag, message, blocked), the incidents (kind, symbol, exa
 in the store), every venue call and order sent, the store's rows and leg amounts, and the
 executor's ``unlisted`` set. Also: a venue without ``check_listed``, a ``check_listed`` that
 fails with a plain ExchangeError (the close goes on), legs held ~0 (never closed, never a
-reason to block, even on a market found unlisted earlier in the tick), and the ``<action>_incomplete``
-incident of a close that leaves legs open."""
+reason to block, even on a market found unlisted earlier in the tick), and the
+``<action>_incomplete`` incident of a close that leaves legs open."""
 
 from __future__ import annotations
 
