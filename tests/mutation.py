@@ -44,8 +44,8 @@ KINDS = ("behaviour", "text", "log", "failpoint", "equivalent")
 EQUIVALENT = (
     ("per = max(2, _CHUNK // L)", "zscore's chunk size only bounds memory: every window is "
      "computed alike"),
-    ("else -2.0", "allocate_slots ranks a non-finite z below every |z| >= 0 with any negative "
-     "number"),
+    ("if math.isfinite(c.z) else -2.0", "allocate_slots ranks a non-finite z below every "
+     "|z| >= 0 with any negative number"),
     ("class OrderVenue", "a Protocol's method body (`...`) never runs"),
     ("if pos <= 0", "the strategy's position is -1 or +1 there (0 has returned earlier)"),
     ("if pos < 1", "the strategy's position is -1 or +1 there (0 has returned earlier)"),
@@ -73,6 +73,14 @@ EQUIVALENT = (
     ("ze * zs < 0.0 or", "size_pair: z_entry is not 0 there, so the product is 0 only for a "
      "stop_z of 0, which |stop_z| <= |z_entry| refuses next (or when it underflows, "
      "|z| < 1e-154)"),
+    ("{'XX, XX'.join(others)}", "_close_blocked: `others` lists the held legs that are not "
+     "unlisted; a pair has two legs and at least one is unlisted there, so it never holds two "
+     "and the separator never shows"),
+    ("f.error or 'XXpartial fillXX'", "close: every way close_leg ends a leg incomplete "
+     "sets its error (blocked, below minimum, out of attempts, unresolved, unlisted), so the "
+     "fallback text is never used"),
+    ("f.error or 'PARTIAL FILL'", "close: every way close_leg ends a leg incomplete sets its "
+     "error, so the fallback text is never used"),
 )
 """Mutants that cannot change behaviour, by a piece of their new line, and why."""
 
@@ -140,6 +148,25 @@ def _strip_strings(line: str) -> str:
     return re.sub(r"""[rbfRBF]*("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", "''", line)
 
 
+_LOG_CALL = re.compile(r"\blog\.(debug|info|warning|error|exception)\(")
+
+
+def _in_log_call(upto: list[str]) -> bool:
+    """Whether the last of ``upto`` (source lines up to the first changed one) is part of a
+    log call: the call starts on it, or starts on an earlier line and its parenthesis is
+    still open at the start of it."""
+    src = [_strip_strings(ln) for ln in upto]
+    for i in range(len(src) - 1, -1, -1):
+        m = _LOG_CALL.search(src[i])
+        if m is None:
+            continue
+        if i == len(src) - 1:
+            return True
+        opened = src[i][m.end():] + "".join(src[i + 1:-1])
+        return opened.count("(") - opened.count(")") >= 0
+    return False
+
+
 def kind_of(diff: str) -> str:
     """Which of :data:`KINDS` a surviving mutant is, from its unified diff."""
     lines = diff.splitlines()
@@ -152,8 +179,7 @@ def kind_of(diff: str) -> str:
         return "equivalent"
     if any("failpoint(" in ln for ln in minus + plus):
         return "failpoint"
-    if re.search(r"\blog\.(debug|info|warning|error|exception)\(", statement) and not any(
-            "=" in ln.split("log.")[0] for ln in minus if "log." in ln):
+    if _in_log_call([ln[1:] for ln in lines[:changed_at + 1]]):
         return "log"
     no_strict = ["".join(re.sub(r",?\s*strict=\w*", "", ln).split()).replace(",)", ")")
                  for ln in minus + plus]

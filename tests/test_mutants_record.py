@@ -13,9 +13,8 @@ that call or it fails; nothing new filled -> no trades asked. An order report st
 is cancelled: an ``OrderNotFound`` on cancel looks the order up, a failed cancel is the leg's
 error, a cancel answered still open looks the order up again. Each test pins every venue
 request made (look-ups, sends, cancels, trade queries), the rows and the leg amounts.
-
-One bug is shown by a strict xfail: a stale report (fewer filled than recorded) replaces the
-recorded average, so the next part is priced wrong."""
+A stale report (fewer filled than recorded) keeps the recorded average, so the next part is
+priced right."""
 
 from __future__ import annotations
 
@@ -220,9 +219,6 @@ def test_an_older_report_never_lowers_what_is_recorded() -> None:
     assert _amounts(ex) == (4.0, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="execution._record takes an older report's average "
-                   "while keeping the recorded filled, so the next part is priced from it: "
-                   "(5 * 101.2 - 4 * 100) / 1 = 106 instead of 102")
 def test_an_older_report_does_not_change_the_price_of_the_next_part() -> None:
     venue = TradingDesk(lookups=[_res("open", 2.0, 100.0, 0.0)],
                         cancels=[_res("canceled", 5.0, 101.2, 0.0)],

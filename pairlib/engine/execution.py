@@ -873,7 +873,10 @@ class Executor:
         prev_avg = prev.average if prev is not None else None
         prev_fee = float(prev.fee) if prev is not None else 0.0
         filled = float(res.filled or 0.0)
-        average = res.average if res.average is not None else prev_avg
+        # An older report (less filled than recorded, e.g. a stale look-up) keeps the
+        # recorded average, as it keeps the recorded filled amount and fee.
+        stale = filled < prev_filled - 1e-12
+        average = prev_avg if res.average is None or stale else res.average
         fee = float(res.fee or 0.0)
         if filled > prev_filled + 1e-12 and fee <= 0.0:
             fee = self._trade_fees(order.symbol, res)
