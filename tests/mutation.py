@@ -81,6 +81,22 @@ EQUIVALENT = (
      "fallback text is never used"),
     ("f.error or 'PARTIAL FILL'", "close: every way close_leg ends a leg incomplete sets its "
      "error, so the fallback text is never used"),
+    ("close_leg() tol = step * 1e-6 if (step) and False else 1e-12", "with rules, close_leg "
+     "compares tol only beside step / 2 (larger than either value) or with an amount floored "
+     "to whole steps (0 or at least one step, for any step above 2e-12)"),
+    ('close_leg() error: str | None = ""', "every way out of close_leg's loop that leaves the "
+     "leg incomplete sets a non-empty error, and the only test of it is its truth"),
+    ("close_leg() if left < max(tol, step / 2):", "at exactly the bound the floored amount is "
+     "0: the loop stops with an error that the final check (complete) drops"),
+    ("close_leg() if left <= max(tol, step / 3):", "between step / 3 and step / 2 the floored "
+     "amount is 0: the loop stops with an error that the final check (complete) drops"),
+    ('close_leg() side = "sell" if held >= 0 else "buy"', "a held amount of 0 has stopped "
+     "the loop before (left <= tol)"),
+    ('mine.to_dict("RECORDS")', "pandas lowercases to_dict's orient"),
+    *((f"_unwind_all() {piece}", "close_leg reads neither the order's amount nor its "
+       "reduce_only: it sends, and reports, the store's leg amount reduce-only")
+      for piece in ('else "buy", None, reduce_only=True)', "f.filled, reduce_only=None)",
+                    "f.filled, )", "f.filled, reduce_only=False)")),
 )
 """Mutants that cannot change behaviour, by a piece of their new line, and why."""
 
@@ -167,15 +183,26 @@ def _in_log_call(upto: list[str]) -> bool:
     return False
 
 
-def kind_of(diff: str) -> str:
-    """Which of :data:`KINDS` a surviving mutant is, from its unified diff."""
+def _equivalent(piece: str, name: str, line: str) -> bool:
+    """Whether the new ``line`` of mutant ``name`` is the equivalent mutant ``piece`` names
+    (``"func() text"``: only in function ``func``)."""
+    scoped = re.match(r"(\w+)\(\) (.*)", piece)
+    if scoped is None:
+        return piece in line
+    func, text = scoped.groups()
+    return text in line and re.search(rf"(ǁ|\.x_){func}__mutmut_\d+$", name) is not None
+
+
+def kind_of(diff: str, name: str = "") -> str:
+    """Which of :data:`KINDS` a surviving mutant (named ``name``) is, from its unified
+    diff."""
     lines = diff.splitlines()
     minus = [ln[1:] for ln in lines if ln.startswith("-") and not ln.startswith("---")]
     plus = [ln[1:] for ln in lines if ln.startswith("+") and not ln.startswith("+++")]
     changed_at = next((i for i, ln in enumerate(lines)
                        if ln.startswith("-") and not ln.startswith("---")), 0)
     statement = " ".join(ln[1:] for ln in lines[max(changed_at - 3, 0):changed_at + 1])
-    if any(piece in ln for piece, _ in EQUIVALENT for ln in plus):
+    if any(_equivalent(piece, name, ln) for piece, _ in EQUIVALENT for ln in plus):
         return "equivalent"
     if any("failpoint(" in ln for ln in minus + plus):
         return "failpoint"
@@ -206,7 +233,7 @@ def alive(matches: list[str]) -> list[tuple[str, str, str, str]]:
             diff = get_diff_for_mutant(name, path=module)
             changed = " / ".join(ln.strip() for ln in diff.splitlines()
                                  if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
-            out.append((name, status, kind_of(diff), changed))
+            out.append((name, status, kind_of(diff, name), changed))
     return out
 
 
