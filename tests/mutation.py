@@ -178,8 +178,12 @@ def _in_log_call(upto: list[str]) -> bool:
             continue
         if i == len(src) - 1:
             return True
-        opened = src[i][m.end():] + "".join(src[i + 1:-1])
-        return opened.count("(") - opened.count(")") >= 0
+        depth = 0  # of parentheses opened after the call's own
+        for ch in src[i][m.end():] + "".join(src[i + 1:-1]):
+            depth += (ch == "(") - (ch == ")")
+            if depth < 0:
+                return False  # the call closed before the changed line
+        return True
     return False
 
 

@@ -217,10 +217,6 @@ def test_the_second_leg_is_sized_from_what_the_first_leg_filled(
     ), (), "entered")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: fill_leg counts a leg whose whole amount is below the market's minimum as "
-    "complete with nothing sent, so an x leg scaled below its minimum by _hedge_for makes "
-    "enter report 'entered' with leg y held naked (execution.py fill_leg `complete`)"))
 def test_a_second_leg_scaled_below_its_minimum_does_not_leave_the_first_naked() -> None:
     # y: 0.8 of 1 filled, the remainder 0.2 under the minimum 0.3, so y is done; x, planned
     # at its minimum 0.3, is scaled to 0.24, floored to 0.2: under the minimum, never sent
@@ -468,11 +464,13 @@ def test_a_leg_without_market_rules_sends_its_remainder_whatever_its_size(
     assert _fill(fill) == LegFill(_leg(0.9, "x"), filled, average, fee, complete, cids, error)
 
 
-def test_float_noise_on_a_leg_without_market_rules_is_not_sent() -> None:
+def test_float_noise_on_a_leg_without_market_rules_is_not_sent_and_fills_nothing() -> None:
     venue, _, ex = _setup([], rules={})
     fill = ex.fill_leg(_leg(1e-12, "x"))
     assert venue.sent == []
-    assert fill == LegFill(_leg(1e-12, "x"), 0.0, None, 0.0, True, ())
+    assert fill == LegFill(_leg(1e-12, "x"), 0.0, None, 0.0, False, (),
+                           f"not sent: 1e-12 {X} is below what the market accepts (its amount "
+                           "step or minimum)")
 
 
 # ------------------------------------------------------------------ helpers

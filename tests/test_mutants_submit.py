@@ -112,9 +112,6 @@ def test_own_client_ids_are_those_starting_pl_dash(client_id: str | None, own: b
     assert is_own_client_id(client_id) is own
 
 
-@pytest.mark.xfail(strict=True, reason="client_order_id's docstring example shows the digest "
-                   "2e0a4e7c43 for 'A/USDT:USDT~B/USDT:USDT'; sha1 of that pair starts "
-                   "92f2640f68, which the function (rightly) returns")
 def test_the_client_id_docstring_example_holds() -> None:
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

@@ -144,7 +144,7 @@ def client_order_id(
     >>> from datetime import datetime, UTC
     >>> client_order_id(datetime(2026, 1, 31, 20, tzinfo=UTC), "A/USDT:USDT~B/USDT:USDT",
     ...                 "y", "enter_long")
-    'pl-2601312000-2e0a4e7c43-y-el'
+    'pl-2601312000-92f2640f68-y-el'
     """
     if leg not in ("y", "x"):
         raise ValueError(f"leg must be 'y' or 'x', got {leg!r}")
@@ -563,7 +563,9 @@ class Executor:
     # ------------------------------------------------------------------ one leg
     def fill_leg(self, order: LegOrder) -> LegFill:
         """Fill one entry leg: its first order, then remainders of a partial fill (derived
-        ids). A remainder below the market's minimum amount or notional counts as filled."""
+        ids). A remainder below the market's minimum amount or notional counts as filled; a
+        leg that fills nothing is incomplete, also when its amount is below the minimum (so
+        it cannot be sent): a pair is never "entered" with one leg only."""
         rules = self.rules.get(order.symbol)
         step = rules.amount_step if rules is not None else 0.0
         tol = step * 1e-6 if step else 1e-12
@@ -576,6 +578,9 @@ class Executor:
         for attempt in range(self.max_remainders + 1):
             amount = _sendable(remaining, rules)
             if amount <= tol or _below_minimum(amount, price, rules):
+                if filled <= 0:
+                    error = (f"not sent: {amount:g} {order.symbol} is below what the market "
+                             "accepts (its amount step or minimum)")
                 break
             rep = self._submit(replace(order, amount=amount), attempt)
             cids.append(rep.client_id)
@@ -596,12 +601,14 @@ class Executor:
                 break
             log.info("leg %s %s partially filled: %g of %g; sending the remainder",
                      order.pair_id, order.symbol, filled, order.amount)
+        # Nothing filled is never complete (a hedge scaled below its minimum must not leave
+        # the first leg naked); a remainder below the minimum counts as filled.
         left = order.amount - filled
-        complete = not unknown and (
+        complete = not unknown and filled > 0 and (
             left <= max(tol, step / 2)
             or (rules is not None and (
                 round_amount(left, rules) < max(rules.min_amount, tol)
-                or (filled > 0 and _below_minimum(round_amount(left, rules), price, rules))))
+                or _below_minimum(round_amount(left, rules), price, rules)))
         )
         if not complete and error is None:
             error = f"partial fill: {filled:g} of {order.amount:g} after {len(cids)} orders"
