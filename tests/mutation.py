@@ -76,14 +76,29 @@ EQUIVALENT = (
     ("{'XX, XX'.join(others)}", "_close_blocked: `others` lists the held legs that are not "
      "unlisted; a pair has two legs and at least one is unlisted there, so it never holds two "
      "and the separator never shows"),
-    ("f.error or 'XXpartial fillXX'", "close: every way close_leg ends a leg incomplete "
-     "sets its error (blocked, below minimum, out of attempts, unresolved, unlisted), so the "
-     "fallback text is never used"),
-    ("f.error or 'PARTIAL FILL'", "close: every way close_leg ends a leg incomplete sets its "
-     "error, so the fallback text is never used"),
-    ("close_leg() tol = step * 1e-6 if (step) and False else 1e-12", "with rules, close_leg "
-     "compares tol only beside step / 2 (larger than either value) or with an amount floored "
+    ("tol = step * 1e-6 if (step) and False else 1e-12", "with rules, close_leg and fill_leg "
+     "compare tol only beside step / 2 (larger than either value) or with an amount floored "
      "to whole steps (0 or at least one step, for any step above 2e-12)"),
+    ("_hedge_for() if planned_first < 0 or", "filled amounts are never negative: with "
+     "planned_first 0, filled_first >= planned_first returns the order unchanged anyway"),
+    ("_planned() order.action, )", "client_order_id's attempt defaults to 0"),
+    ("_skip() order.action, )", "client_order_id's attempt defaults to 0"),
+    ("fill_leg() if (rules is not None) and False else 0.0", "with rules and step 0, a "
+     "remainder under one step is sent as round_amount of it, 0, which stops the loop, and "
+     "counts as complete through round_amount(left) < min_amount"),
+    ('fill_leg() price: float | None = ""', "price is only read as a truth value (by "
+     "_below_minimum and `rep.average or price`): '' and None are both false"),
+    ("fill_leg() if remaining < max(tol, step / 2):", "a remainder of exactly half a step "
+     "floors to 0 at the next attempt, which stops before sending"),
+    ("fill_leg() if remaining <= max(tol, step / 3):", "a remainder of at most half a step "
+     "floors to 0 at the next attempt, which stops before sending"),
+    ("fill_leg() left <= max(tol, step / 3)", "with rules, a left of at most half a step "
+     "rounds to 0 steps, below any minimum: complete through the next clause; without rules "
+     "step is 0"),
+    ("fill_leg() if filled >= 0 and notional > 0 else None", "notional grows only when "
+     "something filled"),
+    ("fill_leg() None if (complete) and False else error", "a complete leg has no error: "
+     "every break that sets one leaves a remainder the market accepts, or nothing filled"),
     ('close_leg() error: str | None = ""', "every way out of close_leg's loop that leaves the "
      "leg incomplete sets a non-empty error, and the only test of it is its truth"),
     ("close_leg() if left < max(tol, step / 2):", "at exactly the bound the floored amount is "

@@ -500,3 +500,15 @@ def test_an_order_below_the_minimum_amount_or_notional(amount: float, price: flo
     assert _below_minimum(amount, price, NOTIONAL) is below
     assert _below_minimum(amount, price, None) is False
     assert _below_minimum(amount, price, NO_MIN) is False  # no minimum notional
+
+
+def test_an_order_of_this_tick_final_in_the_store_with_a_part_filled_goes_on_to_the_remainder(
+) -> None:
+    # An earlier run of this tick recorded its first order final: 0.5 of 5 filled, with a
+    # note. That part counts, the note is not a failure: the remainder 4.5 is sent.
+    venue, store, ex = _setup([1.0])
+    store.save_order({**ex._row(CY, YL, status="expired", now=T0), "filled": 0.5,
+                      "average": 100.0, "fee": 0.005, "error": "expired after a partial fill"})
+    fill = ex.fill_leg(YL)
+    assert venue.sent == [(f"{CY}-r1", "buy", 4.5, Y, False)]
+    assert _fill(fill) == LegFill(YL, 5.0, 100.9, 0.05, True, (CY, f"{CY}-r1"))

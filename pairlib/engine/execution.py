@@ -222,8 +222,9 @@ class LegFill:
     """What one leg achieved, over its first order and any remainders.
 
     ``complete`` is True when what is left is less than one amount step (or below the
-    market's minimum, so cannot be sent). ``unknown`` is True when an order's outcome could
-    not be confirmed (it may still fill at the venue; the next tick resolves it).
+    market's minimum, so cannot be sent); ``error`` says why whenever it is False.
+    ``unknown`` is True when an order's outcome could not be confirmed (it may still fill at
+    the venue; the next tick resolves it).
     """
 
     order: LegOrder
@@ -356,7 +357,7 @@ class Executor:
         legs = (self._planned(legs[0]), self._planned(legs[1]))
         first = self.fill_leg(legs[0])
         if not first.complete:
-            self._skip(legs[1], f"first leg incomplete: {first.error or 'partial fill'}")
+            self._skip(legs[1], f"first leg incomplete: {first.error}")
             if first.unknown:
                 self.incident("order_unknown", legs[0].symbol,
                               f"{pair_id} {action}: first leg {legs[0].side} "
@@ -369,10 +370,10 @@ class Executor:
             self.incident(kind, legs[0].symbol,
                           f"{pair_id} {action}: first leg {legs[0].side} {legs[0].amount:g} "
                           f"{legs[0].symbol} filled {first.filled:g} "
-                          f"({first.error or 'partial fill'}); "
+                          f"({first.error}); "
                           + _unwind_text(unwinds))
             return PairOutcome(pair_id, action, False, (first,), unwinds,
-                               f"first leg failed: {first.error or 'partial fill'}")
+                               f"first leg failed: {first.error}")
         failpoint("exec.between_legs")
         second_order = self._hedge_for(legs[1], legs[0].amount, first.filled)
         second = self.fill_leg(second_order)
@@ -389,12 +390,12 @@ class Executor:
             self.incident("second_leg_failed", legs[1].symbol,
                           f"{pair_id} {action}: second leg {second_order.side} "
                           f"{second_order.amount:g} {legs[1].symbol} filled {second.filled:g} "
-                          f"({second.error or 'partial fill'}) after first leg "
+                          f"({second.error}) after first leg "
                           f"{legs[0].symbol} filled {first.filled:g}; "
                           + _unwind_text(unwinds))
             undone = "unwound" if all(u.complete for u in unwinds) else "unwind INCOMPLETE"
             return PairOutcome(pair_id, action, False, (first, second), unwinds,
-                               f"second leg failed: {second.error or 'partial fill'}; "
+                               f"second leg failed: {second.error}; "
                                f"filled legs {undone}")
         return PairOutcome(pair_id, action, True, (first, second), (), "entered")
 
@@ -464,7 +465,7 @@ class Executor:
                 f"{action}_incomplete", bad[0].order.symbol,
                 f"{pair_id} {action}: " + "; ".join(
                     f"{f.order.symbol} {f.order.side} {f.order.amount:g} filled {f.filled:g}"
-                    f" ({f.error or 'partial fill'})" for f in bad
+                    f" ({f.error})" for f in bad
                 ) + "; still open at the venue",
             )
         return PairOutcome(pair_id, action, ok, fills, (),
