@@ -107,7 +107,10 @@ EQUIVALENT = (
      "amount is 0: the loop stops with an error that the final check (complete) drops"),
     ('close_leg() side = "sell" if held >= 0 else "buy"', "a held amount of 0 has stopped "
      "the loop before (left <= tol)"),
-    ('mine.to_dict("RECORDS")', "pandas lowercases to_dict's orient"),
+    ('to_dict("RECORDS")', "pandas lowercases to_dict's orient"),
+    ('_await_outcome() last_failure: str | None = ""', "the loop ends only at give_up, past "
+     "the deadline, where a look-up that answered has already returned: the last look-up "
+     "failed and set last_failure before it is read"),
     *((f"_unwind_all() {piece}", "close_leg reads neither the order's amount nor its "
        "reduce_only: it sends, and reports, the store's leg amount reduce-only")
       for piece in ('else "buy", None, reduce_only=True)', "f.filled, reduce_only=None)",

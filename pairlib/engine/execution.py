@@ -1036,7 +1036,7 @@ class Executor:
         line per order looked at."""
         rows = self.store.orders(tick_as_of=self.as_of, statuses=sorted(_UNRESOLVED))
         notes: list[str] = []
-        for row in rows.to_dict("records") if len(rows) else []:
+        for row in rows.to_dict("records"):
             cid = str(row["client_id"])
             past = self.monotonic() - self.recv_window_s - _CLOCK_SKEW_S
             rep = self._await_outcome(cid, _order_of(row), past, f"re-check of {cid}")
