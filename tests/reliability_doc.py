@@ -2,8 +2,10 @@
 
 Each reliability suite owns one section, delimited by ``<!-- begin:NAME -->`` and
 ``<!-- end:NAME -->``; the suite rewrites only its section, so the document holds the figures
-of the last run and cannot drift from the code. A file lock serialises writers (pytest-xdist
-runs suites in parallel).
+of the last run and cannot drift from the code. A suite with a long version under
+``PAIRLIB_SOAK=1`` (``make soak``) writes that into its own section (``NAME-soak``), so a later
+``make test`` does not replace the soak's figures with the short version's. A file lock
+serialises writers (pytest-xdist runs suites in parallel).
 """
 
 from __future__ import annotations

@@ -422,5 +422,5 @@ def test_write_the_crash_matrix_into_reliability_md() -> None:
                   "process, `pairlib exchange serve`; `PAIRLIB_FAILPOINT=point[:nth]`):", "",
                   "| failpoint | outcome |", "|---|---|"]
         lines += [f"| `{p}` | {o} |" for p, o in REAL.items()]
-    write_section("crash-matrix", "\n".join(lines))
+    write_section("crash-matrix" + ("-soak" if SOAK else ""), "\n".join(lines))
     assert bad == 0

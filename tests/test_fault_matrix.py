@@ -215,7 +215,7 @@ def test_write_the_fault_matrix_into_reliability_md() -> None:
         lines += [f"| {f} | {k} | {RESULTS[(k, f)]} |" for k, f in pair_rows]
     bad = sum(1 for v in RESULTS.values() if v.startswith("FAILED"))
     lines += ["", f"{len(RESULTS)} cases, {bad} failed."]
-    write_section("fault-matrix", "\n".join(lines))
+    write_section("fault-matrix" + ("-soak" if SOAK else ""), "\n".join(lines))
     assert bad == 0
 
 

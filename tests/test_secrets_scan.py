@@ -676,4 +676,4 @@ def test_write_the_secrets_section(runs: Runs) -> None:
         "`PAIRLIB_API_KEY`, `PAIRLIB_API_SECRET` (7 combinations)",
     ]
     assert json.dumps(md)  # plain text only
-    write_section("secrets", "\n".join(md))
+    write_section("secrets" + ("-soak" if SOAK else ""), "\n".join(md))
