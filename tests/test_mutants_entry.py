@@ -220,10 +220,25 @@ def test_the_second_leg_is_sized_from_what_the_first_leg_filled(
 def test_a_second_leg_scaled_below_its_minimum_does_not_leave_the_first_naked() -> None:
     # y: 0.8 of 1 filled, the remainder 0.2 under the minimum 0.3, so y is done; x, planned
     # at its minimum 0.3, is scaled to 0.24, floored to 0.2: under the minimum, never sent
-    out, _, store, _ = _enter([0.8], legs=(replace(YL, amount=1.0), replace(XL, amount=0.3)))
+    out, _, store, ex = _enter([0.8], legs=(replace(YL, amount=1.0), replace(XL, amount=0.3)))
     ay, ax = _amounts(store)
     # the pair holds both legs or neither, and the entry is ok only when it holds both
     assert (ay != 0.0, out.ok) == (ax != 0.0, ay != 0.0 and ax != 0.0)
+    why = f"not sent: 0.2 {X} is below the market's minimum amount 0.3 (step 0.1)"
+    assert (out.ok, out.message) == (False, f"second leg failed: {why}; filled legs unwound")
+    assert [(i["kind"], i["symbol"]) for i in ex.incidents] == [("second_leg_failed", X)]
+    # x's intent is not left pending: skipped with the reason, so nothing waits on it
+    assert _rows(store)[CX] == ("sell", 0.3, 0.0, "skipped", 0, why)
+
+
+def test_a_first_leg_below_its_minimum_is_not_entered_and_its_intent_is_skipped() -> None:
+    out, venue, store, ex = _enter([], legs=(replace(YL, amount=0.2), replace(XL, amount=0.3)))
+    why = f"not sent: 0.2 {Y} is below the market's minimum amount 0.3 (step 0.1)"
+    assert venue.sent == [] and _amounts(store) == (0.0, 0.0)
+    assert (out.ok, out.message) == (False, f"first leg failed: {why}")
+    assert [(i["kind"], i["symbol"]) for i in ex.incidents] == [("entry_failed", Y)]
+    assert _rows(store) == {CY: ("buy", 0.2, 0.0, "skipped", 0, why),
+                            CX: ("sell", 0.3, 0.0, "skipped", 0, f"first leg incomplete: {why}")}
 
 
 def test_a_rerun_of_the_tick_completes_the_plan_its_first_run_recorded() -> None:
@@ -469,8 +484,7 @@ def test_float_noise_on_a_leg_without_market_rules_is_not_sent_and_fills_nothing
     fill = ex.fill_leg(_leg(1e-12, "x"))
     assert venue.sent == []
     assert fill == LegFill(_leg(1e-12, "x"), 0.0, None, 0.0, False, (),
-                           f"not sent: 1e-12 {X} is below what the market accepts (its amount "
-                           "step or minimum)")
+                           f"not sent: 1e-12 {X} is too small to send")
 
 
 # ------------------------------------------------------------------ helpers

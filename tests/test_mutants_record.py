@@ -231,6 +231,20 @@ def test_an_older_report_does_not_change_the_price_of_the_next_part() -> None:
     assert _amounts(ex) == (5.0, 0.0)
 
 
+def test_a_stale_open_report_never_reopens_a_final_order() -> None:
+    # The store has the order closed, 5 filled; a look-up answers an older state (open, 2
+    # filled): the row stays closed with its fill, and nothing is cancelled.
+    venue = TradingDesk(lookups=[_res("open", 2.0, 100.0, 0.0)])
+    ex = _executor(venue)
+    _stored(ex, "closed", 5.0, 101.0, 0.05)
+    report = ex._settle(CID, BUY_Y, venue.fetch_order_by_client_id(Y, CID))
+    assert (report.status, report.filled, report.average) == ("closed", 5.0, 101.0)
+    assert [c[0] for c in venue.calls] == ["lookup"]  # no cancel
+    row = ex.store.order(CID)
+    assert row is not None and (row.status, row.filled, row.average) == ("closed", 5.0, 101.0)
+    assert _amounts(ex) == (5.0, 0.0)
+
+
 def test_an_earlier_ticks_order_keeps_its_tick_and_loses_its_error_once_found() -> None:
     venue = TradingDesk(booked={CID_EARLIER: _res("closed", 5.0, 101.5, 0.05)})
     ex = _executor(venue)

@@ -222,7 +222,8 @@ class LegFill:
     """What one leg achieved, over its first order and any remainders.
 
     ``complete`` is True when what is left is less than one amount step (or below the
-    market's minimum, so cannot be sent); ``error`` says why whenever it is False.
+    market's minimum, so cannot be sent); an entry leg that filled nothing is never complete.
+    ``error`` says why whenever ``complete`` is False.
     ``unknown`` is True when an order's outcome could not be confirmed (it may still fill at
     the venue; the next tick resolves it).
     """
@@ -357,6 +358,8 @@ class Executor:
         legs = (self._planned(legs[0]), self._planned(legs[1]))
         first = self.fill_leg(legs[0])
         if not first.complete:
+            if not first.client_ids:  # nothing sent (below the minimum): not pending either
+                self._skip(legs[0], str(first.error))
             self._skip(legs[1], f"first leg incomplete: {first.error}")
             if first.unknown:
                 self.incident("order_unknown", legs[0].symbol,
@@ -386,6 +389,8 @@ class Executor:
             return PairOutcome(pair_id, action, False, (first, second), (),
                                f"second leg outcome unknown: {second.error}")
         if not second.complete:
+            if not second.client_ids:  # nothing sent (below the minimum): not pending either
+                self._skip(legs[1], str(second.error))
             unwinds = self._unwind_all([second, first])
             self.incident("second_leg_failed", legs[1].symbol,
                           f"{pair_id} {action}: second leg {second_order.side} "
@@ -579,9 +584,11 @@ class Executor:
         for attempt in range(self.max_remainders + 1):
             amount = _sendable(remaining, rules)
             if amount <= tol or _below_minimum(amount, price, rules):
-                if filled <= 0:
-                    error = (f"not sent: {amount:g} {order.symbol} is below what the market "
-                             "accepts (its amount step or minimum)")
+                if not cids:
+                    error = (f"not sent: {remaining:g} {order.symbol} is below the market's "
+                             f"minimum amount {rules.min_amount:g} (step {rules.amount_step:g})"
+                             if rules is not None else
+                             f"not sent: {remaining:g} {order.symbol} is too small to send")
                 break
             rep = self._submit(replace(order, amount=amount), attempt)
             cids.append(rep.client_id)
@@ -602,8 +609,6 @@ class Executor:
                 break
             log.info("leg %s %s partially filled: %g of %g; sending the remainder",
                      order.pair_id, order.symbol, filled, order.amount)
-        # Nothing filled is never complete (a hedge scaled below its minimum must not leave
-        # the first leg naked); a remainder below the minimum counts as filled.
         left = order.amount - filled
         complete = not unknown and filled > 0 and (
             left <= max(tol, step / 2)
@@ -611,7 +616,7 @@ class Executor:
                 round_amount(left, rules) < max(rules.min_amount, tol)
                 or _below_minimum(round_amount(left, rules), price, rules)))
         )
-        if not complete and error is None:
+        if not complete and not error:
             error = f"partial fill: {filled:g} of {order.amount:g} after {len(cids)} orders"
         average = notional / filled if filled > 0 and notional > 0 else None
         return LegFill(order, filled, average, fee, complete, tuple(cids),
@@ -860,7 +865,7 @@ class Executor:
         """Record a venue report; an order still open (a resting remainder of a market
         order) is cancelled and its final state recorded."""
         rep = self._record(cid, order, res)
-        if res.status != "open":
+        if rep.status != "open":
             return rep
         try:
             res = self.exchange.cancel_order(order.symbol, str(res.id))
@@ -890,7 +895,10 @@ class Executor:
             fee = self._trade_fees(order.symbol, res)
         fee = max(fee, prev_fee)
         now = self.clock.now()
-        row = self._row(cid, order, status=str(res.status), now=now)
+        status = str(res.status)
+        if prev is not None and prev.status in FINAL_STATUSES and status not in FINAL_STATUSES:
+            status = prev.status  # a stale report (e.g. "open") never reopens a final order
+        row = self._row(cid, order, status=status, now=now)
         if prev is not None and prev.tick_as_of:  # an order of an earlier tick keeps its tick
             row["tick_as_of"] = prev.tick_as_of
         row.update(exchange_id=str(res.id), filled=max(filled, prev_filled), average=average,
@@ -910,7 +918,7 @@ class Executor:
                      f"{price:.8g}", fee - prev_fee)
         else:
             self.store.save_order(row)
-        return _Report(cid, max(filled, prev_filled), average, fee, str(res.status))
+        return _Report(cid, max(filled, prev_filled), average, fee, status)
 
     def _trade_fees(self, symbol: str, res: Any) -> float:
         """Fees of an order from its trades, when the order report carries none (Binance
@@ -1056,7 +1064,7 @@ def _order_of(row: OrderRow | Mapping[str, Any]) -> LegOrder:
 
 def _sendable(amount: float, rules: MarketRules | None) -> float:
     """``amount`` as it can be sent: floored to the market's amount step, or, on a market
-    without rules, cleared of float noise (12 decimals: ``5 - 4.6`` is sent as 0.4, not
+    without rules, rounded to 12 decimals (``5 - 4.6`` is sent as 0.4, not
     0.3999999999999999)."""
     return round_amount(amount, rules) if rules is not None else round(amount, 12)
 
