@@ -401,6 +401,8 @@ def test_write_the_crash_matrix_into_reliability_md() -> None:
     kinds = list(KINDS)
     points = [p for p in dict.fromkeys(p for _, p in RESULTS)]
     lines = [
+        f"### Crash matrix ({'`make soak`' if SOAK else '`make test`'})",
+        "",
         "Each cell: the tick killed at that failpoint (in-process `SimulatedCrash`), then the "
         "same tick re-run; the re-run's status and the incidents it recorded. Every cell also "
         "checked: store == venue per symbol, no client id used twice at the venue, no naked "

@@ -194,6 +194,8 @@ def test_write_the_fault_matrix_into_reliability_md() -> None:
     kinds = list(KINDS)
     singles = [n for n in FAULTS]
     lines = [
+        f"### Fault matrix ({'`make soak`' if SOAK else '`make test`'})",
+        "",
         "Each cell: the tick's status with the faults armed on the simulator, and the "
         "incidents it recorded (or its error). Every case also checked: `ok` only when the "
         "store equals the venue per symbol with no naked leg, no client id used twice at the "

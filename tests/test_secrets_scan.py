@@ -645,7 +645,7 @@ def test_write_the_secrets_section(runs: Runs) -> None:
     for r in runs.commands.values():
         by_how.setdefault(r.how, []).append(f"`{r.name}` ({r.cpu_seconds:.1f} s CPU)")
     md = [
-        "## Secrets",
+        f"### Secrets scan ({'`make soak`' if SOAK else '`make test`'})",
         "",
         "`tests/test_secrets_scan.py` runs the commands below in one project folder with "
         "distinctive fake `PAIRLIB_API_KEY`/`PAIRLIB_API_SECRET`, a `PAIRLIB_NOTIFY_URLS` "
