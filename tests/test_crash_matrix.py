@@ -19,7 +19,7 @@ Two kinds of death:
 ``make test`` runs the first hit of every point the four tick kinds pass in-process, and a
 representative set of real kills of an entry tick. ``PAIRLIB_SOAK=1`` runs every hit of every
 point in-process and every point of the entry and exit ticks as real kills. The matrix is
-written into ``docs/RELIABILITY.md`` (section ``crash-matrix``).
+written into ``docs/RELIABILITY.md`` (section ``crash-matrix``, or ``crash-matrix-soak``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ gives for the fault (an incident or the error) goes into the table.
 
 ``make test``: every fault alone on the three tick kinds, and a fixed seeded sample of pairs.
 ``PAIRLIB_SOAK=1``: every pair on every kind. Table: ``docs/RELIABILITY.md`` section
-``fault-matrix``.
+``fault-matrix`` (or ``fault-matrix-soak``).
 """
 
 from __future__ import annotations

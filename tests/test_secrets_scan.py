@@ -34,7 +34,8 @@ and the bars near the present are the same whatever the date.
 The live guard is tested flag by flag: live trading starts only with ``venue.kind: live``,
 ``--live`` and both keys.
 
-The counts of what was scanned go into ``docs/RELIABILITY.md`` (section ``secrets``).
+The counts of what was scanned go into ``docs/RELIABILITY.md`` (section ``secrets``, or
+``secrets-soak``).
 """
 
 from __future__ import annotations
