@@ -6,12 +6,17 @@ of the last run and cannot drift from the code. A suite with a long version unde
 ``PAIRLIB_SOAK=1`` (``make soak``) writes that into its own section (``NAME-soak``), so a later
 ``make test`` does not replace the soak's figures with the short version's. A file lock
 serialises writers (pytest-xdist runs suites in parallel).
+
+A section is rewritten only from a whole run of its suite: each suite runs in one pytest-xdist
+worker (``xdist_group`` marks, ``--dist loadgroup`` in ``make test``), and a selection (``-k``,
+``-m`` or node ids) keeps the last whole run's figures (:func:`selected`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "RELIABILITY.md"
@@ -30,3 +35,15 @@ def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
         doc.write_text(text)
+
+
+def selected(config: pytest.Config) -> str | None:
+    """What narrows this pytest run to part of a suite (``-k``, ``-m``, node ids), or None
+    for a whole run."""
+    opt = config.option
+    if getattr(opt, "keyword", ""):
+        return f"-k {opt.keyword}"
+    if getattr(opt, "markexpr", ""):
+        return f"-m {opt.markexpr}"
+    ids = [a for a in config.args if "::" in a]
+    return " ".join(ids) or None

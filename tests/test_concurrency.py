@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reliability_doc import write_section
+from reliability_doc import selected, write_section
 from tick_fixtures import BAR, START, trading_params, unthrottle
 
 from pairlib.app.schedule import STATE_NAME
@@ -31,7 +31,7 @@ from pairlib.edges.store import Store
 from pairlib.sim import Market, SimServer
 from pairlib.venue.exchange import Exchange
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("concurrency")]
 
 HBAR = "HBAR/USDT:USDT"
 DEADLINE_S = 180.0  # a liveness bound for each process, not a speed requirement
@@ -266,9 +266,11 @@ def test_a_second_scheduler_exits_naming_the_first(env: Env) -> None:
                  "ran on and stopped cleanly on SIGTERM", "no job was due: none"))
 
 
-def test_zz_write_the_summary() -> None:
+def test_zz_write_the_summary(request: pytest.FixtureRequest) -> None:
     """Write the scenarios into ``docs/RELIABILITY.md`` when all of them ran in this session
     (not for a selection such as ``-k``)."""
+    if why := selected(request.config):
+        pytest.skip(f"a selection ({why}): the summary of the last whole run is kept")
     if len(ROWS) < 5:
         pytest.skip(f"only {len(ROWS)} of the 5 scenarios ran: the summary is not rewritten")
     assert len({s for s, _, _ in ROWS}) == 5, ROWS

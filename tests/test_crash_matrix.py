@@ -40,7 +40,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from reliability_doc import write_section
+from reliability_doc import selected, write_section
 from tick_fixtures import (
     BAR,
     GRT_RUNE,
@@ -59,6 +59,7 @@ from pairlib.edges.store import Store
 from pairlib.sim import Market
 from pairlib.sim.faults import Faults
 
+pytestmark = pytest.mark.xdist_group("crash-matrix")  # one worker: the whole table
 SOAK = os.environ.get("PAIRLIB_SOAK") == "1"
 GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short (z 1.28)
@@ -394,10 +395,12 @@ def test_a_real_sigkill_from_the_environment_kills_the_process() -> None:
 # ----------------------------------------------------------------------------- the document
 
 
-def test_write_the_crash_matrix_into_reliability_md() -> None:
+def test_write_the_crash_matrix_into_reliability_md(request: pytest.FixtureRequest) -> None:
     """Runs last in this module: the matrix of what the cases above found."""
     if not RESULTS:
         pytest.skip("the matrix cases did not run in this session")
+    if why := selected(request.config):
+        pytest.skip(f"a selection ({why}): the matrix of the last whole run is kept")
     kinds = list(KINDS)
     points = [p for p in dict.fromkeys(p for _, p in RESULTS)]
     lines = [

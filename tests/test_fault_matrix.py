@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_doc import write_section
+from reliability_doc import selected, write_section
 from tick_fixtures import (
     BAR,
     GRT_RUNE,
@@ -39,6 +39,7 @@ from tick_fixtures import (
 from pairlib.sim import Market
 from pairlib.sim.faults import Faults
 
+pytestmark = pytest.mark.xdist_group("fault-matrix")  # one worker: the whole table
 SOAK = os.environ.get("PAIRLIB_SOAK") == "1"
 GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short
@@ -188,9 +189,11 @@ def test_faults_in_pairs(sim_market: Market, tmp_path: Path, monkeypatch: pytest
     _run_cases(sim_market, tmp_path, monkeypatch, cache_dir, cases)
 
 
-def test_write_the_fault_matrix_into_reliability_md() -> None:
+def test_write_the_fault_matrix_into_reliability_md(request: pytest.FixtureRequest) -> None:
     if not RESULTS:
         pytest.skip("the matrix cases did not run in this session")
+    if why := selected(request.config):
+        pytest.skip(f"a selection ({why}): the matrix of the last whole run is kept")
     kinds = list(KINDS)
     singles = [n for n in FAULTS]
     lines = [
