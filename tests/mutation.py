@@ -97,6 +97,10 @@ EQUIVALENT = (
      "step is 0"),
     ("fill_leg() if filled >= 0 and notional > 0 else None", "notional grows only when "
      "something filled"),
+    ('fill_leg() error: str | None = ""', "an incomplete leg with an empty error gets the "
+     "partial-fill text (`not error`), a complete one None: '' and None end alike"),
+    ("fill_leg() left < max(tol, step / 2)", "a left of exactly half a step rounds to 0 "
+     "steps, below any minimum: complete through the next clause"),
     ("fill_leg() None if (complete) and False else error", "a complete leg has no error: "
      "every break that sets one leaves a remainder the market accepts, or nothing filled"),
     ('close_leg() error: str | None = ""', "every way out of close_leg's loop that leaves the "

@@ -245,6 +245,22 @@ def test_a_stale_open_report_never_reopens_a_final_order() -> None:
     assert _amounts(ex) == (5.0, 0.0)
 
 
+@pytest.mark.parametrize(("filled", "average", "kept"), [
+    (5.0, 101.5, (5.0, 101.5)),  # as filled as recorded: the venue's average stands
+    (4.6, 100.0, (5.0, 101.0)),  # less filled (stale): the recorded fill and average stand
+])
+def test_only_a_report_at_least_as_filled_as_recorded_sets_the_average(
+        filled: float, average: float, kept: tuple[float, float]) -> None:
+    venue = TradingDesk()
+    ex = _executor(venue)
+    _stored(ex, "closed", 5.0, 101.0, 0.05)
+    report = ex._settle(CID, BUY_Y, _res("closed", filled, average, 0.05))
+    row = ex.store.order(CID)
+    assert row is not None and (row.filled, row.average) == kept
+    assert (report.filled, report.average) == kept
+    assert _amounts(ex) == (5.0, 0.0)
+
+
 def test_an_earlier_ticks_order_keeps_its_tick_and_loses_its_error_once_found() -> None:
     venue = TradingDesk(booked={CID_EARLIER: _res("closed", 5.0, 101.5, 0.05)})
     ex = _executor(venue)

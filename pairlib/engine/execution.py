@@ -888,7 +888,7 @@ class Executor:
         filled = float(res.filled or 0.0)
         # An older report (less filled than recorded, e.g. a stale look-up) keeps the
         # recorded average, as it keeps the recorded filled amount and fee.
-        stale = filled < prev_filled - 1e-12
+        stale = filled < prev_filled
         average = prev_avg if res.average is None or stale else res.average
         fee = float(res.fee or 0.0)
         if filled > prev_filled + 1e-12 and fee <= 0.0:
