@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--match", action="append", default=[], metavar="TEXT",
                     help="with --recheck: only the mutants whose name contains TEXT "
                     "(repeatable), e.g. a module (core.) or a function (_submit__)")
+    ap.add_argument("--skip-kind", action="append", default=[], choices=KINDS,
+                    help="with --recheck: leave out the mutants of this kind (repeatable), "
+                    "e.g. log and failpoint, which no test is meant to kill")
     ap.add_argument("--note", help="a line written under the table (e.g. which run each "
                     "module's figures come from)")
     ap.add_argument("--alive", action="store_true",
@@ -349,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--try needs at least one --match TEXT")
         return 1 if try_tests(args.try_files, args.match) else 0
     names = [n for n in not_killed() if not args.match or any(m in n for m in args.match)]
+    if args.skip_kind:
+        skip = {name for name, _, kind, _ in alive(args.match) if kind in args.skip_kind}
+        names = [n for n in names if n not in skip]
     if args.recheck and not names:
         print("nothing to re-check: run without --recheck first", file=sys.stderr)
         return 1
