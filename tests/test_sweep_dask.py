@@ -77,7 +77,7 @@ def test_existing_scheduler_on_loopback_equals_single_process(
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         _same(_run(closes, dask_address=cluster.scheduler_address), single)
 
@@ -92,3 +92,13 @@ def test_bad_scale_out_options_are_refused(closes: pd.DataFrame, kw: dict[str, A
     with pytest.raises(ConfigError) as info:
         sw.sweep(Params(), closes, START, END, GRID, {}, select=_select, **kw)
     assert all(w in str(info.value) for w in words)
+
+
+def test_two_local_clusters_at_once_both_start_and_serve_only_loopback() -> None:
+    # Two sweeps on one machine (two analysts, or two test workers): neither may take a fixed
+    # port nor listen beyond 127.0.0.1.
+    with sw.dask_client(1, None) as a, sw.dask_client(1, None) as b:
+        for client in (a, b):
+            assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+            assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert a.dashboard_link != b.dashboard_link

@@ -418,6 +418,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
+LOCAL_HTTP = "127.0.0.1:0"
+"""Where a local Dask scheduler serves its HTTP routes: loopback, a free port (with
+``dashboard_address=None`` it still binds every interface on 8787, and a second cluster on the
+machine fails to start)."""
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None, dask_address: str | None) -> Iterator[Any]:
     """A Dask client for ``workers`` local processes or the scheduler at ``dask_address``
@@ -432,7 +438,7 @@ def dask_client(workers: int | None, dask_address: str | None) -> Iterator[Any]:
             yield client
         return
     with (LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                       host="127.0.0.1", dashboard_address=None) as cluster,
+                       host="127.0.0.1", dashboard_address=LOCAL_HTTP) as cluster,
           Client(cluster) as client):
         yield client
 
