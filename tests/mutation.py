@@ -272,6 +272,16 @@ def survivors() -> dict[str, list[tuple[str, str]]]:
     return by_kind
 
 
+def selected_tests() -> list[str]:
+    """The test modules mutmut runs (``setup.cfg`` ``[mutmut]``), by name."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    paths = cfg["mutmut"]["pytest_add_cli_args_test_selection"].split()
+    return [Path(p).stem for p in paths]
+
+
 def markdown(note: str | None = None) -> str:
     """The ``mutation`` section: the score per module and the survivors by kind, with
     ``note`` (which run each module's figures come from, when not all from one) under the
@@ -291,8 +301,7 @@ def markdown(note: str | None = None) -> str:
         "### Mutation testing (`make mutation`)",
         "",
         "mutmut 3.8 over the rule modules; each mutant is tested by the fast unit tests of "
-        "those modules (`setup.cfg` `[mutmut]`: test_strategy, test_risk, test_portfolio, "
-        "test_execution, test_mutants_core, test_mutants_execution, test_delisted). A mutant "
+        f"those modules (`setup.cfg` `[mutmut]`: {', '.join(selected_tests())}). A mutant "
         "*killed* made a test fail, *timeout* made it hang (counted as killed), *no tests* is "
         "code no fast test reaches (the tick tests and the crash and fault matrices do; too "
         "slow to run per mutant).",
