@@ -77,7 +77,7 @@ $(CHROMIUM):
 test: $(DEVSTAMP) $(CHROMIUM)
 	$(BIN)/ruff check pairlib tests benchmarks notebooks requirements
 	$(BIN)/mypy pairlib
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 bench: $(BENCHSTAMP)
 	$(BIN)/python -m benchmarks

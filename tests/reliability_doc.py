@@ -8,7 +8,7 @@ of the last run and cannot drift from the code. A suite with a long version unde
 serialises writers (pytest-xdist runs suites in parallel).
 
 A section is rewritten only from a whole run of its suite: each suite runs in one pytest-xdist
-worker (``xdist_group`` marks, ``--dist loadgroup`` in ``make test``), and a selection (``-k``,
+worker (``make test`` runs pytest-xdist with ``--dist loadfile``), and a selection (``-k``,
 ``-m`` or node ids) keeps the last whole run's figures (:func:`selected`).
 """
 

@@ -56,7 +56,6 @@ from pairlib.sim import Market, SimServer
 from pairlib.venue.exchange import Exchange
 
 H4 = 4 * 3_600_000
-pytestmark = pytest.mark.xdist_group("bad-input")  # one worker: the whole table
 LAST_OPEN = to_ms(START) - H4  # the candle the tick at START acts on
 INJ, SOL = "INJ/USDT:USDT", "SOL/USDT:USDT"
 PAIRLIB = [sys.executable, "-m", "pairlib"]

@@ -31,7 +31,7 @@ from pairlib.edges.store import Store
 from pairlib.sim import Market, SimServer
 from pairlib.venue.exchange import Exchange
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("concurrency")]
+pytestmark = pytest.mark.slow
 
 HBAR = "HBAR/USDT:USDT"
 DEADLINE_S = 180.0  # a liveness bound for each process, not a speed requirement

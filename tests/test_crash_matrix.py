@@ -59,7 +59,6 @@ from pairlib.edges.store import Store
 from pairlib.sim import Market
 from pairlib.sim.faults import Faults
 
-pytestmark = pytest.mark.xdist_group("crash-matrix")  # one worker: the whole table
 SOAK = os.environ.get("PAIRLIB_SOAK") == "1"
 GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short (z 1.28)

@@ -39,7 +39,6 @@ from tick_fixtures import (
 from pairlib.sim import Market
 from pairlib.sim.faults import Faults
 
-pytestmark = pytest.mark.xdist_group("fault-matrix")  # one worker: the whole table
 SOAK = os.environ.get("PAIRLIB_SOAK") == "1"
 GRT, RUNE = "GRT/USDT:USDT", "RUNE/USDT:USDT"
 ENTRY = START + 7 * BAR  # GRT~RUNE enters short
