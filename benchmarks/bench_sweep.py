@@ -24,6 +24,7 @@ import numpy as np
 from benchmarks.common import Row, best_of
 from pairlib.core.strategy import positions, zscore
 from pairlib.core.sweep import PathArrays, PathPanel, evaluate_chunk, sweep_signals
+from pairlib.engine.sweep import LOCAL_HTTP
 
 __all__ = ["run"]
 
@@ -102,7 +103,7 @@ def _dask_speedup(spreads: np.ndarray, rets: np.ndarray) -> tuple[float, float, 
         evaluate_chunk(ch, panel, 0.0007)
     single = time.perf_counter() - t0
     with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client):
+                       dashboard_address=LOCAL_HTTP) as cluster, Client(cluster) as client):
         shared = client.scatter(panel, broadcast=True)
         client.gather(client.map(evaluate_chunk, chunks[:2], panel=shared, cost=0.0007,
                                  pure=False))  # warm the workers' imports

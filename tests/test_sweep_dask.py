@@ -77,7 +77,7 @@ def test_existing_scheduler_on_loopback_equals_single_process(
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster:
+                      dashboard_address=sw.LOCAL_HTTP) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         _same(_run(closes, dask_address=cluster.scheduler_address), single)
 
